@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything lookalike needs to build, test and run, from Debian's archive
+# only. Idempotent: packages already present are left alone, and apt-get update runs
+# at most once per call, only when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake make pkg-config git ca-certificates
+  libtorch-dev libfaiss-dev libopencv-dev libsqlite3-dev libssl-dev zlib1g-dev
+  nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
+  libgtest-dev libgmock-dev
+  dataset-fashion-mnist
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "setup: installing ${missing[*]}"
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"

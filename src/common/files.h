@@ -1,0 +1,30 @@
+// File helpers with the guarantees the rest of the engine relies on: reads are
+// bounded, writes are atomic (a reader sees the old file or the new one, never a
+// half-written one) and durable once the call returns.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace lookalike {
+
+// Reads a whole file. Throws Error(kNotFound) if it does not exist, Error(kTooLarge)
+// if it holds more than max_bytes, Error(kIO) on any other failure.
+std::vector<std::uint8_t> read_file(const std::filesystem::path& path, std::size_t max_bytes);
+
+// Writes bytes to path atomically: temp file in the same folder, fsync, rename over
+// path, fsync the folder. Throws Error(kIO) and leaves any old file untouched on failure.
+void write_file_atomic(const std::filesystem::path& path, const void* data, std::size_t size);
+
+// Lower-case hex SHA-256 of a buffer.
+std::string sha256_hex(const void* data, std::size_t size);
+
+// Resolves `relative` against `root` and checks the result stays inside root after
+// following symlinks. Throws Error(kInvalidInput) naming the path for absolute paths,
+// ".." escapes and symlinks that leave root.
+std::filesystem::path resolve_inside(const std::filesystem::path& root, const std::string& relative);
+
+}  // namespace lookalike
