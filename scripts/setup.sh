@@ -4,9 +4,11 @@
 # at most once per call, only when something is missing.
 set -euo pipefail
 
+# libopenblas0-openmp: FAISS and libtorch link libblas.so.3; without OpenBLAS,
+# Debian's reference BLAS makes exact search about 7x slower (bench/README.md).
 packages=(
   build-essential cmake make pkg-config git ca-certificates
-  libtorch-dev libfaiss-dev libopencv-dev libsqlite3-dev libssl-dev zlib1g-dev
+  libtorch-dev libfaiss-dev libopenblas0-openmp libopencv-dev libsqlite3-dev libssl-dev zlib1g-dev
   nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
   dataset-fashion-mnist

@@ -98,8 +98,10 @@ class Store {
   Counts counts() const;
 
  private:
+  struct Statements;  // the connection's prepared statements, defined in store.cpp
   explicit Store(sqlite3* db);
   sqlite3* db_;
+  std::unique_ptr<Statements> statements_;
 };
 
 }  // namespace lookalike::catalog

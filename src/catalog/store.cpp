@@ -1,0 +1,668 @@
+#include "catalog/store.h"
+
+#include <sqlite3.h>
+
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <iterator>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "common/error.h"
+
+namespace lookalike::catalog {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr std::int64_t kApplicationId = 0x4C4B4C4B;  // "LKLK" in the file header
+constexpr int kBusyTimeoutMs = 5000;
+const std::string kVectorsVersionKey = "vectors_version";
+
+// kMigrations[v] brings the schema from version v to v + 1; version 0 is an empty file.
+// Image ids are AUTOINCREMENT so that an id deleted from the store is never given to another
+// image while a stale vector index may still hold it.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE products (
+  id TEXT PRIMARY KEY NOT NULL,
+  title TEXT NOT NULL,
+  brand TEXT NOT NULL,
+  category TEXT NOT NULL,
+  price REAL NOT NULL,
+  currency TEXT NOT NULL,
+  rating REAL NOT NULL,
+  rating_count INTEGER NOT NULL,
+  stock INTEGER NOT NULL,
+  attributes TEXT NOT NULL,
+  group_id TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE images (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  product_id TEXT NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  source TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  model TEXT NOT NULL,
+  embedding BLOB
+);
+CREATE INDEX images_by_product ON images (product_id, position);
+CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('vectors_version', '0');
+)sql",
+};
+constexpr std::int64_t kSchemaVersion = std::size(kMigrations);
+
+enum Sql : std::size_t {
+  kIdentify,
+  kJournalMode,
+  kBegin,
+  kCommit,
+  kSavepoint,
+  kRelease,
+  kSelectProduct,
+  kUpsertProduct,
+  kDeleteProductImages,
+  kDeleteProduct,
+  kProductIds,
+  kImagesOf,
+  kGetImage,
+  kInsertImage,
+  kDeleteImage,
+  kEmbeddings,
+  kLabelledImages,
+  kGetMeta,
+  kSetMeta,
+  kBumpVectorsVersion,
+  kCounts,
+  kSqlCount
+};
+
+#define LK_IMAGE_COLUMNS \
+  "id, product_id, position, path, source, sha256, model, CASE WHEN ?2 THEN embedding END"
+
+const char* const kSqlText[] = {
+    // kIdentify
+    "SELECT (SELECT application_id FROM pragma_application_id), "
+    "(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)",
+    // kJournalMode
+    "PRAGMA journal_mode = WAL",
+    // kBegin
+    "BEGIN IMMEDIATE",
+    // kCommit
+    "COMMIT",
+    // kSavepoint
+    "SAVEPOINT lookalike_call",
+    // kRelease
+    "RELEASE lookalike_call",
+    // kSelectProduct
+    "SELECT p.id, p.title, p.brand, p.category, p.price, p.currency, p.rating, p.rating_count, "
+    "p.stock, p.attributes, p.group_id, i.path FROM products p "
+    "LEFT JOIN images i ON i.product_id = p.id WHERE p.id = ?1 ORDER BY i.position, i.id",
+    // kUpsertProduct: the WHERE makes an unchanged product a no-op, seen as zero changes.
+    "INSERT INTO products (id, title, brand, category, price, currency, rating, rating_count, "
+    "stock, attributes, group_id, updated_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+    "ON CONFLICT (id) DO UPDATE SET title = excluded.title, brand = excluded.brand, "
+    "category = excluded.category, price = excluded.price, currency = excluded.currency, "
+    "rating = excluded.rating, rating_count = excluded.rating_count, stock = excluded.stock, "
+    "attributes = excluded.attributes, group_id = excluded.group_id, "
+    "updated_at = excluded.updated_at "
+    "WHERE title IS NOT excluded.title OR brand IS NOT excluded.brand "
+    "OR category IS NOT excluded.category OR price IS NOT excluded.price "
+    "OR currency IS NOT excluded.currency OR rating IS NOT excluded.rating "
+    "OR rating_count IS NOT excluded.rating_count OR stock IS NOT excluded.stock "
+    "OR attributes IS NOT excluded.attributes OR group_id IS NOT excluded.group_id",
+    // kDeleteProductImages
+    "DELETE FROM images WHERE product_id = ?1",
+    // kDeleteProduct
+    "DELETE FROM products WHERE id = ?1",
+    // kProductIds
+    "SELECT id FROM products ORDER BY id",
+    // kImagesOf
+    "SELECT " LK_IMAGE_COLUMNS " FROM images WHERE product_id = ?1 ORDER BY position, id",
+    // kGetImage
+    "SELECT " LK_IMAGE_COLUMNS " FROM images WHERE id = ?1",
+    // kInsertImage
+    "INSERT INTO images (product_id, position, path, source, sha256, model, embedding) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    // kDeleteImage
+    "DELETE FROM images WHERE id = ?1",
+    // kEmbeddings
+    "SELECT id, product_id, embedding FROM images "
+    "WHERE model = ?1 AND embedding IS NOT NULL ORDER BY id",
+    // kLabelledImages
+    "SELECT i.source, p.category FROM images i JOIN products p ON p.id = i.product_id "
+    "WHERE p.category <> '' ORDER BY i.id",
+    // kGetMeta
+    "SELECT value FROM meta WHERE key = ?1",
+    // kSetMeta
+    "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    // kBumpVectorsVersion
+    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vectors_version'",
+    // kCounts
+    "SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM images), "
+    "(SELECT count(*) FROM images WHERE embedding IS NOT NULL)",
+};
+static_assert(std::size(kSqlText) == kSqlCount, "one SQL text per Sql value");
+
+#undef LK_IMAGE_COLUMNS
+
+// An SQLite failure, keeping the result code for the few callers that tell causes apart.
+class SqliteError : public Error {
+ public:
+  SqliteError(int code, const std::string& message) : Error(ErrorKind::kIO, message), code_(code) {}
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
+};
+
+class StatementCache {
+ public:
+  explicit StatementCache(sqlite3* db) : db_(db) {}
+  ~StatementCache() {
+    for (sqlite3_stmt* statement : cached_) sqlite3_finalize(statement);
+  }
+  StatementCache(const StatementCache&) = delete;
+  StatementCache& operator=(const StatementCache&) = delete;
+  sqlite3* db() const { return db_; }
+
+ private:
+  friend class Query;
+  sqlite3* db_;
+  std::array<sqlite3_stmt*, kSqlCount> cached_{};
+  std::array<bool, kSqlCount> in_use_{};
+};
+
+// One execution of a cached statement. Resets it on destruction, so that no statement is
+// left holding a read transaction open after a call returns or throws.
+class Query {
+ public:
+  Query(StatementCache& cache, Sql sql, const char* operation)
+      : cache_(cache), sql_(sql), operation_(operation) {
+    if (cache.in_use_[sql]) {
+      // A visitor called back into the store while this statement is iterating.
+      statement_ = prepare(0);
+      owned_ = true;
+      return;
+    }
+    if (cache.cached_[sql] == nullptr) cache.cached_[sql] = prepare(SQLITE_PREPARE_PERSISTENT);
+    statement_ = cache.cached_[sql];
+    cache.in_use_[sql] = true;
+  }
+  ~Query() {
+    if (owned_) {
+      sqlite3_finalize(statement_);
+      return;
+    }
+    sqlite3_reset(statement_);
+    sqlite3_clear_bindings(statement_);
+    cache_.in_use_[sql_] = false;
+  }
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+
+  Query& bind_text(int index, const std::string& value) {
+    return check(sqlite3_bind_text64(statement_, index, value.data(), value.size(),
+                                     SQLITE_TRANSIENT, SQLITE_UTF8));
+  }
+  Query& bind_int(int index, std::int64_t value) {
+    return check(sqlite3_bind_int64(statement_, index, value));
+  }
+  Query& bind_real(int index, double value) {
+    return check(sqlite3_bind_double(statement_, index, value));
+  }
+  Query& bind_blob(int index, const std::vector<unsigned char>& value) {
+    if (value.empty()) return check(sqlite3_bind_null(statement_, index));
+    return check(
+        sqlite3_bind_blob64(statement_, index, value.data(), value.size(), SQLITE_TRANSIENT));
+  }
+
+  // True when a row is ready to be read.
+  bool step() {
+    int rc = sqlite3_step(statement_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc != SQLITE_DONE) fail(rc);
+    return false;
+  }
+  void run() {
+    while (step()) {
+    }
+  }
+
+  bool is_null(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
+  std::int64_t int_at(int column) const { return sqlite3_column_int64(statement_, column); }
+  double real_at(int column) const { return sqlite3_column_double(statement_, column); }
+  std::string text_at(int column) const {
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(statement_, column));
+    return text ? std::string(text,
+                              static_cast<std::size_t>(sqlite3_column_bytes(statement_, column)))
+                : std::string();
+  }
+  std::pair<const unsigned char*, std::size_t> blob_at(int column) const {
+    const auto* data = static_cast<const unsigned char*>(sqlite3_column_blob(statement_, column));
+    return {data, static_cast<std::size_t>(sqlite3_column_bytes(statement_, column))};
+  }
+
+ private:
+  sqlite3_stmt* prepare(unsigned flags) {
+    sqlite3_stmt* statement = nullptr;
+    int rc = sqlite3_prepare_v3(cache_.db_, kSqlText[sql_], -1, flags, &statement, nullptr);
+    if (rc != SQLITE_OK) fail(rc);
+    return statement;
+  }
+  Query& check(int rc) {
+    if (rc != SQLITE_OK) fail(rc);
+    return *this;
+  }
+  [[noreturn]] void fail(int rc) const {
+    throw SqliteError(rc, std::string(operation_) + ": " + sqlite3_errmsg(cache_.db_));
+  }
+
+  StatementCache& cache_;
+  Sql sql_;
+  const char* operation_;
+  sqlite3_stmt* statement_ = nullptr;
+  bool owned_ = false;
+};
+
+void exec(sqlite3* db, const char* sql, const std::string& operation) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message ? message : sqlite3_errmsg(db);
+    sqlite3_free(message);
+    throw Error(ErrorKind::kIO, operation + ": " + text);
+  }
+}
+
+// Used from destructors and error paths, so it never throws. An I/O error may already have
+// ended the transaction, and then there is nothing left to undo.
+void roll_back_quietly(sqlite3* db, bool savepoint) noexcept {
+  if (sqlite3_get_autocommit(db)) return;
+  sqlite3_exec(db, savepoint ? "ROLLBACK TO lookalike_call; RELEASE lookalike_call" : "ROLLBACK",
+               nullptr, nullptr, nullptr);
+}
+
+// Makes one store call atomic: its own transaction when the caller has none open, otherwise
+// a savepoint inside the caller's transaction.
+class AtomicCall {
+ public:
+  AtomicCall(StatementCache& cache, const char* operation)
+      : cache_(cache), operation_(operation), savepoint_(!sqlite3_get_autocommit(cache.db())) {
+    Query(cache_, savepoint_ ? kSavepoint : kBegin, operation_).run();
+  }
+  ~AtomicCall() {
+    if (!done_) roll_back_quietly(cache_.db(), savepoint_);
+  }
+  AtomicCall(const AtomicCall&) = delete;
+  AtomicCall& operator=(const AtomicCall&) = delete;
+
+  void commit() {
+    Query(cache_, savepoint_ ? kRelease : kCommit, operation_).run();
+    done_ = true;
+  }
+
+ private:
+  StatementCache& cache_;
+  const char* operation_;
+  bool savepoint_;
+  bool done_ = false;
+};
+
+struct Identity {
+  std::int64_t application_id = 0;
+  std::int64_t user_version = 0;
+  std::int64_t objects = 0;  // tables, indexes, ...
+
+  bool ours() const { return application_id == kApplicationId; }
+  bool empty() const { return application_id == 0 && objects == 0; }
+};
+
+Identity identify(StatementCache& cache) {
+  Query query(cache, kIdentify, "read the store header");
+  if (!query.step()) return {};
+  return {query.int_at(0), query.int_at(1), query.int_at(2)};
+}
+
+// Checks that the file is ours (or new) before changing anything in it, then brings its
+// schema up to date.
+void prepare_store(StatementCache& cache, const fs::path& path) {
+  auto not_ours = [&] {
+    return Error(ErrorKind::kIO, path.string() + " is not a lookalike catalog store");
+  };
+  Identity identity;
+  try {
+    identity = identify(cache);
+  } catch (const SqliteError& e) {
+    int primary = e.code() & 0xff;
+    if (primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT) {
+      throw Error(ErrorKind::kIO, path.string() + " is not a lookalike catalog store (" +
+                                      sqlite3_errstr(e.code()) + ")");
+    }
+    throw Error(ErrorKind::kIO, path.string() + ": " + e.what());
+  }
+  if (!identity.ours() && !identity.empty()) throw not_ours();
+  if (identity.user_version > kSchemaVersion) {
+    throw Error(ErrorKind::kIO,
+                path.string() + " has store version " + std::to_string(identity.user_version) +
+                    ", newer than this program's " + std::to_string(kSchemaVersion));
+  }
+
+  const std::string operation = "open " + path.string();
+  {
+    Query journal(cache, kJournalMode, operation.c_str());
+    if (!journal.step() || journal.text_at(0) != "wal") {
+      throw Error(ErrorKind::kIO, operation + ": cannot switch to write-ahead logging");
+    }
+  }
+  exec(cache.db(), "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON", operation);
+  if (identity.ours() && identity.user_version == kSchemaVersion) return;
+
+  AtomicCall migration(cache, operation.c_str());
+  // Another connection may have created or migrated the store since the first look.
+  identity = identify(cache);
+  if (!identity.ours() && !identity.empty()) throw not_ours();
+  for (std::int64_t version = identity.user_version; version < kSchemaVersion; ++version) {
+    exec(cache.db(), kMigrations[version], operation);
+  }
+  exec(cache.db(),
+       ("PRAGMA application_id = " + std::to_string(kApplicationId) +
+        "; PRAGMA user_version = " + std::to_string(kSchemaVersion))
+           .c_str(),
+       operation);
+  migration.commit();
+}
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+static_assert(sizeof(float) == 4 && std::numeric_limits<float>::is_iec559,
+              "embeddings are stored as IEEE 754 float32");
+
+// Little-endian float32, whatever the host's byte order.
+std::vector<unsigned char> encode_embedding(const std::vector<float>& embedding) {
+  std::vector<unsigned char> bytes(embedding.size() * 4);
+  for (std::size_t i = 0; i < embedding.size(); ++i) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &embedding[i], 4);
+    for (int b = 0; b < 4; ++b) bytes[4 * i + b] = static_cast<unsigned char>(bits >> (8 * b));
+  }
+  return bytes;
+}
+
+void decode_embedding(const Query& query, int column, std::int64_t image_id,
+                      std::vector<float>& embedding) {
+  auto [data, size] = query.blob_at(column);
+  if (size % 4 != 0) {
+    throw Error(ErrorKind::kInternal, "image " + std::to_string(image_id) +
+                                          " has a malformed embedding of " + std::to_string(size) +
+                                          " bytes");
+  }
+  embedding.resize(size / 4);
+  for (std::size_t i = 0; i < embedding.size(); ++i) {
+    const unsigned char* p = data + 4 * i;
+    std::uint32_t bits = std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 |
+                         std::uint32_t{p[2]} << 16 | std::uint32_t{p[3]} << 24;
+    std::memcpy(&embedding[i], &bits, 4);
+  }
+}
+
+std::string encode_attributes(const Product& product) {
+  try {
+    return json(product.attributes).dump();
+  } catch (const json::type_error&) {
+    throw Error(ErrorKind::kInvalidInput,
+                "upsert_product: attributes of " + product.id + " are not valid UTF-8");
+  }
+}
+
+std::map<std::string, std::string> decode_attributes(const std::string& text,
+                                                     const std::string& product_id) {
+  auto malformed = [&] {
+    return Error(ErrorKind::kInternal, "product " + product_id + " has malformed attributes");
+  };
+  json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object()) throw malformed();
+  std::map<std::string, std::string> attributes;
+  for (const auto& [key, value] : parsed.items()) {
+    if (!value.is_string()) throw malformed();
+    attributes.emplace(key, value.get<std::string>());
+  }
+  return attributes;
+}
+
+ImageRecord read_image(const Query& query, bool with_embedding) {
+  ImageRecord image;
+  image.id = query.int_at(0);
+  image.product_id = query.text_at(1);
+  image.position = static_cast<int>(query.int_at(2));
+  image.path = query.text_at(3);
+  image.source = query.text_at(4);
+  image.sha256 = query.text_at(5);
+  image.model = query.text_at(6);
+  if (with_embedding && !query.is_null(7)) decode_embedding(query, 7, image.id, image.embedding);
+  return image;
+}
+
+void bump_vectors_version(StatementCache& cache, const char* operation) {
+  Query(cache, kBumpVectorsVersion, operation).run();
+}
+
+}  // namespace
+
+struct Store::Statements : StatementCache {
+  using StatementCache::StatementCache;
+};
+
+Store::Store(sqlite3* db) : db_(db), statements_(std::make_unique<Statements>(db)) {}
+
+Store::~Store() {
+  statements_.reset();
+  sqlite3_close(db_);
+}
+
+std::unique_ptr<Store> Store::open(const fs::path& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  // Owns the handle from here on: sqlite3_open_v2 returns one even when it fails.
+  std::unique_ptr<Store> store(new Store(db));
+  if (rc != SQLITE_OK) {
+    throw Error(ErrorKind::kIO, "cannot open " + path.string() + ": " +
+                                    (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  prepare_store(*store->statements_, path);
+  return store;
+}
+
+Store::Transaction::Transaction(Store& store) : store_(store) {
+  Query(*store_.statements_, kBegin, "begin transaction").run();
+}
+
+Store::Transaction::~Transaction() {
+  if (!done_) roll_back_quietly(store_.db_, /*savepoint=*/false);
+}
+
+void Store::Transaction::commit() {
+  if (done_) throw Error(ErrorKind::kInternal, "commit: the transaction is already committed");
+  Query(*store_.statements_, kCommit, "commit").run();
+  done_ = true;
+}
+
+std::optional<Product> Store::get_product(const std::string& id) const {
+  Query query(*statements_, kSelectProduct, "get_product");
+  query.bind_text(1, id);
+  if (!query.step()) return std::nullopt;
+  Product product;
+  product.id = query.text_at(0);
+  product.title = query.text_at(1);
+  product.brand = query.text_at(2);
+  product.category = query.text_at(3);
+  product.price = query.real_at(4);
+  product.currency = query.text_at(5);
+  product.rating = query.real_at(6);
+  product.rating_count = query.int_at(7);
+  product.stock = query.int_at(8);
+  product.attributes = decode_attributes(query.text_at(9), product.id);
+  product.group_id = query.text_at(10);
+  do {
+    if (!query.is_null(11)) product.images.push_back(query.text_at(11));
+  } while (query.step());
+  return product;
+}
+
+bool Store::upsert_product(const Product& product) {
+  if (product.id.empty()) {
+    throw Error(ErrorKind::kInvalidInput, "upsert_product: the product id is empty");
+  }
+  Query query(*statements_, kUpsertProduct, "upsert_product");
+  query.bind_text(1, product.id)
+      .bind_text(2, product.title)
+      .bind_text(3, product.brand)
+      .bind_text(4, product.category)
+      .bind_real(5, product.price)
+      .bind_text(6, product.currency)
+      .bind_real(7, product.rating)
+      .bind_int(8, product.rating_count)
+      .bind_int(9, product.stock)
+      .bind_text(10, encode_attributes(product))
+      .bind_text(11, product.group_id)
+      .bind_int(12, now_ms())
+      .run();
+  return sqlite3_changes(db_) > 0;
+}
+
+bool Store::delete_product(const std::string& id) {
+  AtomicCall call(*statements_, "delete_product");
+  Query(*statements_, kDeleteProductImages, "delete_product").bind_text(1, id).run();
+  bool removed_images = sqlite3_changes(db_) > 0;
+  Query(*statements_, kDeleteProduct, "delete_product").bind_text(1, id).run();
+  bool found = sqlite3_changes(db_) > 0;
+  if (removed_images) bump_vectors_version(*statements_, "delete_product");
+  call.commit();
+  return found;
+}
+
+std::vector<std::string> Store::product_ids() const {
+  Query query(*statements_, kProductIds, "product_ids");
+  std::vector<std::string> ids;
+  while (query.step()) ids.push_back(query.text_at(0));
+  return ids;
+}
+
+std::vector<ImageRecord> Store::images_of(const std::string& product_id,
+                                          bool with_embeddings) const {
+  Query query(*statements_, kImagesOf, "images_of");
+  query.bind_text(1, product_id).bind_int(2, with_embeddings);
+  std::vector<ImageRecord> images;
+  while (query.step()) images.push_back(read_image(query, with_embeddings));
+  return images;
+}
+
+std::int64_t Store::add_image(const ImageRecord& image) {
+  if (!image.embedding.empty() && image.model.empty()) {
+    throw Error(ErrorKind::kInvalidInput, "add_image: an embedding needs the name of its model");
+  }
+  AtomicCall call(*statements_, "add_image");
+  {
+    Query insert(*statements_, kInsertImage, "add_image");
+    insert.bind_text(1, image.product_id)
+        .bind_int(2, image.position)
+        .bind_text(3, image.path)
+        .bind_text(4, image.source)
+        .bind_text(5, image.sha256)
+        .bind_text(6, image.model)
+        .bind_blob(7, encode_embedding(image.embedding));
+    try {
+      insert.run();
+    } catch (const SqliteError& e) {
+      if (e.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        throw Error(ErrorKind::kNotFound, "add_image: no product with id " + image.product_id);
+      }
+      throw;
+    }
+  }
+  std::int64_t id = sqlite3_last_insert_rowid(db_);
+  bump_vectors_version(*statements_, "add_image");
+  call.commit();
+  return id;
+}
+
+void Store::delete_image(std::int64_t image_id) {
+  AtomicCall call(*statements_, "delete_image");
+  Query(*statements_, kDeleteImage, "delete_image").bind_int(1, image_id).run();
+  if (sqlite3_changes(db_) > 0) bump_vectors_version(*statements_, "delete_image");
+  call.commit();
+}
+
+std::optional<ImageRecord> Store::get_image(std::int64_t image_id, bool with_embedding) const {
+  Query query(*statements_, kGetImage, "get_image");
+  query.bind_int(1, image_id).bind_int(2, with_embedding);
+  if (!query.step()) return std::nullopt;
+  return read_image(query, with_embedding);
+}
+
+void Store::for_each_embedding(const std::string& model,
+                               const std::function<void(std::int64_t, const std::string&,
+                                                        const std::vector<float>&)>& visit) const {
+  Query query(*statements_, kEmbeddings, "for_each_embedding");
+  query.bind_text(1, model);
+  std::vector<float> embedding;
+  while (query.step()) {
+    std::int64_t image_id = query.int_at(0);
+    decode_embedding(query, 2, image_id, embedding);
+    visit(image_id, query.text_at(1), embedding);
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> Store::labelled_images() const {
+  Query query(*statements_, kLabelledImages, "labelled_images");
+  std::vector<std::pair<std::string, std::string>> labelled;
+  while (query.step()) labelled.emplace_back(query.text_at(0), query.text_at(1));
+  return labelled;
+}
+
+std::optional<std::string> Store::get_meta(const std::string& key) const {
+  Query query(*statements_, kGetMeta, "get_meta");
+  query.bind_text(1, key);
+  if (!query.step()) return std::nullopt;
+  return query.text_at(0);
+}
+
+void Store::set_meta(const std::string& key, const std::string& value) {
+  if (key == kVectorsVersionKey) {
+    throw Error(ErrorKind::kInvalidInput, "set_meta: " + key + " is kept by the store itself");
+  }
+  Query(*statements_, kSetMeta, "set_meta").bind_text(1, key).bind_text(2, value).run();
+}
+
+std::int64_t Store::vectors_version() const {
+  std::string text = get_meta(kVectorsVersionKey).value_or("");
+  std::int64_t version = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), version);
+  if (error != std::errc() || end != text.data() + text.size()) {
+    throw Error(ErrorKind::kInternal, "the store's vectors_version is malformed: " + text);
+  }
+  return version;
+}
+
+Counts Store::counts() const {
+  Query query(*statements_, kCounts, "counts");
+  if (!query.step()) return {};
+  return {query.int_at(0), query.int_at(1), query.int_at(2)};
+}
+
+}  // namespace lookalike::catalog

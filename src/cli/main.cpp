@@ -1,0 +1,301 @@
+// The lookalike command line: batch work on a data folder. Data goes to stdout,
+// messages and progress to stderr.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/error.h"
+#include "embed/train.h"
+#include "search/demo_catalog.h"
+#include "search/engine.h"
+#include "search/eval.h"
+#include "search/training_data.h"
+#include "cli/runtime.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace lookalike;
+
+namespace {
+
+constexpr int kExitError = 1;
+constexpr int kExitSkipped = 3;
+
+const char* kExamples = R"(lookalike: visual product search for online shops
+
+Examples:
+  lookalike demo-catalog --out demo-data
+  lookalike ingest --data demo-data --catalog demo-data/catalog.jsonl
+  lookalike search --data demo-data --image demo-data/queries/00000.png --k 10
+  lookalike search --data demo-data --queries paths.txt --k 10 --json
+  lookalike eval   --data demo-data --queries demo-data/queries.jsonl
+  lookalike train  --catalog demo-data/catalog.jsonl --out models/fashion-cnn.lkm --seed 1
+  lookalike info   --data demo-data
+)";
+
+json hit_json(const search::ProductHit& hit) {
+  return {{"product_id", hit.product_id}, {"score", hit.score},           {"title", hit.product.title},
+          {"brand", hit.product.brand},   {"category", hit.product.category}, {"price", hit.product.price},
+          {"currency", hit.product.currency}, {"rating", hit.product.rating}, {"stock", hit.product.stock}};
+}
+
+json result_json(const std::string& query, const search::QueryResult& result) {
+  json out{{"query", query}};
+  if (!result.error.empty()) {
+    out["error"] = result.error;
+    return out;
+  }
+  out["results"] = json::array();
+  for (const auto& hit : result.hits) out["results"].push_back(hit_json(hit));
+  return out;
+}
+
+void print_result_table(const std::string& query, const search::QueryResult& result) {
+  if (!result.error.empty()) {
+    std::cerr << query << ": " << result.error << "\n";
+    return;
+  }
+  std::printf("%s\n", query.c_str());
+  int rank = 0;
+  for (const auto& hit : result.hits) {
+    const auto& p = hit.product;
+    std::printf("%3d  %.3f  %-10s  %-40s  %-12s  %8.2f %s  stock %lld\n", ++rank, hit.score, hit.product_id.c_str(),
+                p.title.c_str(), p.category.c_str(), p.price, p.currency.c_str(), static_cast<long long>(p.stock));
+  }
+}
+
+search::OpenOptions open_options(const std::string& model, const std::string& index_factory) {
+  search::OpenOptions options;
+  options.model = model;
+  options.index_factory = index_factory;
+  options.on_message = [](const std::string& m) { std::cerr << "lookalike: " << m << "\n"; };
+  return options;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{kExamples, "lookalike"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("--threads", threads, "CPU threads for embedding and search (default: all cores)");
+
+  // demo-catalog
+  auto* demo_cmd = app.add_subcommand("demo-catalog", "Build the demo catalog from Debian's Fashion-MNIST");
+  std::string demo_out;
+  demo::DemoCatalogOptions demo_options;
+  demo_cmd->add_option("--out", demo_out, "Folder to write")->required();
+  demo_cmd->add_option("--products", demo_options.max_products, "Number of catalog products (max 60000)");
+  demo_cmd->add_option("--queries", demo_options.max_queries, "Number of query photos (max 10000)");
+  demo_cmd->add_option("--dataset", demo_options.dataset_dir, "Folder with the Fashion-MNIST IDX files");
+
+  // ingest
+  auto* ingest_cmd = app.add_subcommand("ingest", "Import or update a catalog file (JSONL or CSV)");
+  std::string data_dir, catalog_file, model, index_factory;
+  bool strict = false, as_json = false;
+  ingest_cmd->add_option("--data", data_dir, "Data folder (created when new)")->required();
+  ingest_cmd->add_option("--catalog", catalog_file, "Catalog file, .jsonl or .csv")->required();
+  ingest_cmd->add_option("--model", model, "Model file for a new data folder, or 'pixels' (default: shipped model)");
+  ingest_cmd->add_option("--index", index_factory, "FAISS factory string (default: Flat up to 200k vectors, else HNSW32)");
+  ingest_cmd->add_flag("--strict", strict, "Exit with status 3 when any line or image was skipped");
+  ingest_cmd->add_flag("--json", as_json, "Print the summary as JSON");
+
+  // delete
+  auto* delete_cmd = app.add_subcommand("delete", "Delete products by id");
+  std::vector<std::string> delete_ids;
+  delete_cmd->add_option("--data", data_dir, "Data folder")->required();
+  delete_cmd->add_option("--id", delete_ids, "Product id (repeatable)")->required();
+
+  // train
+  auto* train_cmd = app.add_subcommand("train", "Train the CNN embedder on a labelled catalog (categories)");
+  std::string train_out;
+  embed::TrainOptions train_options;
+  train_cmd->add_option("--catalog", catalog_file, "Labelled catalog file")->required();
+  train_cmd->add_option("--out", train_out, "Model file to write")->required();
+  train_cmd->add_option("--epochs", train_options.epochs, "Passes over the data");
+  train_cmd->add_option("--batch", train_options.batch_size, "Batch size");
+  train_cmd->add_option("--lr", train_options.learning_rate, "Peak learning rate");
+  train_cmd->add_option("--dim", train_options.dim, "Embedding dimension");
+  train_cmd->add_option("--seed", train_options.seed, "Random seed (training is reproducible per seed and thread count)");
+  train_cmd->add_flag("--resume", train_options.resume, "Resume from the checkpoint next to --out");
+
+  // info
+  auto* info_cmd = app.add_subcommand("info", "Counts, model and index of a data folder");
+  info_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
+  info_cmd->add_flag("--json", as_json, "Print as JSON");
+
+  // search
+  auto* search_cmd = app.add_subcommand("search", "Find the products that look like a photo");
+  std::string image_file, queries_file;
+  int k = 10;
+  search_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
+  auto* image_opt = search_cmd->add_option("--image", image_file, "Query photo (JPEG, PNG or WebP)");
+  search_cmd->add_option("--queries", queries_file, "File with one image path per line (batch mode)")
+      ->excludes(image_opt);
+  search_cmd->add_option("--k", k, "Number of products")->check(CLI::Range(1, search::Engine::kMaxK));
+  search_cmd->add_flag("--json", as_json, "One JSON object per query on stdout");
+
+  // eval
+  auto* eval_cmd = app.add_subcommand("eval", "Category retrieval quality: P@1, P@10, mAP@100 and throughput");
+  eval_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
+  eval_cmd->add_option("--queries", queries_file, "Queries JSONL {\"image\": ..., \"category\": ...}")->required();
+  eval_cmd->add_flag("--json", as_json, "Print as JSON");
+
+  CLI11_PARSE(app, argc, argv);
+  cli::configure_threads(threads);
+
+  try {
+    if (*demo_cmd) {
+      cli::Progress progress("demo-catalog");
+      auto report = demo::write_demo_catalog(demo_out, demo_options);
+      std::cerr << "wrote " << report.products << " products to " << (fs::path(demo_out) / "catalog.jsonl").string()
+                << " and " << report.queries << " queries to " << (fs::path(demo_out) / "queries.jsonl").string()
+                << "\n";
+      return 0;
+    }
+    if (*ingest_cmd) {
+      auto engine = search::Engine::open(data_dir, open_options(model, index_factory));
+      search::IngestOptions options;
+      cli::Progress progress("ingest");
+      options.on_progress = [&](std::size_t lines) { progress.update(lines, 0, "lines"); };
+      options.on_skip = [&](std::size_t line, const std::string& image, const std::string& reason) {
+        progress.message("skipped line " + std::to_string(line) + (image.empty() ? "" : " image " + image) + ": " +
+                         reason);
+      };
+      auto r = engine->ingest(catalog_file, options);
+      progress.done();
+      json summary{{"lines", r.lines},
+                   {"added", r.products_added},
+                   {"updated", r.products_updated},
+                   {"unchanged", r.products_unchanged},
+                   {"deleted", r.products_deleted},
+                   {"images_embedded", r.images_embedded},
+                   {"images_reused", r.images_reused},
+                   {"lines_skipped", r.lines_skipped},
+                   {"images_skipped", r.images_skipped},
+                   {"seconds", r.seconds},
+                   {"images_per_second", r.seconds > 0 ? double(r.images_embedded) / r.seconds : 0.0}};
+      if (as_json) {
+        std::cout << summary.dump() << "\n";
+      } else {
+        std::printf("imported %zu lines in %.1f s: %zu added, %zu updated, %zu unchanged, %zu deleted; "
+                    "%zu images embedded (%.0f/s), %zu reused; skipped %zu lines and %zu images\n",
+                    r.lines, r.seconds, r.products_added, r.products_updated, r.products_unchanged,
+                    r.products_deleted, r.images_embedded, summary["images_per_second"].get<double>(),
+                    r.images_reused, r.lines_skipped, r.images_skipped);
+      }
+      return strict && r.skipped() > 0 ? kExitSkipped : 0;
+    }
+    if (*delete_cmd) {
+      auto engine = search::Engine::open(data_dir, open_options("", ""));
+      std::size_t n = engine->delete_products(delete_ids);
+      std::printf("deleted %zu of %zu products\n", n, delete_ids.size());
+      return n == delete_ids.size() ? 0 : kExitError;
+    }
+    if (*train_cmd) {
+      cli::Progress progress("train");
+      auto set = search::load_labelled_catalog(
+          catalog_file, embed::default_input_spec(), image::DecodeLimits{},
+          [&](std::size_t line, const std::string& image, const std::string& reason) {
+            progress.message("skipped line " + std::to_string(line) + " " + image + ": " + reason);
+          });
+      std::cerr << "training on " << set.size() << " images in " << set.class_names.size() << " categories\n";
+      train_options.checkpoint = train_out + ".checkpoint";
+      train_options.on_progress = [&](const embed::TrainProgress& p) {
+        progress.train(p);
+      };
+      embed::train_model(set, train_options, train_out);
+      progress.done();
+      std::error_code ec;
+      fs::remove(train_options.checkpoint, ec);
+      std::cerr << "wrote " << train_out << "\n";
+      return 0;
+    }
+    if (*info_cmd) {
+      auto engine = search::Engine::open(data_dir, open_options("", ""));
+      auto i = engine->info();
+      json out{{"products", i.products},      {"images", i.images},           {"embedded", i.embedded},
+               {"model", i.model},            {"index", i.index_factory},     {"index_vectors", i.index_vectors},
+               {"index_bytes", i.index_bytes}};
+      if (as_json) {
+        std::cout << out.dump() << "\n";
+      } else {
+        std::printf("products       %lld\nimages         %lld\nembedded       %lld\nmodel          %s\n"
+                    "index          %s, %zu vectors, %llu bytes\n",
+                    static_cast<long long>(i.products), static_cast<long long>(i.images),
+                    static_cast<long long>(i.embedded), i.model.c_str(), i.index_factory.c_str(), i.index_vectors,
+                    static_cast<unsigned long long>(i.index_bytes));
+      }
+      return 0;
+    }
+    if (*search_cmd) {
+      if (image_file.empty() && queries_file.empty()) throw CLI::RequiredError("--image or --queries");
+      auto engine = search::Engine::open(data_dir, open_options("", ""));
+      std::vector<std::string> paths;
+      if (!image_file.empty()) {
+        paths.push_back(image_file);
+      } else {
+        std::ifstream in(queries_file);
+        if (!in) throw Error(ErrorKind::kNotFound, "cannot open " + queries_file);
+        for (std::string line; std::getline(in, line);) {
+          if (!line.empty() && line.back() == '\r') line.pop_back();
+          if (!line.empty()) paths.push_back(line);
+        }
+      }
+      bool any_failed = false;
+      constexpr std::size_t kBatch = 256;
+      for (std::size_t begin = 0; begin < paths.size(); begin += kBatch) {
+        std::vector<fs::path> files(paths.begin() + static_cast<long>(begin),
+                                    paths.begin() + static_cast<long>(std::min(paths.size(), begin + kBatch)));
+        auto results = engine->search_files(files, k, /*with_details=*/true);
+        for (std::size_t i = 0; i < results.size(); ++i) {
+          any_failed = any_failed || !results[i].error.empty();
+          if (as_json) {
+            std::cout << result_json(paths[begin + i], results[i]).dump() << "\n";
+          } else {
+            print_result_table(paths[begin + i], results[i]);
+          }
+        }
+      }
+      return any_failed && !image_file.empty() ? kExitError : 0;
+    }
+    if (*eval_cmd) {
+      auto engine = search::Engine::open(data_dir, open_options("", ""));
+      cli::Progress progress("eval");
+      auto r = search::evaluate(*engine, queries_file,
+                                [&](std::size_t done, std::size_t total) { progress.update(done, total, "queries"); });
+      progress.done();
+      json out{{"queries", r.queries},          {"failed", r.failed},
+               {"precision_at_1", r.precision_at_1}, {"precision_at_10", r.precision_at_10},
+               {"map_at_100", r.map_at_100},    {"seconds", r.seconds},
+               {"queries_per_second", r.queries_per_second()}, {"model", engine->info().model}};
+      if (as_json) {
+        std::cout << out.dump() << "\n";
+      } else {
+        std::printf("queries        %zu (%zu failed)\nP@1            %.4f\nP@10           %.4f\nmAP@100        %.4f\n"
+                    "throughput     %.0f queries/s (%.1f s)\n",
+                    r.queries, r.failed, r.precision_at_1, r.precision_at_10, r.map_at_100, r.queries_per_second(),
+                    r.seconds);
+      }
+      return 0;
+    }
+  } catch (const Error& e) {
+    std::cerr << "lookalike: error (" << to_string(e.kind()) << "): " << e.what() << "\n";
+    return kExitError;
+  } catch (const CLI::Error& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "lookalike: internal error: " << e.what() << "\n";
+    return kExitError;
+  }
+  return 0;
+}

@@ -1,0 +1,155 @@
+#include <cstring>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/container_file.h"
+#include "common/error.h"
+#include "common/files.h"
+#include "embed/net.h"
+
+namespace lookalike::embed {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const std::string kMagic("LKMODEL", 8);
+constexpr std::uint32_t kFormatVersion = 1;
+constexpr std::size_t kMaxModelBytes = 1u << 30;
+
+json header_to_json(const ModelHeader& h) {
+  json blocks = json::array();
+  for (const auto& [channels, stride] : h.arch.blocks) blocks.push_back({channels, stride});
+  return {
+      {"name", h.info.name},
+      {"version", h.info.version},
+      {"input",
+       {{"width", h.info.input.width},
+        {"height", h.info.input.height},
+        {"channels", h.info.input.channels},
+        {"mean", h.info.input.mean},
+        {"std", h.info.input.stddev}}},
+      {"dim", h.arch.dim},
+      {"blocks", blocks},
+      {"class_names", h.class_names},
+      {"trained_with", h.trained_with},
+  };
+}
+
+ModelHeader header_from_json(const json& j) {
+  ModelHeader h;
+  h.info.name = j.at("name").get<std::string>();
+  h.info.version = j.at("version").get<std::string>();
+  const json& in = j.at("input");
+  h.info.input.width = in.at("width").get<int>();
+  h.info.input.height = in.at("height").get<int>();
+  h.info.input.channels = in.at("channels").get<int>();
+  h.info.input.mean = in.at("mean").get<std::vector<float>>();
+  h.info.input.stddev = in.at("std").get<std::vector<float>>();
+  h.arch.dim = j.at("dim").get<int>();
+  h.arch.blocks.clear();
+  for (const auto& b : j.at("blocks")) h.arch.blocks.emplace_back(b.at(0).get<int>(), b.at(1).get<int>());
+  h.class_names = j.at("class_names").get<std::vector<std::string>>();
+  h.trained_with = j.value("trained_with", "");
+  h.info.dim = h.arch.dim;
+  const auto& spec = h.info.input;
+  bool sane = spec.width > 0 && spec.width <= 1024 && spec.height > 0 && spec.height <= 1024 &&
+              (spec.channels == 1 || spec.channels == 3) &&
+              spec.mean.size() == static_cast<std::size_t>(spec.channels) &&
+              spec.stddev.size() == static_cast<std::size_t>(spec.channels) && h.arch.dim > 0 &&
+              h.arch.dim <= 4096 && !h.arch.blocks.empty() && h.arch.blocks.size() <= 64;
+  for (const auto& [channels, stride] : h.arch.blocks) {
+    sane = sane && channels > 0 && channels <= 2048 && (stride == 1 || stride == 2);
+  }
+  for (float s : spec.stddev) sane = sane && s > 0;
+  if (!sane) throw std::invalid_argument("architecture or input out of range");
+  return h;
+}
+
+class CnnEmbedder final : public Embedder {
+ public:
+  explicit CnnEmbedder(LoadedModel model) : model_(std::move(model)) { model_.net->eval(); }
+  const ModelInfo& info() const override { return model_.header.info; }
+
+  void embed_preprocessed(const float* inputs, std::size_t n, float* out) const override {
+    if (n == 0) return;
+    const auto& spec = info().input;
+    c10::InferenceMode guard;
+    auto x = torch::from_blob(const_cast<float*>(inputs),
+                              {static_cast<long>(n), spec.channels, spec.height, spec.width},
+                              torch::kFloat32);
+    auto y = model_.net->forward(x).contiguous();
+    std::memcpy(out, y.data_ptr<float>(), n * static_cast<std::size_t>(info().dim) * sizeof(float));
+  }
+
+ private:
+  // forward() is non-const in libtorch's API, but in eval mode under InferenceMode
+  // it changes no state, which is what makes concurrent embed calls safe.
+  mutable LoadedModel model_;
+};
+
+}  // namespace
+
+ConvBlockImpl::ConvBlockImpl(int in, int out, int stride) {
+  conv = register_module(
+      "conv", torch::nn::Conv2d(
+                  torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
+  bn = register_module("bn", torch::nn::BatchNorm2d(out));
+}
+
+torch::Tensor ConvBlockImpl::forward(const torch::Tensor& x) { return torch::relu(bn(conv(x))); }
+
+EmbeddingNetImpl::EmbeddingNetImpl(const Architecture& arch, int in_channels) {
+  features = register_module("features", torch::nn::Sequential());
+  int channels = in_channels;
+  for (const auto& [out, stride] : arch.blocks) {
+    features->push_back(ConvBlock(channels, out, stride));
+    channels = out;
+  }
+  head = register_module("head", torch::nn::Linear(channels, arch.dim));
+}
+
+torch::Tensor EmbeddingNetImpl::forward(torch::Tensor x) {
+  x = features->forward(x);
+  x = x.mean({2, 3});
+  x = head(x);
+  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
+}
+
+void write_model_file(const fs::path& path, ModelHeader header, EmbeddingNet& net) {
+  std::ostringstream weights;
+  torch::save(net, weights);
+  header.info.dim = header.arch.dim;
+  write_container_file(path, kMagic, kFormatVersion, header_to_json(header).dump(), weights.str());
+}
+
+LoadedModel read_model_file(const fs::path& path) {
+  auto file = read_container_file(path, kMagic, kFormatVersion, kMaxModelBytes, "model file");
+  auto corrupt = [&](const std::string& why) {
+    return Error(ErrorKind::kInvalidInput, "model file " + path.string() + " " + why);
+  };
+  LoadedModel model;
+  try {
+    model.header = header_from_json(json::parse(file.header));
+  } catch (const std::exception& e) {
+    throw corrupt(std::string("has an invalid header: ") + e.what());
+  }
+  model.net = EmbeddingNet(model.header.arch, model.header.info.input.channels);
+  try {
+    std::istringstream in(std::string(file.payload.begin(), file.payload.end()));
+    torch::load(model.net, in);
+  } catch (const std::exception& e) {
+    throw corrupt(std::string("has weights that do not fit its architecture: ") + e.what());
+  }
+  model.header.info.weights_sha = sha256_hex(file.payload.data(), file.payload.size()).substr(0, 16);
+  return model;
+}
+
+void set_compute_threads(int threads) { torch::set_num_threads(threads); }
+
+std::unique_ptr<Embedder> load_model(const fs::path& file) {
+  return std::make_unique<CnnEmbedder>(read_model_file(file));
+}
+
+}  // namespace lookalike::embed

@@ -1,0 +1,98 @@
+#include "search/eval.h"
+
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/files.h"
+#include "search/engine.h"
+
+namespace lookalike::search {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kDepth = 100;
+constexpr std::size_t kBatch = 256;
+
+struct Query {
+  fs::path image;
+  std::string category;
+};
+
+std::vector<Query> read_queries(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw Error(ErrorKind::kNotFound, "cannot open queries file " + file.string());
+  const fs::path root = fs::absolute(file).parent_path();
+  std::vector<Query> queries;
+  std::string line;
+  for (std::size_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    try {
+      auto j = nlohmann::json::parse(line);
+      queries.push_back(Query{resolve_inside(root, j.at("image").get<std::string>()),
+                              j.at("category").get<std::string>()});
+    } catch (const std::exception& e) {
+      throw Error(ErrorKind::kInvalidInput,
+                  file.string() + " line " + std::to_string(number) + ": " + e.what());
+    }
+  }
+  return queries;
+}
+
+}  // namespace
+
+EvalReport evaluate(const Engine& engine, const fs::path& queries_file,
+                    const std::function<void(std::size_t, std::size_t)>& on_progress) {
+  auto queries = read_queries(queries_file);
+  std::unordered_map<std::string, std::string> category_of;
+  for (const auto& id : engine.product_ids()) {
+    if (auto p = engine.product(id)) category_of.emplace(id, p->category);
+  }
+
+  EvalReport report;
+  double p1 = 0, p10 = 0, map = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (std::size_t begin = 0; begin < queries.size(); begin += kBatch) {
+    std::size_t end = std::min(queries.size(), begin + kBatch);
+    std::vector<fs::path> files;
+    for (std::size_t i = begin; i < end; ++i) files.push_back(queries[i].image);
+    auto results = engine.search_files(files, kDepth, /*with_details=*/false);
+    for (std::size_t i = begin; i < end; ++i) {
+      const auto& result = results[i - begin];
+      if (!result.error.empty()) {
+        ++report.failed;
+        continue;
+      }
+      ++report.queries;
+      double hits = 0, precision_sum = 0;
+      for (std::size_t rank = 0; rank < result.hits.size(); ++rank) {
+        auto it = category_of.find(result.hits[rank].product_id);
+        bool relevant = it != category_of.end() && it->second == queries[i].category;
+        if (relevant) {
+          hits += 1;
+          precision_sum += hits / double(rank + 1);
+        }
+        if (rank == 0) p1 += relevant ? 1 : 0;
+        if (rank == 9) p10 += hits / 10;
+      }
+      if (result.hits.size() < 10) p10 += hits / 10;
+      map += hits > 0 ? precision_sum / hits : 0;
+    }
+    if (on_progress) on_progress(end, queries.size());
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (report.queries > 0) {
+    report.precision_at_1 = p1 / double(report.queries);
+    report.precision_at_10 = p10 / double(report.queries);
+    report.map_at_100 = map / double(report.queries);
+  }
+  return report;
+}
+
+}  // namespace lookalike::search

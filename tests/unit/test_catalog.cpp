@@ -1,0 +1,586 @@
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "catalog/product.h"
+#include "catalog/store.h"
+#include "common/error.h"
+#include "support/test_support.h"
+
+namespace lookalike::catalog {
+namespace {
+
+using lookalike::testing::TempDir;
+using lookalike::testing::write_text;
+
+struct Imported {
+  std::vector<std::pair<std::size_t, CatalogEntry>> entries;
+  std::vector<std::pair<std::size_t, std::string>> errors;
+};
+
+Imported import(const std::filesystem::path& file, const ParseLimits& limits = {}) {
+  Imported result;
+  read_catalog(
+      file, limits,
+      [&](std::size_t line, CatalogEntry&& entry) { result.entries.emplace_back(line, entry); },
+      [&](std::size_t line, const std::string& message) {
+        result.errors.emplace_back(line, message);
+      });
+  return result;
+}
+
+// Expects `call` to throw lookalike::Error of `kind` with `fragment` in its message.
+template <typename Call>
+void expect_error(Call&& call, ErrorKind kind, const std::string& fragment) {
+  try {
+    call();
+    ADD_FAILURE() << "no error; expected one containing: " << fragment;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+Product sample_product(const std::string& id) {
+  Product p;
+  p.id = id;
+  p.title = "Robe \"Été\" – lin, 100 %";
+  p.brand = "Maison\tNord";
+  p.category = "dresses";
+  p.price = 59.99;
+  p.currency = "EUR";
+  p.rating = 4.25;
+  p.rating_count = 1234;
+  p.stock = 7;
+  p.attributes = {{"color", "bleu"}, {"size", "M"}, {"material", "linen"}};
+  p.group_id = "robe-ete";
+  p.images = {"img/" + id + "-front.jpg", "img/" + id + "-back.jpg"};
+  return p;
+}
+
+TEST(CatalogJson, RoundTripsEveryField) {
+  Product p = sample_product("sku-1");
+  CatalogEntry entry = parse_json_line(to_json_line(p), {});
+  EXPECT_FALSE(entry.deleted);
+  EXPECT_EQ(entry.product, p);
+  EXPECT_EQ(to_json_line(p).find('\n'), std::string::npos);
+}
+
+TEST(CatalogJson, ProductEqualityComparesEveryField) {
+  Product a = sample_product("a");
+  Product b = a;
+  b.attributes["size"] = "L";
+  EXPECT_NE(a, b);
+  b = a;
+  b.images.pop_back();
+  EXPECT_NE(a, b);
+  b = a;
+  b.rating_count += 1;
+  EXPECT_NE(a, b);
+}
+
+TEST(CatalogJson, ParsesDeletionsAndStatesTheProblem) {
+  CatalogEntry deletion = parse_json_line(R"({"id": "x", "deleted": true})", {});
+  EXPECT_TRUE(deletion.deleted);
+  EXPECT_EQ(deletion.product.id, "x");
+
+  auto parse = [](const std::string& line) { return [line] { parse_json_line(line, {}); }; };
+  expect_error(parse(R"({"id": "x", "price": "12"})"), ErrorKind::kInvalidInput,
+               "price must be a number");
+  expect_error(parse(R"({"id": "x", "pirce": 12})"), ErrorKind::kInvalidInput,
+               "unknown key \"pirce\"");
+  expect_error(parse(R"({"title": "no id"})"), ErrorKind::kInvalidInput, "id is required");
+  expect_error(parse(R"({"id": ""})"), ErrorKind::kInvalidInput, "id must not be empty");
+  expect_error(parse(R"({"id": "a\u0001b"})"), ErrorKind::kInvalidInput, "control characters");
+  expect_error(parse(R"({"id": ")" + std::string(257, 'x') + "\"}"), ErrorKind::kInvalidInput,
+               "id is longer than 256 bytes");
+  expect_error(parse(R"({"id": "x", "stock": 1.5})"), ErrorKind::kInvalidInput,
+               "stock must be an integer");
+  expect_error(parse(R"({"id": "x", "rating": 5.5})"), ErrorKind::kInvalidInput,
+               "rating must be between 0 and 5");
+  expect_error(parse(R"({"id": "x", "price": 1e400})"), ErrorKind::kInvalidInput, "invalid JSON");
+  expect_error(parse(R"({"id": "x", "attributes": {"color": 3}})"), ErrorKind::kInvalidInput,
+               "attribute \"color\" must be a string");
+  expect_error(parse(R"({"id": "x", "price": 1, "price": 2})"), ErrorKind::kInvalidInput,
+               "duplicate key \"price\"");
+  expect_error(parse(R"(["x"])"), ErrorKind::kInvalidInput, "must be a JSON object");
+}
+
+TEST(CatalogJson, RefusesDeepNestingWithoutRecursing) {
+  std::string deep =
+      R"({"id": "x", "attributes": )" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  expect_error([&] { parse_json_line(deep, {}); }, ErrorKind::kInvalidInput,
+               "nested deeper than 16");
+  // Brackets inside strings are text, not nesting.
+  EXPECT_EQ(parse_json_line(R"({"id": ")" + std::string(40, '[') + "\"}", {}).product.id,
+            std::string(40, '['));
+}
+
+TEST(CatalogJson, EnforcesFieldLimits) {
+  ParseLimits limits;
+  limits.max_field_bytes = 8;
+  limits.max_attributes = 1;
+  expect_error([&] { parse_json_line(R"({"id": "x", "title": "123456789"})", limits); },
+               ErrorKind::kInvalidInput, "title is longer than 8 bytes");
+  expect_error(
+      [&] { parse_json_line(R"({"id": "x", "attributes": {"a": "1", "b": "2"}})", limits); },
+      ErrorKind::kInvalidInput, "more than 1 attributes");
+}
+
+TEST(CatalogReader, JsonlReportsEveryBadLineAndContinues) {
+  TempDir dir;
+  std::string long_title(3000, 'x');
+  std::string lines[] = {
+      R"({"id": "good-1", "price": 10})",                            // 1
+      R"({"id": "bad-json", "price": )",                             // 2
+      R"({"id": "wrong-type", "stock": "many"})",                    // 3
+      R"({"id": "typo", "pirce": 3})",                               // 4
+      R"({"title": "no id"})",                                       // 5
+      "",                                                            // 6: skipped
+      R"({"id": "negative", "price": -1})",                          // 7
+      R"({"id": "images", "images": ["a.jpg", "b.jpg", "c.jpg"]})",  // 8
+      R"({"id": "long", "title": ")" + long_title + "\"}",           // 9
+      "{\"id\": \"deep\", \"attributes\": " + std::string(40, '[') + std::string(40, ']') + "}",
+      "{\"id\": \"utf8\", \"title\": \"caf\xC3\"}",  // 11
+      "{\"id\": \"crlf\"}\r",                        // 12
+      "   ",                                         // 13: skipped
+      R"({"id": "good-2", "images": ["a.jpg"]})",    // 14
+  };
+  std::string text;
+  for (const auto& line : lines) text += line + "\n";
+  write_text(dir / "catalog.jsonl", text);
+
+  ParseLimits limits;
+  limits.max_images = 2;
+  limits.max_line_bytes = 1000;
+  Imported got = import(dir / "catalog.jsonl", limits);
+
+  ASSERT_EQ(got.entries.size(), 3u);
+  EXPECT_EQ(got.entries[0].first, 1u);
+  EXPECT_EQ(got.entries[0].second.product.id, "good-1");
+  EXPECT_EQ(got.entries[0].second.product.price, 10);
+  EXPECT_EQ(got.entries[1].first, 12u);
+  EXPECT_EQ(got.entries[1].second.product.id, "crlf");
+  EXPECT_EQ(got.entries[2].first, 14u);
+  EXPECT_EQ(got.entries[2].second.product.images, std::vector<std::string>{"a.jpg"});
+
+  std::vector<std::pair<std::size_t, std::string>> expected = {
+      {2, "invalid JSON"},
+      {3, "stock must be an integer"},
+      {4, "unknown key \"pirce\""},
+      {5, "id is required"},
+      {7, "price must not be negative"},
+      {8, "more than 2 images"},
+      {9, "line is longer than 1000 bytes"},
+      {10, "nested deeper than 16"},
+      {11, "UTF-8"},
+  };
+  ASSERT_EQ(got.errors.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(got.errors[i].first, expected[i].first) << got.errors[i].second;
+    EXPECT_NE(got.errors[i].second.find(expected[i].second), std::string::npos)
+        << "line " << got.errors[i].first << ": " << got.errors[i].second;
+  }
+}
+
+TEST(CatalogReader, RefusesUnknownFormatsAndMissingFiles) {
+  TempDir dir;
+  write_text(dir / "catalog.xml", "<catalog/>");
+  expect_error([&] { import(dir / "catalog.xml"); }, ErrorKind::kInvalidInput,
+               "unknown catalog format");
+  expect_error([&] { import(dir / "missing.jsonl"); }, ErrorKind::kNotFound, "missing.jsonl");
+}
+
+TEST(CatalogReader, CsvHandlesQuotingAttributesAndImages) {
+  TempDir dir;
+  std::string csv =
+      "\xEF\xBB\xBFid,title,price,rating_count,images,attr.color,deleted\r\n"
+      "a,\"Shirt, blue\",12.5,3,front.jpg|back.jpg,blue,\r\n"
+      "b,\"He said \"\"hi\"\"\",,,,,false\r\n"
+      "c,\"two\nlines\",1,,solo.jpg,,0\n"
+      "\n"
+      "d,,,,,,TRUE\n";
+  write_text(dir / "catalog.csv", csv);
+  Imported got = import(dir / "catalog.csv");
+  EXPECT_TRUE(got.errors.empty()) << got.errors.front().second;
+  ASSERT_EQ(got.entries.size(), 4u);
+
+  const auto& [line_a, a] = got.entries[0];
+  EXPECT_EQ(line_a, 2u);
+  EXPECT_EQ(a.product.title, "Shirt, blue");
+  EXPECT_EQ(a.product.price, 12.5);
+  EXPECT_EQ(a.product.rating_count, 3);
+  EXPECT_EQ(a.product.images, (std::vector<std::string>{"front.jpg", "back.jpg"}));
+  EXPECT_EQ(a.product.attributes, (std::map<std::string, std::string>{{"color", "blue"}}));
+  EXPECT_FALSE(a.deleted);
+
+  const auto& [line_b, b] = got.entries[1];
+  EXPECT_EQ(line_b, 3u);
+  EXPECT_EQ(b.product.title, "He said \"hi\"");
+  EXPECT_EQ(b.product.price, 0);
+  EXPECT_TRUE(b.product.images.empty());
+  EXPECT_TRUE(b.product.attributes.empty());
+
+  const auto& [line_c, c] = got.entries[2];
+  EXPECT_EQ(line_c, 4u);
+  EXPECT_EQ(c.product.title, "two\nlines");
+
+  // The quoted newline in record c and the blank line both count.
+  const auto& [line_d, d] = got.entries[3];
+  EXPECT_EQ(line_d, 7u);
+  EXPECT_TRUE(d.deleted);
+}
+
+TEST(CatalogReader, CsvReportsBadRowsAndContinues) {
+  TempDir dir;
+  std::string csv =
+      "id,title,price\n"
+      "a,one,1\n"
+      "b,too,many,fields\n"
+      "c,few\n"
+      "d,bad price,abc\n"
+      "e,\"stray\" quote,1\n"
+      ",no id,1\n"
+      "f,neg,-2\n"
+      "g,\"caf\xC3\",1\n"
+      "h,last,2\n"
+      "i,\"never closed,3\n"
+      "j,swallowed by the open quote,4\n";
+  write_text(dir / "catalog.csv", csv);
+  Imported got = import(dir / "catalog.csv");
+  ASSERT_EQ(got.entries.size(), 2u);
+  EXPECT_EQ(got.entries[0].second.product.id, "a");
+  EXPECT_EQ(got.entries[1].first, 10u);
+  EXPECT_EQ(got.entries[1].second.product.id, "h");
+
+  std::vector<std::pair<std::size_t, std::string>> expected = {
+      {3, "expected 3 fields, found 4"},
+      {4, "expected 3 fields, found 2"},
+      {5, "price must be a number"},
+      {6, "after a closing quote"},
+      {7, "id must not be empty"},
+      {8, "price must not be negative"},
+      {9, "UTF-8"},
+      {11, "quoted field is not closed"},
+  };
+  ASSERT_EQ(got.errors.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(got.errors[i].first, expected[i].first) << got.errors[i].second;
+    EXPECT_NE(got.errors[i].second.find(expected[i].second), std::string::npos)
+        << "line " << got.errors[i].first << ": " << got.errors[i].second;
+  }
+}
+
+TEST(CatalogReader, CsvHeaderMustNameKnownColumnsAndId) {
+  TempDir dir;
+  write_text(dir / "unknown.csv", "id,title,pirce\na,b,1\n");
+  expect_error([&] { import(dir / "unknown.csv"); }, ErrorKind::kInvalidInput,
+               "unknown column \"pirce\"");
+  write_text(dir / "no_id.csv", "title,price\nb,1\n");
+  expect_error([&] { import(dir / "no_id.csv"); }, ErrorKind::kInvalidInput,
+               "an id column is required");
+  write_text(dir / "empty.csv", "");
+  expect_error([&] { import(dir / "empty.csv"); }, ErrorKind::kInvalidInput, "header");
+}
+
+TEST(CatalogReader, CsvRecordLongerThanTheLimitIsALineError) {
+  TempDir dir;
+  write_text(dir / "catalog.csv", "id,title\na,\"" + std::string(500, 'x') + "\n" +
+                                      std::string(500, 'y') + "\"\nb,ok\n");
+  ParseLimits limits;
+  limits.max_line_bytes = 100;
+  Imported got = import(dir / "catalog.csv", limits);
+  ASSERT_EQ(got.errors.size(), 1u);
+  EXPECT_EQ(got.errors[0].first, 2u);
+  EXPECT_NE(got.errors[0].second.find("longer than 100 bytes"), std::string::npos);
+  ASSERT_EQ(got.entries.size(), 1u);
+  EXPECT_EQ(got.entries[0].first, 4u);
+  EXPECT_EQ(got.entries[0].second.product.id, "b");
+}
+
+ImageRecord image_of(const std::string& product_id, int position, const std::string& model = "",
+                     std::vector<float> embedding = {}) {
+  ImageRecord image;
+  image.product_id = product_id;
+  image.position = position;
+  image.path = "img/" + product_id + "-" + std::to_string(position) + ".jpg";
+  image.source = "/catalog/" + image.path;
+  image.sha256 = std::string(64, 'a');
+  image.model = model;
+  image.embedding = std::move(embedding);
+  return image;
+}
+
+TEST(CatalogStore, UpsertTellsNewUnchangedAndChanged) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  Product p = sample_product("p1");
+  EXPECT_TRUE(store->upsert_product(p));
+  EXPECT_FALSE(store->upsert_product(p));
+  p.attributes["size"] = "L";
+  EXPECT_TRUE(store->upsert_product(p));
+  EXPECT_FALSE(store->upsert_product(p));
+  p.price = 49.99;
+  EXPECT_TRUE(store->upsert_product(p));
+
+  // Images in the product are ignored by upsert and come from the image rows.
+  std::optional<Product> stored = store->get_product("p1");
+  ASSERT_TRUE(stored);
+  EXPECT_TRUE(stored->images.empty());
+  Product expected = p;
+  expected.images.clear();
+  EXPECT_EQ(*stored, expected);
+  EXPECT_FALSE(store->get_product("absent"));
+}
+
+TEST(CatalogStore, GetProductListsImagesByPosition) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  store->upsert_product(sample_product("p1"));
+  store->add_image(image_of("p1", 1));
+  store->add_image(image_of("p1", 0));
+  EXPECT_EQ(store->get_product("p1")->images,
+            (std::vector<std::string>{"img/p1-0.jpg", "img/p1-1.jpg"}));
+  std::vector<ImageRecord> images = store->images_of("p1", false);
+  ASSERT_EQ(images.size(), 2u);
+  EXPECT_EQ(images[0].position, 0);
+  EXPECT_EQ(images[0].source, "/catalog/img/p1-0.jpg");
+  EXPECT_EQ(images[0].sha256, std::string(64, 'a'));
+}
+
+TEST(CatalogStore, DeleteProductCascadesImagesAndBumpsVectorsVersion) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  EXPECT_EQ(store->vectors_version(), 0);
+  store->upsert_product(sample_product("p1"));
+  store->upsert_product(sample_product("bare"));
+  std::int64_t first = store->add_image(image_of("p1", 0));
+  store->add_image(image_of("p1", 1));
+  EXPECT_EQ(store->vectors_version(), 2);
+
+  EXPECT_TRUE(store->delete_product("p1"));
+  EXPECT_EQ(store->vectors_version(), 3);
+  EXPECT_FALSE(store->get_image(first, false));
+  EXPECT_TRUE(store->images_of("p1", false).empty());
+  EXPECT_EQ(store->counts().images, 0);
+
+  // No images removed, no new vectors version.
+  EXPECT_TRUE(store->delete_product("bare"));
+  EXPECT_FALSE(store->delete_product("absent"));
+  EXPECT_EQ(store->vectors_version(), 3);
+  EXPECT_TRUE(store->product_ids().empty());
+
+  // Image ids are never reused: a stale vector index may still hold the old ones.
+  store->upsert_product(sample_product("p2"));
+  EXPECT_GT(store->add_image(image_of("p2", 0)), first + 1);
+}
+
+TEST(CatalogStore, DeleteImageBumpsVectorsVersion) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  store->upsert_product(sample_product("p1"));
+  std::int64_t id = store->add_image(image_of("p1", 0));
+  store->delete_image(id);
+  EXPECT_EQ(store->vectors_version(), 2);
+  EXPECT_FALSE(store->get_image(id, true));
+  store->delete_image(id);
+  EXPECT_EQ(store->vectors_version(), 2);
+}
+
+TEST(CatalogStore, EmbeddingsRoundTripBitExact) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  store->upsert_product(sample_product("p1"));
+  std::vector<float> embedding = {0.1f,
+                                  -0.0f,
+                                  1e-45f,  // smallest denormal
+                                  std::numeric_limits<float>::max(),
+                                  -std::numeric_limits<float>::infinity(),
+                                  std::numeric_limits<float>::quiet_NaN(),
+                                  3.14159265f};
+  std::int64_t id = store->add_image(image_of("p1", 0, "cnn-v1/64", embedding));
+
+  std::optional<ImageRecord> image = store->get_image(id, true);
+  ASSERT_TRUE(image);
+  ASSERT_EQ(image->embedding.size(), embedding.size());
+  EXPECT_EQ(std::memcmp(image->embedding.data(), embedding.data(), embedding.size() * 4), 0);
+  EXPECT_EQ(image->model, "cnn-v1/64");
+  EXPECT_TRUE(store->get_image(id, false)->embedding.empty());
+  EXPECT_EQ(store->images_of("p1", true).at(0).embedding.size(), embedding.size());
+}
+
+TEST(CatalogStore, ForEachEmbeddingFiltersByModelInIdOrder) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  store->upsert_product(sample_product("p1"));
+  store->upsert_product(sample_product("p2"));
+  std::int64_t a = store->add_image(image_of("p1", 0, "m1", {1, 2}));
+  store->add_image(image_of("p1", 1, "m2", {3, 4}));
+  store->add_image(image_of("p2", 0));
+  std::int64_t b = store->add_image(image_of("p2", 1, "m1", {5, 6}));
+
+  std::vector<std::tuple<std::int64_t, std::string, std::vector<float>>> seen;
+  store->for_each_embedding(
+      "m1", [&](std::int64_t id, const std::string& product, const std::vector<float>& embedding) {
+        seen.emplace_back(id, product, embedding);
+      });
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], std::make_tuple(a, std::string("p1"), std::vector<float>{1, 2}));
+  EXPECT_EQ(seen[1], std::make_tuple(b, std::string("p2"), std::vector<float>{5, 6}));
+
+  // A visitor may call back into the store, even into the call that is visiting.
+  std::size_t pairs = 0;
+  store->for_each_embedding("m1", [&](auto, const auto&, const auto&) {
+    store->for_each_embedding("m1", [&](auto, const auto&, const auto&) { ++pairs; });
+  });
+  EXPECT_EQ(pairs, 4u);
+
+  Counts counts = store->counts();
+  EXPECT_EQ(counts.products, 2);
+  EXPECT_EQ(counts.images, 4);
+  EXPECT_EQ(counts.embedded, 3);
+}
+
+TEST(CatalogStore, MalformedEmbeddingIsAnInternalErrorNamingTheImage) {
+  TempDir dir;
+  std::int64_t id = 0;
+  {
+    auto store = Store::open(dir / "store.db");
+    store->upsert_product(sample_product("p1"));
+    id = store->add_image(image_of("p1", 0, "m1", {1, 2}));
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "store.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE images SET embedding = x'01020304050607'", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+
+  auto store = Store::open(dir / "store.db");
+  expect_error([&] { store->for_each_embedding("m1", [](auto, const auto&, const auto&) {}); },
+               ErrorKind::kInternal, "image " + std::to_string(id));
+}
+
+TEST(CatalogStore, LabelledImagesNeedACategory) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  Product unlabelled = sample_product("u");
+  unlabelled.category.clear();
+  store->upsert_product(unlabelled);
+  store->upsert_product(sample_product("p1"));
+  store->add_image(image_of("u", 0));
+  store->add_image(image_of("p1", 0));
+  EXPECT_EQ(
+      store->labelled_images(),
+      (std::vector<std::pair<std::string, std::string>>{{"/catalog/img/p1-0.jpg", "dresses"}}));
+}
+
+TEST(CatalogStore, AddImageToMissingProductIsNotFoundAndLeavesNoTransaction) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  expect_error([&] { store->add_image(image_of("ghost", 0)); }, ErrorKind::kNotFound, "ghost");
+  EXPECT_EQ(store->vectors_version(), 0);
+  // Would fail with "cannot start a transaction within a transaction" had one been left open.
+  Store::Transaction transaction(*store);
+  transaction.commit();
+}
+
+TEST(CatalogStore, MetaKeepsSettingsButNotTheVectorsVersion) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  EXPECT_FALSE(store->get_meta("model"));
+  store->set_meta("model", "cnn-v1");
+  store->set_meta("model", "cnn-v2");
+  EXPECT_EQ(store->get_meta("model"), "cnn-v2");
+  expect_error([&] { store->set_meta("vectors_version", "7"); }, ErrorKind::kInvalidInput,
+               "vectors_version");
+}
+
+TEST(CatalogStore, DataSurvivesReopen) {
+  TempDir dir;
+  Product p = sample_product("p1");
+  std::int64_t id = 0;
+  {
+    auto store = Store::open(dir / "store.db");
+    Store::Transaction transaction(*store);
+    store->upsert_product(p);
+    id = store->add_image(image_of("p1", 0, "m1", {0.5f, -1.5f}));
+    store->set_meta("model", "m1");
+    transaction.commit();
+  }
+  auto store = Store::open(dir / "store.db");
+  Product expected = p;
+  expected.images = {"img/p1-0.jpg"};
+  EXPECT_EQ(store->get_product("p1"), expected);
+  EXPECT_EQ(store->get_image(id, true)->embedding, (std::vector<float>{0.5f, -1.5f}));
+  EXPECT_EQ(store->get_meta("model"), "m1");
+  EXPECT_EQ(store->vectors_version(), 1);
+}
+
+TEST(CatalogStore, TwoStoresOnOneFileSeeEachOthersCommits) {
+  TempDir dir;
+  auto writer = Store::open(dir / "store.db");
+  auto reader = Store::open(dir / "store.db");
+  {
+    Store::Transaction transaction(*writer);
+    writer->upsert_product(sample_product("p1"));
+    // Uncommitted work is invisible to other connections, and a store opens meanwhile.
+    EXPECT_FALSE(reader->get_product("p1"));
+    auto late = Store::open(dir / "store.db");
+    EXPECT_TRUE(late->product_ids().empty());
+    transaction.commit();
+  }
+  EXPECT_TRUE(reader->get_product("p1"));
+}
+
+TEST(CatalogStore, TransactionRolledBackUnlessCommitted) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  {
+    Store::Transaction transaction(*store);
+    store->upsert_product(sample_product("p1"));
+    store->add_image(image_of("p1", 0));
+    store->delete_product("p1");
+    store->upsert_product(sample_product("p2"));
+    store->add_image(image_of("p2", 0));
+  }
+  EXPECT_TRUE(store->product_ids().empty());
+  EXPECT_EQ(store->counts().images, 0);
+  EXPECT_EQ(store->vectors_version(), 0);
+
+  {
+    Store::Transaction transaction(*store);
+    store->upsert_product(sample_product("p3"));
+    transaction.commit();
+  }
+  EXPECT_EQ(store->product_ids(), std::vector<std::string>{"p3"});
+}
+
+TEST(CatalogStore, OpenRefusesFilesThatAreNotLookalikeStores) {
+  TempDir dir;
+  write_text(dir / "notes.db", std::string(8192, 'n'));
+  expect_error([&] { Store::open(dir / "notes.db"); }, ErrorKind::kIO, (dir / "notes.db").string());
+
+  std::string other = (dir / "other.db").string();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(other.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE products (id TEXT)", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  expect_error([&] { Store::open(other); }, ErrorKind::kIO,
+               other + " is not a lookalike catalog store");
+
+  expect_error([&] { Store::open(dir / "missing-folder" / "store.db"); }, ErrorKind::kIO,
+               "missing-folder");
+}
+
+}  // namespace
+}  // namespace lookalike::catalog
