@@ -4,10 +4,13 @@
 #include <openssl/evp.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <random>
 
 #include "common/error.h"
 
@@ -58,12 +61,21 @@ std::vector<std::uint8_t> read_file(const fs::path& path, std::size_t max_bytes)
 
 void write_file_atomic(const fs::path& path, const void* data, std::size_t size) {
   fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-  std::string tmpl = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
-  std::vector<char> name(tmpl.begin(), tmpl.end());
-  name.push_back('\0');
-  int fd = ::mkstemp(name.data());
+  // Not mkstemp: it creates the file 0600 whatever the umask, so a model written by
+  // one user could not be read by the server's. Mode 0666 lets the umask decide.
+  static std::atomic<std::uint64_t> counter{0};
+  std::random_device random;
+  fs::path tmp;
+  int fd = -1;
+  for (int attempt = 0; fd < 0 && attempt < 100; ++attempt) {
+    char suffix[64];
+    std::snprintf(suffix, sizeof suffix, ".tmp-%ld-%llu-%08x", static_cast<long>(::getpid()),
+                  static_cast<unsigned long long>(counter++), static_cast<unsigned>(random()));
+    tmp = dir / ("." + path.filename().string() + suffix);
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
   if (fd < 0) throw_errno("cannot create temp file in", dir);
-  fs::path tmp(name.data());
   auto fail = [&](const std::string& what) {
     int saved = errno;
     ::close(fd);

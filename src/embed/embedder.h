@@ -49,6 +49,11 @@ void set_compute_threads(int threads);
 // (checksum) or of an unknown format version.
 std::unique_ptr<Embedder> load_model(const std::filesystem::path& file);
 
+// The same model run exactly as trained, without the inference optimisations of
+// load_model (batch norm folded into convolutions): the plain reference the
+// optimised path is checked against. Same identity, same vectors within 1e-4.
+std::unique_ptr<Embedder> load_model_reference(const std::filesystem::path& file);
+
 // The raw-pixel baseline: the preprocessed pixels themselves, L2-normalised.
 // The floor every trained model is measured against.
 std::unique_ptr<Embedder> pixel_embedder(const image::InputSpec& input);

@@ -3,7 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,9 +17,17 @@ namespace lookalike::embed {
 // The architecture, stored in the model file's header so a file describes itself.
 struct Architecture {
   // (output channels, stride) of each 3x3 conv + batch-norm + ReLU block.
-  std::vector<std::pair<int, int>> blocks{{32, 1}, {32, 2}, {64, 1}, {64, 2}, {128, 1}};
+  std::vector<std::pair<int, int>> blocks{{32, 1}, {64, 2}, {64, 1}, {128, 2}, {128, 1}};
   int dim = 128;
+  // Pooling pyramid over the last feature map: 1 is global average pooling, 2 adds
+  // the average of each quarter, which keeps where a feature is (sleeves, collar,
+  // heel) while staying independent of the input size.
+  std::vector<int> pooling{1, 2};
 };
+
+// Concatenates adaptive average pooling at each grid size of `grids`, flattened:
+// n x C x H x W -> n x (C * sum of g^2).
+torch::Tensor pyramid_pool(const torch::Tensor& x, const std::vector<int>& grids);
 
 struct ConvBlockImpl : torch::nn::Module {
   ConvBlockImpl(int in, int out, int stride);
@@ -27,14 +37,22 @@ struct ConvBlockImpl : torch::nn::Module {
 };
 TORCH_MODULE(ConvBlock);
 
-// Conv blocks, global average pooling, a linear projection, L2 normalisation.
+// Conv blocks, pyramid average pooling, a linear projection, L2 normalisation.
 struct EmbeddingNetImpl : torch::nn::Module {
   EmbeddingNetImpl(const Architecture& arch, int in_channels);
   torch::Tensor forward(torch::Tensor x);  // n x C x H x W -> n x dim, unit rows
   torch::nn::Sequential features{nullptr};
   torch::nn::Linear head{nullptr};
+  std::vector<int> pooling;
 };
 TORCH_MODULE(EmbeddingNet);
+
+// Shape and type of every parameter and buffer of a module, by name. torch::load
+// and Module::load replace a tensor with whatever the archive holds, whatever its
+// shape, so loaders compare the layout before and after to refuse weights that do
+// not fit the architecture.
+using TensorLayout = std::map<std::string, std::pair<std::vector<std::int64_t>, c10::ScalarType>>;
+TensorLayout tensor_layout(const torch::nn::Module& module);
 
 // What a model file holds besides the weights.
 struct ModelHeader {

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/files.h"
 #include "embed/net.h"
 
 namespace lookalike::embed {
@@ -89,23 +90,40 @@ void train_model(const LabelledSet& data, const TrainOptions& o, const fs::path&
 
   int first_epoch = 1;
   if (o.resume && !o.checkpoint.empty() && fs::exists(o.checkpoint)) {
-    torch::serialize::InputArchive archive;
-    archive.load_from(o.checkpoint.string());
-    torch::serialize::InputArchive model_archive, optim_archive;
-    archive.read("model", model_archive);
-    archive.read("optimizer", optim_archive);
-    state.load(model_archive);
-    optimizer.load(optim_archive);
-    torch::Tensor epoch;
-    archive.read("epoch", epoch);
-    first_epoch = static_cast<int>(epoch.item<long>()) + 1;
+    auto cannot_resume = [&](const std::string& why) {
+      return Error(ErrorKind::kInvalidInput,
+                   "cannot resume from checkpoint " + o.checkpoint.string() + ": " + why);
+    };
+    const TensorLayout expected = tensor_layout(state);
+    try {
+      torch::serialize::InputArchive archive;
+      archive.load_from(o.checkpoint.string());
+      torch::serialize::InputArchive model_archive, optim_archive;
+      archive.read("model", model_archive);
+      archive.read("optimizer", optim_archive);
+      state.load(model_archive);
+      optimizer.load(optim_archive);
+      torch::Tensor epoch;
+      archive.read("epoch", epoch);
+      first_epoch = static_cast<int>(epoch.item<long>()) + 1;
+    } catch (const c10::Error& e) {
+      throw cannot_resume(e.what_without_backtrace());
+    }
+    // A checkpoint of another dimension or category count loads without complaint.
+    if (tensor_layout(state) != expected) {
+      throw cannot_resume("it was made with another embedding size or number of categories");
+    }
+    if (first_epoch < 2) throw cannot_resume("bad epoch number");
   }
 
   auto all = torch::from_blob(const_cast<float*>(data.inputs.data()),
                               {static_cast<long>(n), spec.channels, spec.height, spec.width}, torch::kFloat32);
   auto all_labels = torch::tensor(data.labels, torch::kLong);
   const float background = background_value(spec);
-  const std::size_t steps = (n + o.batch_size - 1) / o.batch_size;
+  // A last batch of one sample is dropped (batch norm needs two), so it is no step:
+  // the progress of the last real step then says the epoch is done.
+  const std::size_t batch = static_cast<std::size_t>(o.batch_size);
+  const std::size_t steps = n / batch + (n % batch >= 2 ? 1 : 0);
   auto criterion = torch::nn::CrossEntropyLoss(torch::nn::CrossEntropyLossOptions().label_smoothing(kLabelSmoothing));
   auto start = std::chrono::steady_clock::now();
 
@@ -124,7 +142,6 @@ void train_model(const LabelledSet& data, const TrainOptions& o, const fs::path&
     for (std::size_t step = 0; step < steps; ++step) {
       long begin = static_cast<long>(step) * o.batch_size;
       long end = std::min<long>(begin + o.batch_size, static_cast<long>(n));
-      if (end - begin < 2) continue;  // batch norm needs two samples
       auto idx = order_tensor.slice(0, begin, end);
       auto batch = augment(all.index_select(0, idx) - background, rng) + background;
       auto labels = all_labels.index_select(0, idx);
@@ -166,10 +183,10 @@ void train_model(const LabelledSet& data, const TrainOptions& o, const fs::path&
       archive.write("model", model_archive);
       archive.write("optimizer", optim_archive);
       archive.write("epoch", torch::tensor(static_cast<long>(epoch)));
-      fs::path tmp = o.checkpoint;
-      tmp += ".tmp";
-      archive.save_to(tmp.string());
-      fs::rename(tmp, o.checkpoint);
+      std::ostringstream bytes;
+      archive.save_to(bytes);
+      const std::string checkpoint = bytes.str();
+      write_file_atomic(o.checkpoint, checkpoint.data(), checkpoint.size());
     }
   }
 

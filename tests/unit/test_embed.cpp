@@ -1,0 +1,533 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/container_file.h"
+#include "common/error.h"
+#include "embed/embedder.h"
+#include "embed/train.h"
+#include "support/test_support.h"
+
+namespace lookalike {
+
+inline void PrintTo(ErrorKind kind, std::ostream* os) { *os << to_string(kind); }
+
+namespace embed {
+namespace {
+
+namespace fs = std::filesystem;
+using lookalike::testing::read_text;
+using lookalike::testing::TempDir;
+using lookalike::testing::write_bytes;
+using Bytes = std::vector<std::uint8_t>;
+
+// Training is reproducible only for a fixed thread count; every test here uses one.
+class SingleThreadedTorch : public ::testing::Environment {
+ public:
+  void SetUp() override { set_compute_threads(1); }
+};
+::testing::Environment* const single_threaded = ::testing::AddGlobalTestEnvironment(new SingleThreadedTorch);
+
+template <typename F>
+std::optional<Error> error_from(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+Bytes read_bytes(const fs::path& path) {
+  std::string text = read_text(path);
+  return Bytes(text.begin(), text.end());
+}
+
+// Three classes a horizontal flip or a 2-pixel shift cannot confuse: a bright top
+// half, a bright bottom half, a bright middle band. Pixels in [0, 1] plus noise,
+// then normalised like image::preprocess does.
+LabelledSet synthetic_set(std::size_t n, std::uint64_t seed) {
+  LabelledSet set;
+  set.input = default_input_spec();
+  set.class_names = {"top", "bottom", "band"};
+  const int w = set.input.width, h = set.input.height;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> noise(0.f, 0.15f);
+  set.inputs.resize(n * static_cast<std::size_t>(w * h));
+  for (std::size_t i = 0; i < n; ++i) {
+    int label = static_cast<int>(i % 3);
+    set.labels.push_back(label);
+    for (int y = 0; y < h; ++y) {
+      bool bright = label == 0 ? y < h / 2 : label == 1 ? y >= h / 2 : (y >= h / 3 && y < 2 * h / 3);
+      for (int x = 0; x < w; ++x) {
+        float pixel = std::clamp((bright ? 0.85f : 0.1f) + noise(rng), 0.f, 1.f);
+        set.inputs[i * w * h + y * w + x] = (pixel - set.input.mean[0]) / set.input.stddev[0];
+      }
+    }
+  }
+  return set;
+}
+
+TrainOptions tiny_options(std::uint64_t seed) {
+  TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 8;
+  o.learning_rate = 1e-2;
+  o.dim = 16;
+  o.seed = seed;
+  return o;
+}
+
+const LabelledSet& training_set() {
+  static const LabelledSet set = synthetic_set(64, 100);
+  return set;
+}
+
+// Models trained once per process, on first use, in a folder removed at exit.
+const TempDir& model_dir() {
+  static const TempDir dir;
+  return dir;
+}
+
+const fs::path& trained_model(std::uint64_t seed) {
+  static std::map<std::uint64_t, fs::path> models;
+  auto it = models.find(seed);
+  if (it == models.end()) {
+    fs::path path = model_dir() / ("seed" + std::to_string(seed) + ".model");
+    train_model(training_set(), tiny_options(seed), path);
+    it = models.emplace(seed, path).first;
+  }
+  return it->second;
+}
+
+std::vector<float> embed_all(const Embedder& embedder, const LabelledSet& set) {
+  std::vector<float> out(set.size() * static_cast<std::size_t>(embedder.info().dim));
+  embedder.embed_preprocessed(set.inputs.data(), set.size(), out.data());
+  return out;
+}
+
+double norm(const float* v, int dim) {
+  double sum = 0;
+  for (int j = 0; j < dim; ++j) sum += double(v[j]) * v[j];
+  return std::sqrt(sum);
+}
+
+// ---- raw pixels ----
+
+TEST(PixelEmbedder, OutputIsTheL2NormalisedInput) {
+  image::InputSpec spec;
+  spec.width = 4;
+  spec.height = 3;
+  spec.channels = 1;
+  auto embedder = pixel_embedder(spec);
+  ASSERT_EQ(embedder->info().dim, 12);
+  std::vector<float> inputs(2 * 12);
+  for (std::size_t i = 0; i < inputs.size(); ++i) inputs[i] = static_cast<float>(i % 7) - 2.5f;
+  std::vector<float> out(inputs.size());
+  embedder->embed_preprocessed(inputs.data(), 2, out.data());
+  for (int row = 0; row < 2; ++row) {
+    const float* x = inputs.data() + row * 12;
+    EXPECT_NEAR(norm(out.data() + row * 12, 12), 1.0, 1e-6);
+    double n = norm(x, 12);
+    for (int j = 0; j < 12; ++j)
+      EXPECT_NEAR(out[row * 12 + j], x[j] / n, 1e-6) << "row " << row << " j " << j;
+  }
+}
+
+TEST(PixelEmbedder, AllZeroInputGivesZerosNotNaN) {
+  auto embedder = pixel_embedder(image::InputSpec{});
+  std::vector<float> inputs(784, 0.f), out(784, 7.f);
+  embedder->embed_preprocessed(inputs.data(), 1, out.data());
+  for (float v : out) EXPECT_EQ(v, 0.f);
+}
+
+TEST(PixelEmbedder, IdentityNamesInputAndDimension) {
+  image::InputSpec spec;
+  spec.width = 32;
+  spec.height = 24;
+  spec.channels = 3;
+  spec.mean = {0, 0, 0};
+  spec.stddev = {1, 1, 1};
+  EXPECT_EQ(pixel_embedder(spec)->info().identity(), "pixels/1/32x24x3/d2304/");
+}
+
+// ---- training and the trained model ----
+
+TEST(TrainModel, WritesAModelWhoseEmbeddingsAreUnitNorm) {
+  auto model = load_model(trained_model(1));
+  const ModelInfo& info = model->info();
+  EXPECT_EQ(info.dim, 16);
+  EXPECT_EQ(info.input.width, 28);
+  EXPECT_EQ(info.input.height, 28);
+  EXPECT_EQ(info.input.channels, 1);
+  EXPECT_EQ(info.weights_sha.size(), 16u);
+  EXPECT_EQ(info.identity(), "fashion-cnn/1/28x28x1/d16/" + info.weights_sha);
+
+  auto vectors = embed_all(*model, training_set());
+  for (std::size_t i = 0; i < training_set().size(); ++i) {
+    EXPECT_NEAR(norm(vectors.data() + i * 16, 16), 1.0, 1e-5) << "image " << i;
+  }
+}
+
+TEST(TrainModel, SameSeedGivesIdenticalWeightsAndVectors) {
+  TempDir dir;
+  train_model(training_set(), tiny_options(1), dir / "again.model");
+  auto first = load_model(trained_model(1));
+  auto second = load_model(dir / "again.model");
+  EXPECT_EQ(first->info().weights_sha, second->info().weights_sha);
+  EXPECT_EQ(first->info().identity(), second->info().identity());
+  EXPECT_EQ(read_bytes(trained_model(1)), read_bytes(dir / "again.model"));
+  auto a = embed_all(*first, training_set());
+  auto b = embed_all(*second, training_set());
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+}
+
+TEST(TrainModel, DifferentSeedsGiveDifferentIdentities) {
+  auto a = load_model(trained_model(1));
+  auto b = load_model(trained_model(2));
+  EXPECT_NE(a->info().identity(), b->info().identity());
+  EXPECT_NE(a->info().weights_sha, b->info().weights_sha);
+}
+
+// Unseen images as queries against the training images as catalog.
+TEST(TrainModel, SeparatesTheClassesOfUnseenImages) {
+  auto model = load_model(trained_model(1));
+  const LabelledSet& catalog = training_set();
+  const LabelledSet queries = synthetic_set(30, 200);
+  auto catalog_vectors = embed_all(*model, catalog);
+  auto query_vectors = embed_all(*model, queries);
+  const int dim = model->info().dim;
+  std::size_t right = 0, same_pairs = 0, other_pairs = 0;
+  double same_cosine = 0, other_cosine = 0;
+  for (std::size_t q = 0; q < queries.size(); ++q) {
+    std::size_t best = 0;
+    float best_score = -2;
+    for (std::size_t c = 0; c < catalog.size(); ++c) {
+      float score = 0;
+      for (int j = 0; j < dim; ++j) score += query_vectors[q * dim + j] * catalog_vectors[c * dim + j];
+      if (score > best_score) {
+        best_score = score;
+        best = c;
+      }
+      if (catalog.labels[c] == queries.labels[q]) {
+        same_cosine += score;
+        ++same_pairs;
+      } else {
+        other_cosine += score;
+        ++other_pairs;
+      }
+    }
+    if (catalog.labels[best] == queries.labels[q]) ++right;
+  }
+  EXPECT_GE(double(right) / queries.size(), 0.9) << right << " of " << queries.size();
+  // Nearest neighbours alone are easy on this data even before training (about
+  // 0.001 between the two means); training must pull the classes apart.
+  same_cosine /= same_pairs;
+  other_cosine /= other_pairs;
+  EXPECT_GT(same_cosine - other_cosine, 0.15) << "same class " << same_cosine << ", other " << other_cosine;
+}
+
+TEST(TrainModel, ResumingFromACheckpointEqualsTrainingStraight) {
+  TempDir dir;
+  TrainOptions first = tiny_options(1);
+  first.epochs = 1;
+  first.checkpoint = dir / "run.ckpt";
+  train_model(training_set(), first, dir / "after1.model");
+  ASSERT_TRUE(fs::exists(first.checkpoint));
+
+  TrainOptions rest = tiny_options(1);
+  rest.checkpoint = first.checkpoint;
+  rest.resume = true;
+  std::vector<int> epochs_seen;
+  rest.on_progress = [&](const TrainProgress& p) {
+    if (p.epoch_done) epochs_seen.push_back(p.epoch);
+  };
+  train_model(training_set(), rest, dir / "resumed.model");
+  EXPECT_EQ(epochs_seen, std::vector<int>{2});
+
+  auto straight = load_model(trained_model(1));
+  auto resumed = load_model(dir / "resumed.model");
+  EXPECT_EQ(resumed->info().identity(), straight->info().identity());
+  auto a = embed_all(*straight, training_set());
+  auto b = embed_all(*resumed, training_set());
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+}
+
+TEST(TrainModel, ResumingFromACheckpointOfAnotherShapeIsInvalidInput) {
+  TempDir dir;
+  TrainOptions first = tiny_options(1);
+  first.epochs = 1;
+  first.checkpoint = dir / "run.ckpt";
+  train_model(training_set(), first, dir / "after1.model");
+
+  TrainOptions wider = tiny_options(1);
+  wider.dim = 24;
+  wider.checkpoint = first.checkpoint;
+  wider.resume = true;
+  auto e = error_from([&] { train_model(training_set(), wider, dir / "wider.model"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  EXPECT_TRUE(contains(e->what(), first.checkpoint.string())) << e->what();
+  EXPECT_FALSE(fs::exists(dir / "wider.model"));
+
+  LabelledSet two_classes = synthetic_set(40, 7);
+  two_classes.class_names.pop_back();
+  for (int& label : two_classes.labels) label %= 2;
+  TrainOptions fewer = tiny_options(1);
+  fewer.checkpoint = first.checkpoint;
+  fewer.resume = true;
+  e = error_from([&] { train_model(two_classes, fewer, dir / "fewer.model"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+}
+
+TEST(TrainModel, CheckpointThatCannotBeWrittenIsAnIOError) {
+  TempDir dir;
+  TrainOptions o = tiny_options(1);
+  o.epochs = 1;
+  o.checkpoint = dir / "no-such-folder" / "run.ckpt";
+  auto e = error_from([&] { train_model(training_set(), o, dir / "m.model"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kIO);
+  EXPECT_FALSE(fs::exists(dir / "m.model"));
+}
+
+TEST(TrainModel, CheckpointIsReplacedWithoutLeavingTempFiles) {
+  TempDir dir;
+  TrainOptions o = tiny_options(1);
+  o.checkpoint = dir / "run.ckpt";
+  train_model(training_set(), o, dir / "m.model");
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir.path()))
+    names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"m.model", "run.ckpt"}));
+}
+
+TEST(TrainModel, ResumingFromACorruptCheckpointIsInvalidInput) {
+  TempDir dir;
+  TrainOptions o = tiny_options(1);
+  o.checkpoint = dir / "run.ckpt";
+  o.resume = true;
+  lookalike::testing::write_text(o.checkpoint, "not a checkpoint");
+  auto e = error_from([&] { train_model(training_set(), o, dir / "m.model"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  EXPECT_TRUE(contains(e->what(), o.checkpoint.string())) << e->what();
+}
+
+TEST(TrainModel, ReportsProgressForEveryStepOfEveryEpoch) {
+  TempDir dir;
+  LabelledSet small = synthetic_set(20, 300);
+  TrainOptions o = tiny_options(3);
+  o.batch_size = 8;
+  std::vector<TrainProgress> seen;
+  o.on_progress = [&](const TrainProgress& p) { seen.push_back(p); };
+  train_model(small, o, dir / "m.model");
+  ASSERT_EQ(seen.size(), 6u);  // 2 epochs x 3 batches (8 + 8 + 4)
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].epoch, static_cast<int>(i / 3) + 1);
+    EXPECT_EQ(seen[i].epochs, 2);
+    EXPECT_EQ(seen[i].step, i % 3 + 1);
+    EXPECT_EQ(seen[i].steps, 3u);
+    EXPECT_EQ(seen[i].epoch_done, i % 3 == 2);
+    EXPECT_GT(seen[i].loss, 0);
+    EXPECT_GE(seen[i].accuracy, 0);
+    EXPECT_LE(seen[i].accuracy, 1);
+  }
+}
+
+// Batch norm cannot train on a last batch of one image; it is skipped, and the
+// epoch must still be reported as done.
+TEST(TrainModel, ReportsEveryEpochDoneWhenTheLastBatchHoldsOneImage) {
+  TempDir dir;
+  LabelledSet small = synthetic_set(17, 301);
+  TrainOptions o = tiny_options(3);
+  o.batch_size = 8;
+  std::vector<TrainProgress> seen;
+  o.on_progress = [&](const TrainProgress& p) { seen.push_back(p); };
+  train_model(small, o, dir / "m.model");
+  ASSERT_EQ(seen.size(), 4u);  // 2 epochs x 2 batches of 8
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].steps, 2u);
+    EXPECT_EQ(seen[i].step, i % 2 + 1);
+    EXPECT_EQ(seen[i].epoch_done, i % 2 == 1) << "report " << i;
+  }
+}
+
+TEST(TrainModel, RejectsEmptySetsAndSingleClasses) {
+  TempDir dir;
+  LabelledSet empty;
+  empty.input = default_input_spec();
+  empty.class_names = {"a", "b"};
+  auto e = error_from([&] { train_model(empty, tiny_options(1), dir / "m.model"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+
+  LabelledSet one_class = synthetic_set(6, 1);
+  one_class.class_names = {"only"};
+  std::fill(one_class.labels.begin(), one_class.labels.end(), 0);
+  e = error_from([&] { train_model(one_class, tiny_options(1), dir / "m.model"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  EXPECT_FALSE(fs::exists(dir / "m.model"));
+}
+
+// ---- model files ----
+
+class ModelFile : public ::testing::Test {
+ protected:
+  // Only the tests that damage a real model file pay for training one.
+  const Bytes& original() {
+    if (original_.empty()) original_ = read_bytes(trained_model(1));
+    return original_;
+  }
+
+  void expect_invalid(const std::string& context) {
+    auto e = error_from([&] { load_model(path_); });
+    ASSERT_TRUE(e) << context << ": accepted";
+    EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput) << context << ": " << e->what();
+    EXPECT_TRUE(contains(e->what(), path_.string())) << context << ": " << e->what();
+  }
+
+  TempDir dir_;
+  fs::path path_ = dir_ / "model.lk";
+  Bytes original_;
+};
+
+TEST_F(ModelFile, MissingFileIsNotFound) {
+  auto e = error_from([&] { load_model(dir_ / "absent.model"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kNotFound);
+  EXPECT_TRUE(contains(e->what(), "absent.model")) << e->what();
+}
+
+TEST_F(ModelFile, TruncatedFileIsInvalidInputNamingThePath) {
+  const Bytes& bytes = original();
+  for (std::size_t size :
+       {std::size_t(0), std::size_t(12), std::size_t(100), bytes.size() / 2, bytes.size() - 1}) {
+    write_bytes(path_, Bytes(bytes.begin(), bytes.begin() + static_cast<long>(size)));
+    expect_invalid("truncated to " + std::to_string(size));
+  }
+}
+
+TEST_F(ModelFile, CorruptedByteIsInvalidInputNamingThePath) {
+  const Bytes& bytes = original();
+  for (std::size_t at :
+       {std::size_t(0), std::size_t(9), std::size_t(30), bytes.size() / 2, bytes.size() - 1}) {
+    Bytes damaged = bytes;
+    damaged[at] ^= 0x01;
+    write_bytes(path_, damaged);
+    expect_invalid("byte " + std::to_string(at) + " changed");
+  }
+}
+
+TEST_F(ModelFile, IndexFileIsNotAModel) {
+  write_container_file(path_, std::string("LKINDEX", 8), 1, "{}", "payload");
+  expect_invalid("index file");
+}
+
+// A valid envelope does not make valid contents: the header and the weights are
+// checked too, so a hand-made or mismatched file is refused, not crashed on.
+TEST_F(ModelFile, ValidEnvelopeWithBadContentIsInvalidInput) {
+  const std::string magic("LKMODEL", 8);
+  auto file = read_container_file(trained_model(1), magic, 1, 1 << 30, "model file");
+  const std::string weights(file.payload.begin(), file.payload.end());
+
+  write_container_file(path_, magic, 1, file.header, "not a torch archive");
+  expect_invalid("junk weights");
+
+  write_container_file(path_, magic, 1, file.header, weights.substr(0, weights.size() / 2));
+  expect_invalid("half the weights");
+
+  auto header = nlohmann::json::parse(file.header);
+  header["dim"] = 32;
+  write_container_file(path_, magic, 1, header.dump(), weights);
+  expect_invalid("dim that does not fit the weights");
+
+  header = nlohmann::json::parse(file.header);
+  header["blocks"] = nlohmann::json::array({{32, 1}});
+  write_container_file(path_, magic, 1, header.dump(), weights);
+  expect_invalid("architecture that does not fit the weights");
+
+  for (const char* key : {"width", "channels"}) {
+    header = nlohmann::json::parse(file.header);
+    header["input"][key] = 100000;
+    write_container_file(path_, magic, 1, header.dump(), weights);
+    expect_invalid(std::string("absurd input ") + key);
+  }
+
+  header = nlohmann::json::parse(file.header);
+  header["input"]["std"] = {0.0};
+  write_container_file(path_, magic, 1, header.dump(), weights);
+  expect_invalid("zero stddev");
+
+  write_container_file(path_, magic, 1, "[1, 2, 3]", weights);
+  expect_invalid("header not an object");
+
+  write_container_file(path_, magic, 2, file.header, weights);
+  expect_invalid("format version 2");
+}
+
+// ---- the optimised inference path against the plain reference ----
+
+TEST(FoldedInference, MatchesTheNetworkAsTrained) {
+  auto fast = load_model(trained_model(1));
+  auto reference = load_model_reference(trained_model(1));
+  ASSERT_EQ(fast->info().identity(), reference->info().identity());
+  const LabelledSet queries = synthetic_set(30, 600);
+  auto expected = embed_all(*reference, queries);
+  auto actual = embed_all(*fast, queries);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (std::size_t i = 0; i < actual.size(); ++i) ASSERT_NEAR(actual[i], expected[i], 1e-4) << "value " << i;
+}
+
+// ---- concurrency ----
+
+TEST(EmbedConcurrency, TwoThreadsAtOnceGiveTheSameResultsAsSequentialCalls) {
+  auto model = load_model(trained_model(1));
+  const int dim = model->info().dim;
+  const LabelledSet a = synthetic_set(48, 400);
+  const LabelledSet b = synthetic_set(48, 500);
+  auto expected_a = embed_all(*model, a);
+  auto expected_b = embed_all(*model, b);
+
+  for (int round = 0; round < 5; ++round) {
+    std::vector<float> out_a(a.size() * dim), out_b(b.size() * dim);
+    std::thread ta([&] { model->embed_preprocessed(a.inputs.data(), a.size(), out_a.data()); });
+    std::thread tb([&] { model->embed_preprocessed(b.inputs.data(), b.size(), out_b.data()); });
+    ta.join();
+    tb.join();
+    for (std::size_t i = 0; i < out_a.size(); ++i) {
+      ASSERT_NEAR(out_a[i], expected_a[i], 1e-5) << "round " << round << " value " << i;
+      ASSERT_NEAR(out_b[i], expected_b[i], 1e-5) << "round " << round << " value " << i;
+    }
+  }
+}
+
+TEST(EmbedConcurrency, EmptyBatchWritesNothing) {
+  auto model = load_model(trained_model(1));
+  float sentinel = 42.f;
+  model->embed_preprocessed(nullptr, 0, &sentinel);
+  EXPECT_EQ(sentinel, 42.f);
+}
+
+}  // namespace
+}  // namespace embed
+}  // namespace lookalike
