@@ -20,6 +20,7 @@
 #include "search/eval.h"
 #include "search/training_data.h"
 #include "cli/runtime.h"
+#include "cli/serve.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -40,6 +41,7 @@ Examples:
   lookalike eval   --data demo-data --queries demo-data/queries.jsonl
   lookalike train  --catalog demo-data/catalog.jsonl --out models/fashion-cnn.lkm --seed 1
   lookalike info   --data demo-data
+  lookalike serve  --data demo-data --port 8080
 )";
 
 json hit_json(const search::ProductHit& hit) {
@@ -150,10 +152,15 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--queries", queries_file, "Queries JSONL {\"image\": ..., \"category\": ...}")->required();
   eval_cmd->add_flag("--json", as_json, "Print as JSON");
 
+  // serve
+  server::ServerOptions serve_options;
+  auto* serve_cmd = cli::add_serve_command(app, serve_options);
+
   CLI11_PARSE(app, argc, argv);
   cli::configure_threads(threads);
 
   try {
+    if (*serve_cmd) return cli::run_serve(serve_options);
     if (*demo_cmd) {
       cli::Progress progress("demo-catalog");
       auto report = demo::write_demo_catalog(demo_out, demo_options);

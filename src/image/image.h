@@ -79,4 +79,24 @@ void preprocess(const Image& image, const InputSpec& spec, float* out);
 // Encodes to PNG (used to write the demo catalog and test fixtures).
 std::vector<std::uint8_t> encode_png(const Image& image);
 
+// A rectangle of pixels: (x, y) is its top-left corner, x to the right, y down.
+struct CropBox {
+  int x = 0;
+  int y = 0;
+  int width = 0;
+  int height = 0;
+};
+
+// Copies the box out of an image. Throws Error(kInvalidInput) when the box is
+// empty or does not lie inside the image.
+Image crop(const Image& image, const CropBox& box);
+
+// Decodes like decode() and crops to box, given in pixels of the full-size image
+// as displayed (EXIF orientation applied). When min_side > 0, a large JPEG is
+// decoded at reduced scale only as far as the box keeps both sides >= min_side,
+// and the box is scaled to the decoded size. Throws Error(kInvalidInput) when the
+// box is empty or not inside the image, and decode()'s errors otherwise.
+Image decode_crop(const std::uint8_t* data, std::size_t size, const DecodeLimits& limits, const CropBox& box,
+                  int min_side = 0);
+
 }  // namespace lookalike::image

@@ -490,6 +490,8 @@ std::vector<std::string> Engine::product_ids() const {
   return reader_->product_ids();
 }
 
+int Engine::query_min_side() const { return min_side_for(*embedder_); }
+
 EngineInfo Engine::info() const {
   auto snap = snapshot();
   std::lock_guard<std::mutex> lock(reader_mutex_);

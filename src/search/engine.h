@@ -148,6 +148,10 @@ class Engine {
   static constexpr int kMaxK = 1000;
 
   EngineInfo info() const;
+
+  // The smallest side a query image needs for the model (JPEGs larger than
+  // twice this are decoded at reduced size); pass to image::decode.
+  int query_min_side() const;
   const image::DecodeLimits& limits() const { return limits_; }
 
  private:

@@ -1,0 +1,77 @@
+// Bulk imports over the API: each body is saved as DIR/imports/<task>.jsonl and
+// run through Engine::ingest on the queue's one thread, one task at a time.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace lookalike::search {
+class Engine;
+}
+
+namespace lookalike::server {
+
+class Metrics;
+
+class ImportQueue {
+ public:
+  static constexpr std::size_t kMaxErrors = 1000;  // per task; later ones are counted, not kept
+  static constexpr std::size_t kMaxPending = 16;   // tasks queued or running
+  static constexpr std::size_t kMaxKept = 256;     // finished tasks remembered for status queries
+
+  ImportQueue(std::filesystem::path data_dir, Metrics& metrics);
+  ~ImportQueue();  // stop()
+
+  // Saves the body atomically and queues it; returns the task id, or nothing when
+  // kMaxPending tasks are already waiting or the queue is stopping (the caller
+  // answers 503). Throws Error(kIO) when the file cannot be written.
+  std::optional<std::string> submit(std::shared_ptr<search::Engine> engine, const std::string& body);
+
+  // The task's status as documented in docs/API.md, if the task is known.
+  std::optional<nlohmann::json> status(const std::string& task_id) const;
+
+  // Interrupts the running task after its current batch (committed batches stay),
+  // marks queued ones failed and joins the thread. Idempotent.
+  void stop();
+
+ private:
+  struct Task {
+    std::string id;
+    std::filesystem::path file;
+    std::shared_ptr<search::Engine> engine;
+    std::string state = "queued";
+    std::size_t lines_done = 0;
+    std::size_t added = 0, updated = 0, unchanged = 0, deleted = 0, skipped = 0;
+    std::size_t images_embedded = 0, images_reused = 0;
+    std::size_t error_count = 0;
+    std::vector<nlohmann::json> errors;
+    std::string error;  // why the task failed
+    double seconds = 0;
+  };
+
+  void run();
+  void run_task(const std::shared_ptr<Task>& task);
+  nlohmann::json to_json(const Task& task) const;
+
+  const std::filesystem::path dir_;
+  Metrics& metrics_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<Task>> queue_;
+  std::map<std::string, std::shared_ptr<Task>> tasks_;
+  std::deque<std::string> finished_;  // oldest first, for forgetting
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace lookalike::server

@@ -1,0 +1,510 @@
+#include "server/routes.h"
+
+#include <algorithm>
+#include <cctype>
+
+#ifndef LOOKALIKE_VERSION
+#define LOOKALIKE_VERSION "0"
+#endif
+
+namespace lookalike::server {
+using nlohmann::json;
+
+namespace {
+
+const std::vector<QueryParam> kPageParams = {
+    {"k", "integer", "results per page, 1..100 (default 10)"},
+    {"offset", "integer", "results to skip, for pagination; k + offset <= 1000 (default 0)"},
+    {"fields", "string",
+     "comma-separated result fields to return (product_id and score always are): title, brand, category, "
+     "price, "
+     "currency, rating, rating_count, stock, image_url, attributes, group_id"},
+};
+
+std::vector<QueryParam> search_params() {
+  auto params = kPageParams;
+  params.push_back(
+      {"crop", "string", "x,y,width,height in pixels of the uploaded image: only that box is searched"});
+  return params;
+}
+
+std::vector<Route> make_routes() {
+  const std::vector<std::string> kNoBody;
+  return {
+      {RouteId::kIndex,
+       "GET",
+       "/",
+       Access::kPublic,
+       false,
+       false,
+       "The shopper web page",
+       {},
+       kNoBody,
+       {200, 404}},
+      {RouteId::kStatic,
+       "GET",
+       "/static/{file}",
+       Access::kPublic,
+       false,
+       true,
+       "Files of the shopper web page (scripts, styles, images)",
+       {},
+       kNoBody,
+       {200, 404}},
+      {RouteId::kLivez,
+       "GET",
+       "/livez",
+       Access::kPublic,
+       false,
+       false,
+       "The process is up",
+       {},
+       kNoBody,
+       {200}},
+      {RouteId::kReadyz,
+       "GET",
+       "/readyz",
+       Access::kPublic,
+       false,
+       false,
+       "The catalog and its index are loaded and searchable",
+       {},
+       kNoBody,
+       {200, 503}},
+      {RouteId::kMetrics,
+       "GET",
+       "/metrics",
+       Access::kPublic,
+       false,
+       false,
+       "Prometheus metrics (text format 0.0.4)",
+       {},
+       kNoBody,
+       {200}},
+      {RouteId::kOpenApi,
+       "GET",
+       "/openapi.json",
+       Access::kPublic,
+       false,
+       false,
+       "This description",
+       {},
+       kNoBody,
+       {200}},
+      {RouteId::kSearch,
+       "POST",
+       "/v1/search",
+       Access::kSearch,
+       true,
+       false,
+       "Search by photo: multipart (part 'image'), a raw JPEG/PNG/WebP body, or JSON with image_base64",
+       search_params(),
+       {"multipart/form-data", "image/jpeg", "image/png", "image/webp", "application/json"},
+       {200, 400, 401, 403, 411, 413, 415, 422, 503}},
+      {RouteId::kGetProduct,
+       "GET",
+       "/v1/products/{id}",
+       Access::kSearch,
+       true,
+       false,
+       "One product",
+       {},
+       kNoBody,
+       {200, 401, 403, 404, 503}},
+      {RouteId::kSimilar,
+       "GET",
+       "/v1/products/{id}/similar",
+       Access::kSearch,
+       true,
+       false,
+       "More like this: products that look like this one (it is left out)",
+       kPageParams,
+       kNoBody,
+       {200, 400, 401, 403, 404, 503}},
+      {RouteId::kImage,
+       "GET",
+       "/v1/products/{id}/images/{n}",
+       Access::kSearch,
+       true,
+       false,
+       "Image bytes of a product (n from 0), with ETag (SHA-256) and Cache-Control",
+       {},
+       kNoBody,
+       {200, 304, 400, 401, 403, 404, 503}},
+      {RouteId::kPutProduct,
+       "PUT",
+       "/v1/products/{id}",
+       Access::kAdmin,
+       true,
+       false,
+       "Add or replace a product with its images; 200 once committed and searchable",
+       {},
+       {"application/json", "multipart/form-data"},
+       {200, 400, 401, 403, 411, 413, 415, 422, 503}},
+      {RouteId::kDeleteProduct,
+       "DELETE",
+       "/v1/products/{id}",
+       Access::kAdmin,
+       true,
+       false,
+       "Delete a product",
+       {},
+       kNoBody,
+       {200, 401, 403, 404, 503}},
+      {RouteId::kPostImport,
+       "POST",
+       "/v1/imports",
+       Access::kAdmin,
+       true,
+       false,
+       "Bulk import of a JSONL catalog body as a background task",
+       {},
+       {"application/x-ndjson", "application/jsonl", "application/x-jsonlines", "text/plain", "*"},
+       {202, 400, 401, 403, 411, 413, 415, 503}},
+      {RouteId::kGetImport,
+       "GET",
+       "/v1/imports/{task_id}",
+       Access::kAdmin,
+       false,
+       false,
+       "Progress and per-line errors of an import task",
+       {},
+       kNoBody,
+       {200, 401, 403, 404}},
+  };
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> segments;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    std::size_t slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    segments.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return segments;
+}
+
+bool is_param(const std::string& segment) {
+  return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+// Matches the path only; fills params. Returns false on a mismatch.
+bool match_path(const Route& route, const std::vector<std::string>& raw,
+                std::map<std::string, std::string>& params, bool& bad) {
+  const auto pattern = split_path(route.pattern);
+  if (route.pattern == "/") return raw.size() == 1 && raw[0].empty();
+  if (raw.size() < pattern.size() || (!route.last_param_is_rest && raw.size() != pattern.size())) {
+    return false;
+  }
+  params.clear();
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    const bool last = i + 1 == pattern.size();
+    if (!is_param(pattern[i])) {
+      if (raw[i] != pattern[i]) return false;
+      continue;
+    }
+    std::string value;
+    const std::size_t end = last && route.last_param_is_rest ? raw.size() : i + 1;
+    for (std::size_t j = i; j < end; ++j) {
+      std::string decoded;
+      if (raw[j].empty()) return false;  // "/v1/products/" names no product
+      if (!percent_decode(raw[j], decoded) || decoded.find('\0') != std::string::npos ||
+          (route.last_param_is_rest && decoded.find('/') != std::string::npos)) {
+        bad = true;
+        return false;
+      }
+      if (j > i) value += '/';
+      value += decoded;
+    }
+    params[pattern[i].substr(1, pattern[i].size() - 2)] = value;
+  }
+  return true;
+}
+
+json error_response(const std::string& description) {
+  return {{"description", description},
+          {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Error"}}}}}}}};
+}
+
+const char* status_description(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 202:
+      return "Accepted";
+    case 304:
+      return "Not modified (If-None-Match matched the ETag)";
+    case 400:
+      return "bad_request: malformed body or parameters out of range";
+    case 401:
+      return "unauthorized: no key";
+    case 403:
+      return "forbidden: wrong key, or the search key on a write";
+    case 404:
+      return "not_found";
+    case 411:
+      return "length_required: a body without Content-Length";
+    case 413:
+      return "payload_too_large: body or image over the limit";
+    case 415:
+      return "unsupported_media_type: not JPEG/PNG/WebP, or an unexpected Content-Type";
+    case 422:
+      return "undecodable_image: an allowed format that does not decode";
+    case 503:
+      return "overloaded or not_ready, with Retry-After";
+  }
+  return "";
+}
+
+// JSON schemas of the bodies, by route.
+json success_content(RouteId id) {
+  auto ref = [](const char* name) {
+    return json{{"application/json", {{"schema", {{"$ref", std::string("#/components/schemas/") + name}}}}}};
+  };
+  switch (id) {
+    case RouteId::kIndex:
+      return {{"text/html", {{"schema", {{"type", "string"}}}}}};
+    case RouteId::kStatic:
+      return {{"*/*", {{"schema", {{"type", "string"}, {"format", "binary"}}}}}};
+    case RouteId::kLivez:
+    case RouteId::kReadyz:
+      return ref("Status");
+    case RouteId::kMetrics:
+      return {{"text/plain", {{"schema", {{"type", "string"}}}}}};
+    case RouteId::kOpenApi:
+      return {{"application/json", {{"schema", {{"type", "object"}}}}}};
+    case RouteId::kSearch:
+    case RouteId::kSimilar:
+      return ref("SearchResponse");
+    case RouteId::kGetProduct:
+      return ref("Product");
+    case RouteId::kImage:
+      return {{"image/jpeg", {{"schema", {{"type", "string"}, {"format", "binary"}}}}},
+              {"image/png", {{"schema", {{"type", "string"}, {"format", "binary"}}}}},
+              {"image/webp", {{"schema", {{"type", "string"}, {"format", "binary"}}}}}};
+    case RouteId::kPutProduct:
+      return ref("PutResult");
+    case RouteId::kDeleteProduct:
+      return ref("DeleteResult");
+    case RouteId::kPostImport:
+      return ref("ImportAccepted");
+    case RouteId::kGetImport:
+      return ref("ImportStatus");
+  }
+  return json::object();
+}
+
+json request_body(const Route& route) {
+  json content = json::object();
+  auto binary = json{{"schema", {{"type", "string"}, {"format", "binary"}}}};
+  for (const auto& type : route.body_types) {
+    if (type == "*") continue;
+    if (type == "application/json") {
+      content[type] = {{"schema",
+                        {{"$ref", route.id == RouteId::kSearch ? "#/components/schemas/SearchRequest"
+                                                               : "#/components/schemas/ProductWrite"}}}};
+    } else if (type == "multipart/form-data") {
+      json props =
+          route.id == RouteId::kSearch
+              ? json{{"image", {{"type", "string"}, {"format", "binary"}}}}
+              : json{{"product", {{"type", "string"}, {"description", "the product JSON, without images"}}},
+                     {"image",
+                      {{"type", "array"},
+                       {"items", {{"type", "string"}, {"format", "binary"}}},
+                       {"description", "image file parts, in order, at most 16"}}}};
+      content[type] = {{"schema", {{"type", "object"}, {"properties", props}}}};
+    } else {
+      content[type] = binary;
+    }
+  }
+  return {{"required", true}, {"content", content}};
+}
+
+const char* kComponents = R"json({
+  "securitySchemes": {
+    "bearer": {"type": "http", "scheme": "bearer"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+  },
+  "schemas": {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
+      "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+    "Status": {"type": "object", "properties": {"status": {"type": "string"}, "products": {"type": "integer"}}},
+    "Crop": {"type": "object", "required": ["x", "y", "width", "height"], "properties": {
+      "x": {"type": "integer"}, "y": {"type": "integer"}, "width": {"type": "integer"}, "height": {"type": "integer"}}},
+    "SearchRequest": {"type": "object", "required": ["image_base64"], "properties": {
+      "image_base64": {"type": "string"}, "k": {"type": "integer"}, "offset": {"type": "integer"},
+      "crop": {"$ref": "#/components/schemas/Crop"},
+      "fields": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}},
+    "SearchResult": {"type": "object", "required": ["product_id", "score"], "properties": {
+      "product_id": {"type": "string"}, "score": {"type": "number"}, "title": {"type": "string"},
+      "brand": {"type": "string"}, "category": {"type": "string"}, "price": {"type": "number"},
+      "currency": {"type": "string"}, "rating": {"type": "number"}, "rating_count": {"type": "integer"},
+      "stock": {"type": "integer"}, "image_url": {"type": "string", "nullable": true},
+      "attributes": {"type": "object", "additionalProperties": {"type": "string"}}, "group_id": {"type": "string"}}},
+    "SearchResponse": {"type": "object", "required": ["results", "k", "offset", "took_ms"], "properties": {
+      "results": {"type": "array", "items": {"$ref": "#/components/schemas/SearchResult"}},
+      "k": {"type": "integer"}, "offset": {"type": "integer"}, "took_ms": {"type": "number"}}},
+    "Product": {"type": "object", "required": ["product_id"], "properties": {
+      "product_id": {"type": "string"}, "title": {"type": "string"}, "brand": {"type": "string"},
+      "category": {"type": "string"}, "price": {"type": "number"}, "currency": {"type": "string"},
+      "rating": {"type": "number"}, "rating_count": {"type": "integer"}, "stock": {"type": "integer"},
+      "attributes": {"type": "object", "additionalProperties": {"type": "string"}}, "group_id": {"type": "string"},
+      "image_url": {"type": "string", "nullable": true},
+      "image_urls": {"type": "array", "items": {"type": "string"}}}},
+    "ProductWrite": {"type": "object", "properties": {
+      "id": {"type": "string", "description": "optional; must equal the id in the path"},
+      "title": {"type": "string"}, "brand": {"type": "string"}, "category": {"type": "string"},
+      "price": {"type": "number"}, "currency": {"type": "string"}, "rating": {"type": "number"},
+      "rating_count": {"type": "integer"}, "stock": {"type": "integer"},
+      "attributes": {"type": "object", "additionalProperties": {"type": "string"}}, "group_id": {"type": "string"},
+      "images_base64": {"type": "array", "maxItems": 16, "items": {"type": "string"}}}},
+    "PutResult": {"type": "object", "properties": {"product_id": {"type": "string"}, "created": {"type": "boolean"}}},
+    "DeleteResult": {"type": "object", "properties": {"product_id": {"type": "string"}, "deleted": {"type": "boolean"}}},
+    "ImportAccepted": {"type": "object", "properties": {"task_id": {"type": "string"}, "state": {"type": "string"},
+      "status_url": {"type": "string"}}},
+    "ImportStatus": {"type": "object", "properties": {
+      "task_id": {"type": "string"},
+      "state": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+      "lines_done": {"type": "integer"}, "added": {"type": "integer"}, "updated": {"type": "integer"},
+      "unchanged": {"type": "integer"}, "deleted": {"type": "integer"}, "skipped": {"type": "integer"},
+      "images_embedded": {"type": "integer"}, "images_reused": {"type": "integer"},
+      "errors": {"type": "array", "items": {"type": "object", "properties": {"line": {"type": "integer"},
+        "image": {"type": "string"}, "message": {"type": "string"}}}},
+      "errors_truncated": {"type": "boolean"}, "error": {"type": "string"}, "seconds": {"type": "number"}}}
+  }
+})json";
+
+}  // namespace
+
+const std::vector<Route>& routes() {
+  static const std::vector<Route> table = make_routes();
+  return table;
+}
+
+bool percent_decode(const std::string& in, std::string& out) {
+  out.clear();
+  out.reserve(in.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size()) return false;
+    int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return true;
+}
+
+std::string percent_encode(const std::string& in) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : in) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+MatchResult match_route(const std::string& method, const std::string& raw_path, RouteMatch& match) {
+  match = RouteMatch{};
+  if (raw_path.empty() || raw_path[0] != '/') return MatchResult::kBadPath;
+  const auto raw = split_path(raw_path);
+  const std::string wanted = method == "HEAD" ? "GET" : method;
+  bool bad = false;
+  for (const auto& route : routes()) {
+    std::map<std::string, std::string> params;
+    if (!match_path(route, raw, params, bad)) continue;
+    if (!match.any) match.any = &route;
+    if (std::find(match.allowed.begin(), match.allowed.end(), route.method) == match.allowed.end()) {
+      match.allowed.push_back(route.method);
+      if (route.method == "GET") match.allowed.push_back("HEAD");
+    }
+    if (!match.route && route.method == wanted) {
+      match.route = &route;
+      match.params = std::move(params);
+    }
+  }
+  if (match.route) return MatchResult::kFound;
+  if (!match.allowed.empty()) return MatchResult::kWrongMethod;
+  return bad ? MatchResult::kBadPath : MatchResult::kNoRoute;
+}
+
+json openapi_spec(bool public_search) {
+  json paths = json::object();
+  for (const auto& route : routes()) {
+    json op;
+    std::string method = route.method;
+    std::transform(method.begin(), method.end(), method.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    op["operationId"] = method + "_" + route.pattern;
+    op["summary"] = route.summary;
+    json params = json::array();
+    for (const auto& segment : split_path(route.pattern)) {
+      if (!is_param(segment)) continue;
+      params.push_back({{"name", segment.substr(1, segment.size() - 2)},
+                        {"in", "path"},
+                        {"required", true},
+                        {"schema", {{"type", "string"}}}});
+    }
+    for (const auto& q : route.query) {
+      params.push_back({{"name", q.name},
+                        {"in", "query"},
+                        {"required", false},
+                        {"description", q.description},
+                        {"schema", {{"type", q.type}}}});
+    }
+    if (!params.empty()) op["parameters"] = params;
+    if (!route.body_types.empty()) op["requestBody"] = request_body(route);
+    json responses = json::object();
+    for (int status : route.statuses) {
+      const std::string code = std::to_string(status);
+      if (status < 300) {
+        responses[code] = {{"description", status_description(status)},
+                           {"content", success_content(route.id)}};
+      } else if (status == 304) {
+        responses[code] = {{"description", status_description(status)}};
+      } else {
+        responses[code] = error_response(status_description(status));
+      }
+    }
+    op["responses"] = responses;
+    json keyed = json::array({{{"bearer", json::array()}}, {{"apiKey", json::array()}}});
+    if (route.access == Access::kPublic) {
+      op["security"] = json::array();
+    } else if (route.access == Access::kSearch && public_search) {
+      keyed.push_back(json::object());
+      op["security"] = keyed;
+    } else {
+      op["security"] = keyed;
+    }
+    paths[route.pattern][method] = op;
+  }
+  json spec;
+  spec["openapi"] = "3.0.3";
+  spec["info"] = {{"title", "lookalike"},
+                  {"version", LOOKALIKE_VERSION},
+                  {"description",
+                   "Visual product search. See docs/API.md; errors are "
+                   "{\"error\": {\"code\", \"message\"}}."}};
+  spec["paths"] = paths;
+  spec["components"] = json::parse(kComponents);
+  return spec;
+}
+
+}  // namespace lookalike::server

@@ -1,0 +1,906 @@
+// End-to-end tests of the `lookalike` binary: each test runs the real program
+// on a real (small) Fashion-MNIST catalog and checks what a user would notice:
+// the exit status, the data on stdout and the messages on stderr.
+//
+// The demo catalog (3000 products, 300 queries) and a data folder ingested from it
+// with the shipped model are built once per test process, on first use (ctest runs
+// each test in a process of its own, and the help tests need neither), and copied
+// for every test that changes a data folder.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "search/engine.h"
+#include "support/test_support.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using lookalike::testing::read_text;
+using lookalike::testing::TempDir;
+using lookalike::testing::write_bytes;
+using lookalike::testing::write_text;
+
+constexpr std::size_t kProducts = 3000;
+constexpr std::size_t kQueries = 300;
+
+// ---- running the binary ----
+
+struct Outcome {
+  std::string command;  // for failure messages, shell-quoted
+  int status = -1;      // exit status, or 128 + signal number
+  std::string out;
+  std::string err;
+};
+
+std::string shell_quote(const std::string& arg) {
+  if (!arg.empty() &&
+      arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@,+") ==
+          std::string::npos) {
+    return arg;
+  }
+  std::string out = "'";
+  for (char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Runs `lookalike args...` (fork/exec, no shell) with stdin from /dev/null and
+// returns its exit status, stdout and stderr, captured separately.
+Outcome run(const std::vector<std::string>& args) {
+  Outcome r;
+  std::vector<std::string> argv_strings{LOOKALIKE_BINARY};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  for (const auto& a : argv_strings) r.command += (r.command.empty() ? "" : " ") + shell_quote(a);
+
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    r.err = std::string("pipe failed: ") + std::strerror(errno);
+    return r;
+  }
+  std::vector<char*> argv;
+  for (auto& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    r.err = std::string("fork failed: ") + std::strerror(errno);
+    return r;
+  }
+  if (pid == 0) {
+    int in = ::open("/dev/null", O_RDONLY);
+    if (in < 0 || ::dup2(in, 0) < 0 || ::dup2(out_pipe[1], 1) < 0 || ::dup2(err_pipe[1], 2) < 0) ::_exit(126);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  // Read both pipes until both are closed, so a chatty child never blocks on a full pipe.
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open_fds = 2;
+  char buf[65536];
+  while (open_fds > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<std::size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  r.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+  return r;
+}
+
+std::string describe(const Outcome& r) {
+  std::string out =
+      "\n  command: " + r.command + "\n  exit status: " + std::to_string(r.status) + "\n  stderr:\n" + r.err;
+  if (r.out.size() < 4000) {
+    out += "\n  stdout:\n" + r.out;
+  } else {
+    out += "\n  stdout (first 4000 bytes):\n" + r.out.substr(0, 4000);
+  }
+  return out;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// Parses stdout that must be exactly one JSON object on one line.
+json parse_one_json_line(const Outcome& r) {
+  auto lines = lines_of(r.out);
+  if (lines.size() != 1) {
+    ADD_FAILURE() << "expected one JSON line on stdout, got " << lines.size() << describe(r);
+    return json::object();
+  }
+  try {
+    return json::parse(lines[0]);
+  } catch (const json::exception& e) {
+    ADD_FAILURE() << "stdout is not JSON: " << e.what() << describe(r);
+    return json::object();
+  }
+}
+
+// ---- files ----
+
+std::vector<std::uint8_t> read_bytes(const fs::path& path) {
+  std::string text = read_text(path);
+  return std::vector<std::uint8_t>(text.begin(), text.end());
+}
+
+std::vector<json> read_jsonl(const fs::path& path) {
+  std::vector<json> out;
+  for (const auto& line : lines_of(read_text(path))) {
+    if (!line.empty()) out.push_back(json::parse(line));
+  }
+  return out;
+}
+
+void write_jsonl(const fs::path& path, const std::vector<json>& lines) {
+  std::string text;
+  for (const auto& line : lines) text += line.dump() + "\n";
+  write_text(path, text);
+}
+
+std::string product_id(std::size_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "fm-%05zu", i);
+  return buf;
+}
+
+std::string image_name(std::size_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%05zu.png", i);
+  return buf;
+}
+
+// A valid 4 x 4 8-bit grayscale, uncompressed, little-endian TIFF.
+std::vector<std::uint8_t> tiny_tiff() {
+  std::vector<std::uint8_t> t{'I', 'I', 42, 0, 8, 0, 0, 0};
+  auto u16 = [&](std::uint16_t v) {
+    t.push_back(static_cast<std::uint8_t>(v & 0xFF));
+    t.push_back(static_cast<std::uint8_t>(v >> 8));
+  };
+  auto u32 = [&](std::uint32_t v) {
+    u16(static_cast<std::uint16_t>(v & 0xFFFF));
+    u16(static_cast<std::uint16_t>(v >> 16));
+  };
+  constexpr std::uint16_t kShort = 3, kLong = 4;
+  const std::uint32_t entries = 8, data_offset = 8 + 2 + entries * 12 + 4;
+  u16(entries);
+  auto entry = [&](std::uint16_t tag, std::uint16_t type, std::uint32_t value) {
+    u16(tag);
+    u16(type);
+    u32(1);
+    if (type == kShort) {
+      u16(static_cast<std::uint16_t>(value));
+      u16(0);
+    } else {
+      u32(value);
+    }
+  };
+  entry(256, kShort, 4);           // ImageWidth
+  entry(257, kShort, 4);           // ImageLength
+  entry(258, kShort, 8);           // BitsPerSample
+  entry(259, kShort, 1);           // Compression: none
+  entry(262, kShort, 1);           // Photometric: black is zero
+  entry(273, kLong, data_offset);  // StripOffsets
+  entry(278, kShort, 4);           // RowsPerStrip
+  entry(279, kLong, 16);           // StripByteCounts
+  u32(0);                          // no next IFD
+  for (int i = 0; i < 16; ++i) t.push_back(static_cast<std::uint8_t>(i * 16));
+  return t;
+}
+
+// ---- the fixture ----
+
+class CliE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { root_ = new TempDir(); }
+  static void TearDownTestSuite() {
+    delete root_;
+    root_ = nullptr;
+  }
+
+  static fs::path root() { return root_->path(); }
+  static fs::path demo() { return root() / "demo"; }
+  static fs::path base() { return root() / "base"; }
+  static fs::path catalog() { return demo() / "catalog.jsonl"; }
+  static fs::path queries() { return demo() / "queries.jsonl"; }
+  static fs::path photo_of(std::size_t i) { return demo() / "images" / image_name(i); }
+  static fs::path query_photo(std::size_t i) { return demo() / "queries" / image_name(i); }
+
+  // Builds the demo catalog once per test process; fails the calling test (every time) if that fails.
+  static void RequireDemo() {
+    if (!demo_error_.empty()) FAIL() << demo_error_;
+    if (demo_ready_) return;
+    Outcome r = run({"demo-catalog", "--out", demo().string(), "--products", std::to_string(kProducts),
+                     "--queries", std::to_string(kQueries)});
+    if (r.status != 0 || !fs::exists(catalog()) || !fs::exists(queries())) {
+      demo_error_ = "cannot build the demo catalog" + describe(r);
+      FAIL() << demo_error_;
+    }
+    demo_ready_ = true;
+  }
+
+  // Ingests the demo catalog, once per test process, into base() with the shipped
+  // model (no --model). A missing shipped model is a failure, not a skip: the
+  // README promises a working search without training.
+  static void RequireBase() {
+    ASSERT_NO_FATAL_FAILURE(RequireDemo());
+    if (!base_error_.empty()) FAIL() << base_error_;
+    if (base_ready_) return;
+    const fs::path model = lookalike::search::shipped_model_path();
+    if (!fs::is_regular_file(model)) {
+      base_error_ =
+          "the shipped model " + model.string() +
+          " is missing: `lookalike ingest` without --model needs it (see the README for the command "
+          "that trains it)";
+      FAIL() << base_error_;
+    }
+    Outcome r = run({"ingest", "--data", base().string(), "--catalog", catalog().string(), "--json"});
+    if (r.status != 0) {
+      base_error_ = "ingest of the demo catalog with the shipped model failed" + describe(r);
+      FAIL() << base_error_;
+    }
+    base_ingest_ = r;
+    base_ready_ = true;
+  }
+
+  // A copy of the base data folder that a test may change.
+  static fs::path CopyOfBase(const std::string& name) {
+    fs::path dir = root() / name;
+    fs::remove_all(dir);
+    fs::copy(base(), dir, fs::copy_options::recursive);
+    return dir;
+  }
+
+  // `search --json` for one photo; fails the test unless it succeeds.
+  static json Search(const fs::path& data, const fs::path& image, int k = 10, Outcome* raw = nullptr) {
+    Outcome r = run(
+        {"search", "--data", data.string(), "--image", image.string(), "--k", std::to_string(k), "--json"});
+    if (raw) *raw = r;
+    EXPECT_EQ(r.status, 0) << describe(r);
+    json j = parse_one_json_line(r);
+    EXPECT_TRUE(j.contains("results")) << describe(r);
+    return j.value("results", json::array());
+  }
+
+  // Batch `search --queries FILE --json`: one results array per photo, in order;
+  // fails the test unless every query succeeds.
+  static std::vector<json> SearchMany(const fs::path& data, const std::vector<fs::path>& photos, int k = 10) {
+    fs::path file = root() / ("queries-" + std::to_string(++batch_files_) + ".txt");
+    std::string text;
+    for (const auto& p : photos) text += p.string() + "\n";
+    write_text(file, text);
+    Outcome r = run(
+        {"search", "--data", data.string(), "--queries", file.string(), "--k", std::to_string(k), "--json"});
+    EXPECT_EQ(r.status, 0) << describe(r);
+    std::vector<json> out;
+    auto lines = lines_of(r.out);
+    EXPECT_EQ(lines.size(), photos.size()) << describe(r);
+    for (std::size_t i = 0; i < photos.size(); ++i) {
+      json j = i < lines.size() ? json::parse(lines[i], nullptr, false) : json();
+      EXPECT_TRUE(j.is_object() && j.contains("results")) << "query " << photos[i] << describe(r);
+      out.push_back(j.is_object() ? j.value("results", json::array()) : json::array());
+    }
+    return out;
+  }
+
+  static std::vector<std::string> Ids(const json& results) {
+    std::vector<std::string> ids;
+    for (const auto& hit : results) ids.push_back(hit.value("product_id", ""));
+    return ids;
+  }
+
+  // `ingest --json` summary; fails the test unless the exit status is `expect_status`.
+  static json Ingest(const fs::path& data, const fs::path& catalog_file, Outcome* raw = nullptr,
+                     const std::vector<std::string>& extra = {}, int expect_status = 0) {
+    std::vector<std::string> args{"ingest", "--data", data.string(), "--catalog", catalog_file.string(),
+                                  "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    Outcome r = run(args);
+    if (raw) *raw = r;
+    EXPECT_EQ(r.status, expect_status) << describe(r);
+    return parse_one_json_line(r);
+  }
+
+  static json Eval(const fs::path& data) {
+    Outcome r = run({"eval", "--data", data.string(), "--queries", queries().string(), "--json"});
+    EXPECT_EQ(r.status, 0) << describe(r);
+    return parse_one_json_line(r);
+  }
+
+  static TempDir* root_;
+  static bool demo_ready_, base_ready_;
+  static std::string demo_error_, base_error_;
+  static Outcome base_ingest_;
+  static int batch_files_;
+};
+
+TempDir* CliE2E::root_ = nullptr;
+bool CliE2E::demo_ready_ = false;
+bool CliE2E::base_ready_ = false;
+std::string CliE2E::demo_error_;
+std::string CliE2E::base_error_;
+Outcome CliE2E::base_ingest_;
+int CliE2E::batch_files_ = 0;
+
+// ---- 1. quality ----
+
+TEST_F(CliE2E, ShippedModelBeatsRawPixelsByAClearMargin) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  json first = parse_one_json_line(base_ingest_);
+  EXPECT_EQ(first.value("added", -1), int(kProducts)) << describe(base_ingest_);
+  EXPECT_EQ(first.value("images_embedded", -1), int(kProducts)) << describe(base_ingest_);
+  EXPECT_EQ(first.value("lines_skipped", -1) + first.value("images_skipped", -1), 0)
+      << describe(base_ingest_);
+
+  json cnn = Eval(base());
+  ASSERT_TRUE(cnn.contains("precision_at_10")) << cnn.dump();
+  EXPECT_EQ(cnn.value("queries", 0), int(kQueries)) << cnn.dump();
+  EXPECT_EQ(cnn.value("failed", -1), 0) << cnn.dump();
+  EXPECT_NE(cnn.value("model", "").find("fashion-cnn"), std::string::npos)
+      << "ingest without --model should use the shipped CNN: " << cnn.dump();
+
+  fs::path pixels_data = root() / "pixels";
+  json pixels_ingest = Ingest(pixels_data, catalog(), nullptr, {"--model", "pixels"});
+  EXPECT_EQ(pixels_ingest.value("added", -1), int(kProducts)) << pixels_ingest.dump();
+  json pixels = Eval(pixels_data);
+  ASSERT_TRUE(pixels.contains("precision_at_10")) << pixels.dump();
+  EXPECT_NE(pixels.value("model", "").find("pixels"), std::string::npos) << pixels.dump();
+
+  const double cnn_p10 = cnn["precision_at_10"].get<double>();
+  const double pixels_p10 = pixels["precision_at_10"].get<double>();
+  const double cnn_map = cnn["map_at_100"].get<double>();
+  const double pixels_map = pixels["map_at_100"].get<double>();
+  std::cout << "[ quality  ] P@10 shipped model " << cnn_p10 << ", raw pixels " << pixels_p10 << "; mAP@100 "
+            << cnn_map << " vs " << pixels_map << "\n";
+  EXPECT_GE(cnn_p10, 0.85) << "shipped model: " << cnn.dump();
+  EXPECT_GE(cnn_p10, pixels_p10 + 0.05)
+      << "shipped model: " << cnn.dump() << "\nraw pixels: " << pixels.dump();
+  EXPECT_GT(cnn_map, pixels_map + 0.05)
+      << "shipped model: " << cnn.dump() << "\nraw pixels: " << pixels.dump();
+}
+
+// ---- 2. re-import ----
+
+TEST_F(CliE2E, ReimportingTheSameFileChangesNothing) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  fs::path data = CopyOfBase("reimport");
+  Outcome r;
+  json s = Ingest(data, catalog(), &r);
+  EXPECT_EQ(s.value("lines", -1), int(kProducts)) << describe(r);
+  EXPECT_EQ(s.value("added", -1), 0) << describe(r);
+  EXPECT_EQ(s.value("updated", -1), 0) << describe(r);
+  EXPECT_EQ(s.value("deleted", -1), 0) << describe(r);
+  EXPECT_EQ(s.value("unchanged", -1), int(kProducts)) << describe(r);
+  EXPECT_EQ(s.value("images_embedded", -1), 0) << describe(r);
+  EXPECT_EQ(s.value("images_reused", -1), int(kProducts)) << describe(r);
+  EXPECT_EQ(s.value("lines_skipped", -1), 0) << describe(r);
+  EXPECT_EQ(s.value("images_skipped", -1), 0) << describe(r);
+  EXPECT_EQ(r.err.find("rebuilt"), std::string::npos)
+      << "nothing changed, the index should not be rebuilt" << describe(r);
+}
+
+// ---- 3. metadata update ----
+
+TEST_F(CliE2E, ChangedMetadataIsUpdatedWithoutReembedding) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  fs::path data = CopyOfBase("metadata");
+  auto lines = read_jsonl(catalog());
+  ASSERT_EQ(lines.size(), kProducts);
+  constexpr std::size_t kFirst = 100, kChanged = 25;
+  for (std::size_t i = kFirst; i < kFirst + kChanged; ++i) {
+    lines[i]["title"] = "Renamed product " + std::to_string(i);
+    lines[i]["price"] = 1000.0 + double(i);
+  }
+  // Same folder as the demo catalog, so the image paths stay the same.
+  fs::path changed = demo() / "catalog-metadata.jsonl";
+  write_jsonl(changed, lines);
+
+  Outcome r;
+  json s = Ingest(data, changed, &r);
+  EXPECT_EQ(s.value("added", -1), 0) << describe(r);
+  EXPECT_EQ(s.value("updated", -1), int(kChanged)) << describe(r);
+  EXPECT_EQ(s.value("unchanged", -1), int(kProducts - kChanged)) << describe(r);
+  EXPECT_EQ(s.value("images_embedded", -1), 0) << describe(r);
+  EXPECT_EQ(s.value("images_reused", -1), int(kProducts)) << describe(r);
+
+  const std::vector<std::size_t> renamed = {kFirst, kFirst + 12, kFirst + kChanged - 1};
+  const std::size_t untouched = kFirst + kChanged;
+  std::vector<fs::path> photos;
+  for (std::size_t i : renamed) photos.push_back(photo_of(i));
+  photos.push_back(photo_of(untouched));
+  auto found = SearchMany(data, photos);
+  ASSERT_EQ(found.size(), photos.size());
+  for (std::size_t n = 0; n < renamed.size(); ++n) {
+    const std::size_t i = renamed[n];
+    ASSERT_FALSE(found[n].empty());
+    EXPECT_EQ(found[n][0].value("product_id", ""), product_id(i)) << found[n].dump();
+    EXPECT_EQ(found[n][0].value("title", ""), "Renamed product " + std::to_string(i)) << found[n].dump();
+    EXPECT_DOUBLE_EQ(found[n][0].value("price", 0.0), 1000.0 + double(i)) << found[n].dump();
+  }
+  // An unchanged neighbour keeps its title.
+  ASSERT_FALSE(found.back().empty());
+  EXPECT_EQ(found.back()[0].value("product_id", ""), product_id(untouched));
+  EXPECT_EQ(found.back()[0].value("title", ""), lines[untouched]["title"].get<std::string>());
+
+  // Importing the changed file again is idempotent too.
+  json again = Ingest(data, changed, &r);
+  EXPECT_EQ(again.value("unchanged", -1), int(kProducts)) << describe(r);
+  EXPECT_EQ(again.value("updated", -1), 0) << describe(r);
+}
+
+// ---- 4. image change ----
+
+TEST_F(CliE2E, ChangedImagesAndOnlyThoseAreReembedded) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  fs::path data = CopyOfBase("images-changed");
+  // Another folder holding a part of the catalog: products 200..229 with copies of
+  // their images (the same relative paths), so that this test may change files.
+  // Products absent from a catalog file are left as they are.
+  constexpr std::size_t kFirst = 200, kCount = 30;
+  fs::path folder = root() / "images-changed-catalog";
+  fs::create_directories(folder / "images");
+  auto all_lines = read_jsonl(catalog());
+  ASSERT_EQ(all_lines.size(), kProducts);
+  std::vector<json> lines(all_lines.begin() + kFirst, all_lines.begin() + kFirst + kCount);
+  for (std::size_t i = kFirst; i < kFirst + kCount; ++i)
+    fs::copy_file(photo_of(i), folder / "images" / image_name(i));
+
+  // New photos: query photos (not in the catalog) of another category than the product's.
+  auto query_lines = read_jsonl(queries());
+  std::size_t next_query = 0;
+  auto other_photo = [&](std::size_t product) {
+    const std::string category = all_lines[product]["category"];
+    while (query_lines.at(next_query)["category"] == category) ++next_query;
+    return query_photo(next_query++);
+  };
+  std::map<std::size_t, fs::path> new_photo;  // product -> the photo it shows now
+  // Five images change their bytes under the same path...
+  for (std::size_t i = kFirst + 3; i < kFirst + 8; ++i) {
+    fs::path source = other_photo(i);
+    fs::copy_file(source, folder / "images" / image_name(i), fs::copy_options::overwrite_existing);
+    new_photo[i] = source;
+  }
+  // ...and two products point to a new file.
+  for (std::size_t i = kFirst + 20; i < kFirst + 22; ++i) {
+    fs::path source = other_photo(i);
+    std::string rel = "new/" + image_name(i);
+    fs::create_directories(folder / "new");
+    fs::copy_file(source, folder / rel);
+    lines[i - kFirst]["images"] = json::array({rel});
+    new_photo[i] = source;
+  }
+  write_jsonl(folder / "catalog.jsonl", lines);
+
+  Outcome r;
+  json s = Ingest(data, folder / "catalog.jsonl", &r);
+  const int changed = int(new_photo.size());
+  EXPECT_EQ(s.value("lines", -1), int(kCount)) << describe(r);
+  EXPECT_EQ(s.value("images_embedded", -1), changed) << describe(r);
+  EXPECT_EQ(s.value("images_reused", -1), int(kCount) - changed) << describe(r);
+  EXPECT_EQ(s.value("updated", -1), changed) << describe(r);
+  EXPECT_EQ(s.value("unchanged", -1), int(kCount) - changed) << describe(r);
+  EXPECT_EQ(s.value("added", -1), 0) << describe(r);
+  EXPECT_EQ(s.value("deleted", -1), 0) << describe(r);
+
+  std::vector<fs::path> photos;
+  for (const auto& [i, photo] : new_photo) {
+    photos.push_back(photo);
+    photos.push_back(photo_of(i));
+  }
+  photos.push_back(photo_of(kFirst));
+  auto found = SearchMany(data, photos);
+  ASSERT_EQ(found.size(), photos.size());
+  std::size_t n = 0;
+  for (const auto& [i, photo] : new_photo) {
+    const json& now = found[n++];
+    const json& old = found[n++];
+    ASSERT_FALSE(now.empty());
+    EXPECT_EQ(now[0].value("product_id", ""), product_id(i)) << "new photo " << photo << ": " << now.dump();
+    EXPECT_GT(now[0].value("score", 0.0), 0.99) << now.dump();
+    ASSERT_FALSE(old.empty());
+    EXPECT_NE(old[0].value("product_id", ""), product_id(i))
+        << "the old photo of " << product_id(i) << " still finds it first: " << old.dump();
+  }
+  // An unchanged product of the same file is still found by its photo.
+  ASSERT_EQ(found.back().size(), 10u);
+  EXPECT_EQ(found.back()[0].value("product_id", ""), product_id(kFirst)) << found.back().dump();
+}
+
+// ---- 5. delete ----
+
+TEST_F(CliE2E, DeletedProductsDisappearFromSearch) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  fs::path data = CopyOfBase("delete");
+  const std::size_t by_line = 300, by_command = 301;
+  auto before = SearchMany(data, {photo_of(by_line), photo_of(by_command)}, 50);
+  ASSERT_EQ(before.size(), 2u);
+  for (std::size_t n = 0; n < 2; ++n) {
+    ASSERT_FALSE(before[n].empty());
+    ASSERT_EQ(before[n][0].value("product_id", ""), product_id(n == 0 ? by_line : by_command))
+        << before[n].dump();
+  }
+
+  // A JSONL line {"id": ..., "deleted": true}.
+  fs::path deletion = root() / "delete-catalog" / "catalog.jsonl";
+  write_jsonl(deletion, {json{{"id", product_id(by_line)}, {"deleted", true}}});
+  Outcome r;
+  json s = Ingest(data, deletion, &r);
+  EXPECT_EQ(s.value("deleted", -1), 1) << describe(r);
+  EXPECT_EQ(s.value("lines_skipped", -1), 0) << describe(r);
+  auto after = SearchMany(data, {photo_of(by_line), photo_of(by_command)}, 50);
+  ASSERT_EQ(after.size(), 2u);
+  auto ids = Ids(after[0]);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), product_id(by_line)), 0)
+      << product_id(by_line) << " was deleted by a catalog line but is still found: " << after[0].dump();
+  ids = Ids(after[1]);
+  ASSERT_FALSE(ids.empty());
+  EXPECT_EQ(ids[0], product_id(by_command)) << "deleting one product must not remove another";
+
+  // `lookalike delete`.
+  r = run({"delete", "--data", data.string(), "--id", product_id(by_command)});
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.out.find("deleted 1 of 1"), std::string::npos) << describe(r);
+  Outcome raw;
+  ids = Ids(Search(data, photo_of(by_command), 50, &raw));
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), product_id(by_command)), 0)
+      << product_id(by_command) << " was deleted by `lookalike delete` but is still found" << describe(raw);
+
+  r = run({"info", "--data", data.string(), "--json"});
+  EXPECT_EQ(r.status, 0) << describe(r);
+  json info = parse_one_json_line(r);
+  EXPECT_EQ(info.value("products", -1), int(kProducts) - 2) << describe(r);
+  EXPECT_EQ(info.value("index_vectors", -1), int(kProducts) - 2) << describe(r);
+
+  // Deleting what is not there is an error the user sees.
+  r = run({"delete", "--data", data.string(), "--id", product_id(by_command)});
+  EXPECT_NE(r.status, 0) << describe(r);
+  EXPECT_NE(r.out.find("deleted 0 of 1"), std::string::npos) << describe(r);
+}
+
+// ---- 6. index rebuild ----
+
+TEST_F(CliE2E, LostOrCorruptIndexIsRebuiltWithIdenticalResults) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  fs::path data = CopyOfBase("rebuild");
+  fs::path index = data / "index.lkx";
+  ASSERT_TRUE(fs::is_regular_file(index));
+  const auto original = read_bytes(index);
+  ASSERT_GT(original.size(), 64u);
+
+  fs::path paths = root() / "rebuild-queries.txt";
+  std::string text;
+  for (std::size_t i = 0; i < 20; ++i) text += query_photo(i * 7).string() + "\n";
+  for (std::size_t i = 0; i < 5; ++i) text += photo_of(i * 101).string() + "\n";
+  write_text(paths, text);
+  auto batch = [&] {
+    return run({"search", "--data", data.string(), "--queries", paths.string(), "--k", "10", "--json"});
+  };
+  Outcome before = batch();
+  ASSERT_EQ(before.status, 0) << describe(before);
+  ASSERT_EQ(lines_of(before.out).size(), 25u) << describe(before);
+  ASSERT_EQ(before.err, "") << "an intact index should be used silently" << describe(before);
+
+  std::vector<std::uint8_t> garbage(original.size());
+  for (std::size_t i = 0; i < garbage.size(); ++i)
+    garbage[i] = static_cast<std::uint8_t>((i * 2654435761u) >> 13);
+  const std::vector<std::pair<std::string, std::function<void()>>> damages = {
+      {"removed", [&] { fs::remove(index); }},
+      {"overwritten with garbage", [&] { write_bytes(index, garbage); }},
+      {"truncated to half", [&] { fs::resize_file(index, original.size() / 2); }},
+      {"one payload byte flipped",
+       [&] {
+         auto flipped = original;
+         flipped[flipped.size() / 2] ^= 0x40;
+         write_bytes(index, flipped);
+       }},
+  };
+  bool first = true;
+  for (const auto& [what, damage] : damages) {
+    SCOPED_TRACE("index file " + what);
+    write_bytes(index, original);
+    damage();
+    Outcome after = batch();
+    EXPECT_EQ(after.status, 0) << describe(after);
+    EXPECT_NE(after.err.find("rebuilt"), std::string::npos)
+        << "stderr should say the index was rebuilt" << describe(after);
+    EXPECT_NE(after.err.find("index"), std::string::npos) << describe(after);
+    EXPECT_EQ(after.out, before.out) << "results differ after the rebuild" << describe(after);
+    if (!first) continue;
+    first = false;
+    // The rebuilt index was saved: the next command uses it silently.
+    Outcome next = batch();
+    EXPECT_EQ(next.status, 0) << describe(next);
+    EXPECT_EQ(next.err, "") << "the rebuilt index should have been saved" << describe(next);
+    EXPECT_EQ(next.out, before.out) << describe(next);
+    EXPECT_EQ(read_bytes(index), original) << "the rebuilt index should equal the original";
+  }
+}
+
+// ---- 7. bad files ----
+
+TEST_F(CliE2E, BadFilesAreReportedSkippedAndCounted) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  fs::path data = CopyOfBase("bad-files");
+  fs::path folder = root() / "bad-catalog";
+  fs::create_directories(folder / "images");
+  const fs::path good_photos[3] = {query_photo(10), query_photo(11), query_photo(12)};
+  for (int i = 0; i < 3; ++i)
+    fs::copy_file(good_photos[i], folder / "images" / ("good" + std::to_string(i) + ".png"));
+  auto png = read_bytes(photo_of(0));
+  write_bytes(folder / "images" / "truncated.png",
+              std::vector<std::uint8_t>(png.begin(), png.begin() + png.size() / 2));
+  write_bytes(folder / "images" / "tiff.png", tiny_tiff());
+  write_bytes(folder / "images" / "empty.png", {});
+  fs::copy_file(photo_of(1), root() / "outside.png");  // exists, but outside the catalog folder
+  const std::string absolute = fs::absolute(folder / "images" / "good0.png").string();
+
+  auto product = [](const std::string& id, const std::string& image) {
+    return json{{"id", id}, {"title", "Test " + id}, {"category", "Test"}, {"images", json::array({image})}}
+        .dump();
+  };
+  const std::vector<std::string> catalog_lines = {
+      product("good-0", "images/good0.png"),         // line 1
+      product("bad-missing", "images/missing.png"),  // line 2
+      product("bad-truncated", "images/truncated.png"),
+      product("good-1", "images/good1.png"),
+      product("bad-tiff", "images/tiff.png"),  // line 5
+      product("bad-empty", "images/empty.png"),
+      R"({"id": "bad-json", "title": "no closing brace")",  // line 7
+      product("bad-escape", "../outside.png"),
+      product("bad-absolute", absolute),
+      product("good-2", "images/good2.png"),  // line 10
+  };
+  std::string text;
+  for (const auto& line : catalog_lines) text += line + "\n";
+  write_text(folder / "catalog.jsonl", text);
+
+  struct Expected {
+    int line;
+    std::string path;    // as written in the catalog
+    std::string reason;  // a word the message must contain (case-insensitive)
+  };
+  const std::vector<Expected> expected = {
+      {2, "images/missing.png", "no such file"},
+      {3, "images/truncated.png", "truncated"},
+      {5, "images/tiff.png", "tiff"},
+      {6, "images/empty.png", "empty"},
+      {7, "", "json"},
+      {8, "../outside.png", "escapes"},
+      {9, absolute, "relative"},
+  };
+  auto lower = [](std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    return s;
+  };
+  auto check_reports = [&](const Outcome& r) {
+    auto err_lines = lines_of(r.err);
+    for (const auto& e : expected) {
+      const std::string tag = "line " + std::to_string(e.line);
+      auto it = std::find_if(err_lines.begin(), err_lines.end(), [&](const std::string& l) {
+        auto pos = l.find(tag);
+        return pos != std::string::npos &&
+               (pos + tag.size() == l.size() || !std::isdigit(l[pos + tag.size()]));
+      });
+      if (it == err_lines.end()) {
+        ADD_FAILURE() << "no message on stderr for " << tag << " (" << e.path << ")" << describe(r);
+        continue;
+      }
+      EXPECT_NE(it->find(e.path), std::string::npos) << "message should name the file: " << *it;
+      EXPECT_NE(lower(*it).find(e.reason), std::string::npos)
+          << "message should say '" << e.reason << "': " << *it;
+    }
+    for (const std::string good : {"good-0", "good-1", "good-2", "line 1:", "line 4", "line 10"}) {
+      EXPECT_EQ(r.err.find(good), std::string::npos) << good << " was fine" << describe(r);
+    }
+  };
+
+  Outcome r;
+  json s = Ingest(data, folder / "catalog.jsonl", &r);
+  check_reports(r);
+  EXPECT_EQ(s.value("lines", -1), 10) << describe(r);
+  EXPECT_EQ(s.value("lines_skipped", -1), 1) << describe(r);
+  EXPECT_EQ(s.value("images_skipped", -1), 6) << describe(r);
+  EXPECT_EQ(s.value("images_embedded", -1), 3) << describe(r);
+  EXPECT_GE(s.value("added", -1), 3) << describe(r);
+  // Human-readable form counts them as well.
+  Outcome plain = run({"ingest", "--data", data.string(), "--catalog", (folder / "catalog.jsonl").string()});
+  EXPECT_EQ(plain.status, 0) << describe(plain);
+  EXPECT_NE(plain.out.find("skipped 1 lines and 6 images"), std::string::npos) << describe(plain);
+
+  // The good products were imported and are found by their photos.
+  auto found = SearchMany(data, {good_photos[0], good_photos[1], good_photos[2]});
+  ASSERT_EQ(found.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const json& results = found[static_cast<std::size_t>(i)];
+    ASSERT_FALSE(results.empty());
+    EXPECT_EQ(results[0].value("product_id", ""), "good-" + std::to_string(i)) << results.dump();
+    EXPECT_GT(results[0].value("score", 0.0), 0.99) << results.dump();
+  }
+  // The rest of the catalog is untouched.
+  r = run({"info", "--data", data.string(), "--json"});
+  json info = parse_one_json_line(r);
+  EXPECT_EQ(info.value("embedded", -1), int(kProducts) + 3) << describe(r);
+
+  // --strict: the same report, and exit status 3.
+  json strict = Ingest(data, folder / "catalog.jsonl", &r, {"--strict"}, 3);
+  check_reports(r);
+  EXPECT_EQ(strict.value("lines_skipped", -1), 1) << describe(r);
+  EXPECT_EQ(strict.value("images_skipped", -1), 6) << describe(r);
+
+  // --strict on a clean catalog exits 0.
+  Ingest(data, catalog(), &r, {"--strict"}, 0);
+}
+
+// ---- 8. batch search ----
+
+TEST_F(CliE2E, BatchSearchPrintsOneJsonLinePerQueryInInputOrder) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  const std::vector<std::string> paths = {query_photo(0).string(), query_photo(1).string(),
+                                          (root() / "no-such-photo.png").string(), photo_of(42).string(),
+                                          query_photo(2).string()};
+  fs::path file = root() / "batch-queries.txt";
+  std::string text;
+  for (const auto& p : paths) text += p + "\n";
+  write_text(file, text);
+
+  Outcome r = run({"search", "--data", base().string(), "--queries", file.string(), "--k", "10", "--json"});
+  EXPECT_EQ(r.status, 0) << "a failed query in batch mode is reported in its line" << describe(r);
+  auto out = lines_of(r.out);
+  ASSERT_EQ(out.size(), paths.size()) << describe(r);
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    SCOPED_TRACE("line " + std::to_string(i + 1) + ": " + out[i]);
+    json j;
+    ASSERT_NO_THROW(j = json::parse(out[i]));
+    ASSERT_TRUE(j.is_object());
+    EXPECT_EQ(j.value("query", ""), paths[i]);
+    std::set<std::string> keys;
+    for (const auto& [key, value] : j.items()) keys.insert(key);
+    if (i == 2) {
+      EXPECT_EQ(keys, (std::set<std::string>{"query", "error"}));
+      ASSERT_TRUE(j["error"].is_string());
+      EXPECT_FALSE(j["error"].get<std::string>().empty());
+      EXPECT_NE(j["error"].get<std::string>().find("no-such-photo.png"), std::string::npos);
+      continue;
+    }
+    EXPECT_EQ(keys, (std::set<std::string>{"query", "results"}));
+    ASSERT_TRUE(j["results"].is_array());
+    ASSERT_EQ(j["results"].size(), 10u);
+    std::set<std::string> seen;
+    double previous = 2;
+    for (const auto& hit : j["results"]) {
+      ASSERT_TRUE(hit.is_object());
+      ASSERT_TRUE(hit.contains("product_id") && hit["product_id"].is_string()) << hit.dump();
+      ASSERT_TRUE(hit.contains("score") && hit["score"].is_number()) << hit.dump();
+      ASSERT_TRUE(hit.contains("title") && hit["title"].is_string()) << hit.dump();
+      ASSERT_TRUE(hit.contains("category") && hit["category"].is_string()) << hit.dump();
+      EXPECT_FALSE(hit["title"].get<std::string>().empty()) << hit.dump();
+      EXPECT_FALSE(hit["category"].get<std::string>().empty()) << hit.dump();
+      EXPECT_TRUE(seen.insert(hit["product_id"].get<std::string>()).second) << "product listed twice";
+      const double score = hit["score"].get<double>();
+      EXPECT_LE(score, previous + 1e-6) << "results must be best first";
+      EXPECT_LE(score, 1.0 + 1e-4);
+      previous = score;
+    }
+  }
+  // Batch results equal single searches.
+  // (Scores may differ in the last float bits: the batch is embedded together.)
+  json single = Search(base(), photo_of(42));
+  json batched = json::parse(out[3])["results"];
+  ASSERT_EQ(batched.size(), single.size());
+  EXPECT_EQ(Ids(batched), Ids(single));
+  for (std::size_t i = 0; i < single.size(); ++i) {
+    EXPECT_NEAR(batched[i].value("score", 0.0), single[i].value("score", 0.0), 1e-5);
+    EXPECT_EQ(batched[i].value("title", ""), single[i].value("title", ""));
+  }
+  EXPECT_EQ(single[0].value("product_id", ""), product_id(42));
+}
+
+// ---- 9. model mismatch ----
+
+TEST_F(CliE2E, IngestWithAnotherModelIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  fs::path data = CopyOfBase("mismatch");
+  Outcome r = run({"ingest", "--data", data.string(), "--catalog", catalog().string(), "--model", "pixels"});
+  EXPECT_NE(r.status, 0) << describe(r);
+  EXPECT_NE(r.err.find("model"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("pixels"), std::string::npos)
+      << "the message should name the requested model" << describe(r);
+  EXPECT_NE(r.err.find("fashion-cnn"), std::string::npos)
+      << "the message should name the folder's model" << describe(r);
+  EXPECT_EQ(r.out, "") << describe(r);
+  // The folder still works with its own model.
+  json results = Search(data, photo_of(7));
+  ASSERT_FALSE(results.empty());
+  EXPECT_EQ(results[0].value("product_id", ""), product_id(7));
+}
+
+// ---- 10. search with a photo of a catalog item ----
+
+TEST_F(CliE2E, PhotoOfACatalogItemFindsItFirst) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  for (std::size_t i : {std::size_t{1234}, kProducts - 1}) {
+    fs::path photo = root() / ("my photo " + std::to_string(i) + ".png");  // a user's copy, with a space
+    fs::copy_file(photo_of(i), photo, fs::copy_options::overwrite_existing);
+    Outcome raw;
+    json results = Search(base(), photo, 10, &raw);
+    ASSERT_EQ(results.size(), 10u) << describe(raw);
+    EXPECT_EQ(results[0].value("product_id", ""), product_id(i)) << describe(raw);
+    EXPECT_GT(results[0].value("score", 0.0), 0.99) << describe(raw);
+  }
+  // The table output shows the same product first.
+  Outcome table = run({"search", "--data", base().string(), "--image", photo_of(1234).string(), "--k", "3"});
+  EXPECT_EQ(table.status, 0) << describe(table);
+  auto rows = lines_of(table.out);
+  ASSERT_GE(rows.size(), 2u) << describe(table);
+  EXPECT_NE(rows[1].find(product_id(1234)), std::string::npos) << describe(table);
+  // A photo that cannot be read fails the single search with a message.
+  Outcome missing = run({"search", "--data", base().string(), "--image", (root() / "absent.png").string()});
+  EXPECT_NE(missing.status, 0) << describe(missing);
+  EXPECT_NE(missing.err.find("absent.png"), std::string::npos) << describe(missing);
+}
+
+// ---- 11. help ----
+
+TEST_F(CliE2E, HelpLeadsWithExamples) {
+  Outcome r = run({"--help"});
+  EXPECT_EQ(r.status, 0) << describe(r);
+  const std::string out = r.out + r.err;
+  auto examples = out.find("Examples:");
+  ASSERT_NE(examples, std::string::npos) << describe(r);
+  EXPECT_NE(out.find("lookalike search --data"), std::string::npos) << describe(r);
+  EXPECT_NE(out.find("lookalike ingest --data"), std::string::npos) << describe(r);
+  // Examples come before the list of options and subcommands.
+  auto options = std::min(out.find("Options:"), out.find("OPTIONS:"));
+  auto subcommands = std::min(out.find("Subcommands:"), out.find("SUBCOMMANDS:"));
+  EXPECT_LT(examples, options) << describe(r);
+  EXPECT_LT(examples, subcommands) << describe(r);
+  EXPECT_LT(examples, 200u) << "the examples should lead the help" << describe(r);
+}
+
+TEST_F(CliE2E, WrongSubcommandOrMissingArgumentsExitNonZero) {
+  Outcome r = run({"frobnicate"});
+  EXPECT_NE(r.status, 0) << describe(r);
+  EXPECT_NE(r.err.find("subcommand"), std::string::npos) << describe(r);
+  r = run({});
+  EXPECT_NE(r.status, 0) << describe(r);
+  r = run({"search", "--data", root().string()});
+  EXPECT_NE(r.status, 0) << "search needs --image or --queries" << describe(r);
+}
+
+}  // namespace

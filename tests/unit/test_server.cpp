@@ -1,0 +1,1193 @@
+// The HTTP API against the real server on a loopback port (docs/API.md).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catalog/product.h"
+#include "common/error.h"
+#include "image/image.h"
+#include "search/demo_catalog.h"
+#include "search/engine.h"
+#include "server/routes.h"
+#include "server/server.h"
+#include "support/test_support.h"
+
+namespace lookalike::server {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testing::TempDir;
+using Bytes = std::vector<std::uint8_t>;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kAdminKey = "test-admin-key";
+constexpr const char* kSearchKey = "test-search-key";
+constexpr std::size_t kMaxBody = 1u << 20;
+
+std::string as_string(const Bytes& b) { return std::string(b.begin(), b.end()); }
+
+Bytes read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return Bytes(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string base64(const Bytes& bytes) {
+  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    std::uint32_t v = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+    for (int s : {18, 12, 6, 0}) out += table[(v >> s) & 63];
+  }
+  if (i + 1 == bytes.size()) {
+    std::uint32_t v = bytes[i] << 16;
+    out += table[(v >> 18) & 63];
+    out += table[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == bytes.size()) {
+    std::uint32_t v = (bytes[i] << 16) | (bytes[i + 1] << 8);
+    out += table[(v >> 18) & 63];
+    out += table[(v >> 12) & 63];
+    out += table[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+std::uint32_t crc32(const std::uint8_t* data, std::size_t n) {
+  std::uint32_t c = 0xFFFFFFFFu;
+  for (std::size_t i = 0; i < n; ++i) {
+    c ^= data[i];
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+  }
+  return c ^ 0xFFFFFFFFu;
+}
+
+// A PNG whose header claims width x height (the pixel data is a real 28x28 image's).
+Bytes png_claiming(Bytes png, std::uint32_t width, std::uint32_t height) {
+  auto put = [&](std::size_t at, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) png[at + i] = static_cast<std::uint8_t>(v >> (24 - 8 * i));
+  };
+  put(16, width);
+  put(20, height);
+  put(29, crc32(png.data() + 12, 17));
+  return png;
+}
+
+image::Image inverted(const image::Image& img) {
+  image::Image out = img;
+  for (auto& p : out.pixels) p = static_cast<std::uint8_t>(255 - p);
+  return out;
+}
+
+// Two images side by side (same height and channels).
+image::Image side_by_side(const image::Image& a, const image::Image& b) {
+  image::Image out;
+  out.width = a.width + b.width;
+  out.height = a.height;
+  out.channels = a.channels;
+  out.pixels.resize(static_cast<std::size_t>(out.width) * out.height * out.channels);
+  for (int y = 0; y < a.height; ++y) {
+    for (int x = 0; x < out.width; ++x) {
+      for (int c = 0; c < a.channels; ++c) {
+        const auto& src = x < a.width ? a : b;
+        int sx = x < a.width ? x : x - a.width;
+        out.pixels[(static_cast<std::size_t>(y) * out.width + x) * out.channels + c] =
+            src.pixels[(static_cast<std::size_t>(y) * src.width + sx) * src.channels + c];
+      }
+    }
+  }
+  return out;
+}
+
+// One raw HTTP exchange: sends `request` (in pieces separated by pauses if
+// asked), then reads until the server closes or `timeout_ms` passes.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawConnection() { close(); }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  bool connected() const { return connected_; }
+  bool send(const std::string& bytes) {
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      done += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+  // Reads until EOF, or until `until` appears, or timeout.
+  std::string read(int timeout_ms, const std::string& until = "") {
+    std::string out;
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    char buf[65536];
+    while (Clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      int left = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+      if (::poll(&p, 1, std::max(left, 0)) <= 0) break;
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+      if (!until.empty() && out.find(until) != std::string::npos) break;
+    }
+    return out;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+int status_of(const std::string& response) {
+  if (response.compare(0, 9, "HTTP/1.1 ") != 0) return -1;
+  return std::atoi(response.c_str() + 9);
+}
+
+// The demo catalog (500 products, 20 queries) is the same for every test process
+// (ctest runs each test in its own): it is built once beside the test binary,
+// published by renaming a complete folder, and only read.
+fs::path shared_demo_catalog() {
+  const fs::path dir = fs::read_symlink("/proc/self/exe").parent_path() / "server-test-demo-500";
+  if (fs::exists(dir / "catalog.jsonl") && fs::exists(dir / "queries.jsonl")) return dir;
+  const fs::path tmp = dir.string() + ".tmp-" + std::to_string(::getpid());
+  demo::write_demo_catalog(tmp, {.dataset_dir = {}, .max_products = 500, .max_queries = 20});
+  std::error_code ec;
+  fs::rename(tmp, dir, ec);  // a concurrent process may have published it first
+  if (ec) fs::remove_all(tmp, ec);
+  return dir;
+}
+
+struct CatalogItem {
+  std::string id;
+  std::string category;
+  fs::path image;
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ::unsetenv("LOOKALIKE_ADMIN_KEY");
+    ::unsetenv("LOOKALIKE_SEARCH_KEY");
+    root_ = new TempDir();
+    const fs::path demo = shared_demo_catalog();
+    catalog::read_catalog(
+        demo / "catalog.jsonl", {},
+        [&](std::size_t, catalog::CatalogEntry&& e) {
+          items_->push_back({e.product.id, e.product.category, demo / e.product.images.at(0)});
+        },
+        [](std::size_t, const std::string& m) { FAIL() << m; });
+    std::ifstream queries(demo / "queries.jsonl");
+    for (std::string line; std::getline(queries, line);) {
+      json q = json::parse(line);
+      queries_->push_back({"", q["category"], demo / q["image"].get<std::string>()});
+    }
+
+    search::OpenOptions open;
+    open.model = search::kPixelsModel;
+    engine_ = std::shared_ptr<search::Engine>(search::Engine::open(root_->path() / "data", open));
+    engine_->ingest(demo / "catalog.jsonl", {});
+
+    const fs::path web = root_->path() / "web";
+    testing::write_text(web / "index.html", "<!doctype html><title>lookalike</title>");
+    testing::write_text(web / "app.js", "console.log('hi');");
+    testing::write_text(web / "css" / "style.css", "body{}");
+    testing::write_text(web / ".hidden", "secret");
+    testing::write_text(root_->path() / "secret.txt", "secret");
+    fs::create_symlink(root_->path() / "secret.txt", web / "link.txt");
+
+    server_ = new Server(options(), engine_);
+    server_->start();
+  }
+
+  static void TearDownTestSuite() {
+    delete server_;
+    engine_.reset();
+    delete root_;
+  }
+
+  static ServerOptions options() {
+    ServerOptions o;
+    o.data_dir = root_->path() / "data";
+    o.port = 0;
+    o.admin_key = kAdminKey;
+    o.search_key = kSearchKey;
+    o.web_dir = root_->path() / "web";
+    o.max_body_bytes = kMaxBody;
+    o.threads = 4;
+    o.queue = 32;
+    return o;
+  }
+
+  static int port() { return server_->port(); }
+
+  static httplib::Client client(int p = 0) {
+    httplib::Client c("127.0.0.1", p ? p : port());
+    c.set_read_timeout(20, 0);
+    c.set_connection_timeout(5, 0);
+    return c;
+  }
+
+  static httplib::Headers auth(const std::string& key = kSearchKey) {
+    return {{"Authorization", "Bearer " + key}};
+  }
+
+  static json search_png(const Bytes& png, const std::string& query = "", int expect_status = 200) {
+    auto c = client();
+    auto r = c.Post(("/v1/search" + query).c_str(), auth(), as_string(png), "image/png");
+    EXPECT_TRUE(r);
+    if (!r) return {};
+    EXPECT_EQ(r->status, expect_status) << r->body;
+    return json::parse(r->body);
+  }
+
+  static std::vector<std::string> ids(const json& response) {
+    std::vector<std::string> out;
+    for (const auto& r : response["results"]) out.push_back(r["product_id"]);
+    return out;
+  }
+
+  static void expect_error(const httplib::Result& r, int status, const std::string& code) {
+    ASSERT_TRUE(r) << httplib::to_string(r.error());
+    EXPECT_EQ(r->status, status) << r->body;
+    json body = json::parse(r->body, nullptr, false);
+    ASSERT_TRUE(body.is_object()) << r->body;
+    EXPECT_EQ(body["error"]["code"], code) << r->body;
+    EXPECT_TRUE(body["error"]["message"].is_string());
+    EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+  }
+
+  static TempDir* root_;
+  static std::shared_ptr<search::Engine> engine_;
+  static Server* server_;
+  static std::vector<CatalogItem>* items_;
+  static std::vector<CatalogItem>* queries_;
+};
+
+TempDir* ServerTest::root_ = nullptr;
+std::shared_ptr<search::Engine> ServerTest::engine_;
+Server* ServerTest::server_ = nullptr;
+std::vector<CatalogItem>* ServerTest::items_ = new std::vector<CatalogItem>();
+std::vector<CatalogItem>* ServerTest::queries_ = new std::vector<CatalogItem>();
+
+// --- health, static files, security headers --------------------------------
+
+TEST_F(ServerTest, LivezReadyzAndSecurityHeaders) {
+  auto c = client();
+  auto live = c.Get("/livez");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
+  EXPECT_EQ(json::parse(live->body)["status"], "ok");
+  EXPECT_EQ(live->get_header_value("X-Content-Type-Options"), "nosniff");
+  EXPECT_FALSE(live->has_header("Access-Control-Allow-Origin"));  // CORS is off unless configured
+  auto ready = c.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+  EXPECT_EQ(json::parse(ready->body)["status"], "ready");
+  EXPECT_GE(json::parse(ready->body)["products"].get<int>(), 500);
+}
+
+TEST_F(ServerTest, ServesThePageWithItsHeadersAndNothingOutsideWebDir) {
+  auto c = client();
+  auto index = c.Get("/");
+  ASSERT_TRUE(index);
+  EXPECT_EQ(index->status, 200);
+  EXPECT_EQ(index->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_EQ(index->get_header_value("Content-Security-Policy"),
+            "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
+            "script-src 'self'; frame-ancestors 'none'");
+  EXPECT_EQ(index->get_header_value("Referrer-Policy"), "no-referrer");
+  EXPECT_EQ(index->get_header_value("X-Content-Type-Options"), "nosniff");
+  EXPECT_NE(index->body.find("<title>lookalike</title>"), std::string::npos);
+
+  auto js = c.Get("/static/app.js");
+  ASSERT_TRUE(js);
+  EXPECT_EQ(js->status, 200);
+  EXPECT_EQ(js->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
+  auto css = c.Get("/static/css/style.css");
+  ASSERT_TRUE(css);
+  EXPECT_EQ(css->status, 200);
+  EXPECT_EQ(css->get_header_value("Content-Type"), "text/css; charset=utf-8");
+  auto head = c.Head("/static/app.js");
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_TRUE(head->body.empty());
+
+  for (const char* path :
+       {"/static/missing.js", "/static/.hidden", "/static/link.txt", "/static/%2e%2e/secret.txt",
+        "/static/..%2fsecret.txt", "/static/css/../../secret.txt"}) {
+    auto r = c.Get(path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_TRUE(r->status == 404 || r->status == 400) << path << " " << r->status;
+    EXPECT_NE(r->body, "secret") << path;
+    EXPECT_EQ(r->get_header_value("Content-Type"), "application/json") << path;
+  }
+  // The raw path, as a browser would never send it but an attacker would.
+  RawConnection raw(port());
+  raw.send("GET /static/../secret.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  std::string response = raw.read(3000);
+  EXPECT_TRUE(status_of(response) == 404 || status_of(response) == 400) << response;
+  EXPECT_EQ(response.find("\r\n\r\nsecret"), std::string::npos);
+}
+
+// --- keys -------------------------------------------------------------------
+
+TEST_F(ServerTest, KeysGateSearchAndWrites) {
+  auto c = client();
+  const Bytes png = read_bytes(items_->at(0).image);
+  auto none = c.Post("/v1/search", as_string(png), "image/png");
+  expect_error(none, 401, "unauthorized");
+  EXPECT_EQ(none->get_header_value("WWW-Authenticate"), "Bearer");
+  expect_error(c.Post("/v1/search", auth("wrong"), as_string(png), "image/png"), 403, "forbidden");
+  auto search_key = c.Post("/v1/search", {{"X-API-Key", kSearchKey}}, as_string(png), "image/png");
+  ASSERT_TRUE(search_key);
+  EXPECT_EQ(search_key->status, 200);
+  auto admin_key = c.Post("/v1/search", auth(kAdminKey), as_string(png), "image/png");
+  ASSERT_TRUE(admin_key);
+  EXPECT_EQ(admin_key->status, 200);  // the admin key works everywhere
+  // Writes: the search key is refused, with or without a body.
+  expect_error(c.Delete("/v1/products/fm-00001", auth()), 403, "forbidden");
+  expect_error(c.Put("/v1/products/fm-00001", auth(), R"({"title":"x"})", "application/json"), 403,
+               "forbidden");
+  expect_error(c.Delete("/v1/products/fm-00001"), 401, "unauthorized");
+  expect_error(c.Get("/v1/products/fm-00001"), 401, "unauthorized");
+  expect_error(c.Get("/v1/imports/abc", auth()), 403, "forbidden");
+  EXPECT_TRUE(engine_->product("fm-00001").has_value());
+}
+
+TEST_F(ServerTest, GeneratedKeysAreStoredPrivatelyAndPrintedOnce) {
+  TempDir dir;
+  std::vector<std::string> messages;
+  ServerOptions o;
+  o.data_dir = dir.path();
+  o.port = 0;
+  o.web_dir = root_->path() / "web";
+  o.on_message = [&](const std::string& m) { messages.push_back(m); };
+  std::string admin, search;
+  {
+    Server first(o);
+    first.start();
+    admin = first.admin_key();
+    search = first.search_key();
+  }
+  EXPECT_EQ(admin.size(), 64u);
+  EXPECT_EQ(search.size(), 64u);
+  EXPECT_NE(admin, search);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_NE(messages[0].find(admin), std::string::npos);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir.path() / "keys.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  json stored = json::parse(testing::read_text(dir.path() / "keys.json"));
+  EXPECT_EQ(stored["admin_key"], admin);
+  EXPECT_EQ(stored["search_key"], search);
+
+  Server second(o);  // the same keys, not printed again
+  second.start();
+  EXPECT_EQ(second.admin_key(), admin);
+  EXPECT_EQ(second.search_key(), search);
+  EXPECT_EQ(messages.size(), 1u);
+  // Without an engine the catalog routes say so, and readiness too.
+  auto c = client(second.port());
+  expect_error(c.Get("/readyz"), 503, "not_ready");
+  auto r = c.Post("/v1/search", auth(search), "x", "image/png");
+  expect_error(r, 503, "not_ready");
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+  auto live = c.Get("/livez");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
+}
+
+// --- search -----------------------------------------------------------------
+
+TEST_F(ServerTest, SearchFindsTheCatalogImageFirstInEveryBodyForm) {
+  const auto& item = items_->at(7);
+  const Bytes png = read_bytes(item.image);
+  json raw = search_png(png, "?k=5");
+  ASSERT_EQ(raw["results"].size(), 5u);
+  const json& top = raw["results"][0];
+  EXPECT_EQ(top["product_id"], item.id);
+  EXPECT_NEAR(top["score"].get<double>(), 1.0, 1e-4);
+  EXPECT_EQ(top["category"], item.category);
+  EXPECT_EQ(top["image_url"], "/v1/products/" + item.id + "/images/0");
+  for (const char* field : {"title", "brand", "price", "currency", "rating", "rating_count", "stock"}) {
+    EXPECT_TRUE(top.contains(field)) << field;
+  }
+  EXPECT_EQ(raw["k"], 5);
+  EXPECT_EQ(raw["offset"], 0);
+  EXPECT_TRUE(raw["took_ms"].is_number());
+
+  auto c = client();
+  httplib::MultipartFormDataItems parts = {{"image", as_string(png), "q.png", "image/png"}};
+  auto multipart = c.Post("/v1/search?k=5", auth(), parts);
+  ASSERT_TRUE(multipart);
+  ASSERT_EQ(multipart->status, 200) << multipart->body;
+  EXPECT_EQ(ids(json::parse(multipart->body)), ids(raw));
+
+  json body{{"image_base64", "data:image/png;base64," + base64(png)}, {"k", 5}};
+  auto json_form = c.Post("/v1/search", auth(), body.dump(), "application/json");
+  ASSERT_TRUE(json_form);
+  ASSERT_EQ(json_form->status, 200) << json_form->body;
+  EXPECT_EQ(ids(json::parse(json_form->body)), ids(raw));
+}
+
+TEST_F(ServerTest, QueryPhotosFindTheirCategory) {
+  int top_right = 0;
+  for (const auto& q : *queries_) {
+    json r = search_png(read_bytes(q.image), "?k=1");
+    ASSERT_EQ(r["results"].size(), 1u);
+    top_right += r["results"][0]["category"] == q.category ? 1 : 0;
+  }
+  // Raw pixels find the right category first about 4 times in 5 on Fashion-MNIST.
+  EXPECT_GE(top_right, static_cast<int>(queries_->size()) * 6 / 10);
+}
+
+TEST_F(ServerTest, PaginationIsConsistentWithK) {
+  const Bytes png = read_bytes(items_->at(11).image);
+  json all = search_png(png, "?k=20");
+  json first = search_png(png, "?k=10&offset=0");
+  json second = search_png(png, "?k=10&offset=10");
+  auto all_ids = ids(all);
+  auto joined = ids(first);
+  auto rest = ids(second);
+  joined.insert(joined.end(), rest.begin(), rest.end());
+  EXPECT_EQ(joined, all_ids);
+  EXPECT_EQ(second["offset"], 10);
+  EXPECT_EQ(std::set<std::string>(all_ids.begin(), all_ids.end()).size(),
+            all_ids.size());  // each product once
+  for (std::size_t i = 1; i < all["results"].size(); ++i) {
+    EXPECT_GE(all["results"][i - 1]["score"].get<double>(), all["results"][i]["score"].get<double>());
+  }
+  json deep = search_png(png, "?k=100&offset=900");
+  EXPECT_TRUE(deep["results"].empty());  // fewer than 1000 products
+}
+
+TEST_F(ServerTest, FieldsRestrictTheResult) {
+  json r = search_png(read_bytes(items_->at(3).image), "?k=2&fields=title,price,attributes");
+  for (const auto& hit : r["results"]) {
+    std::set<std::string> keys;
+    for (const auto& [k, v] : hit.items()) keys.insert(k);
+    EXPECT_EQ(keys, (std::set<std::string>{"product_id", "score", "title", "price", "attributes"}));
+  }
+  auto c = client();
+  expect_error(c.Post("/v1/search?fields=title,password", auth(), as_string(read_bytes(items_->at(3).image)),
+                      "image/png"),
+               400, "bad_request");
+}
+
+TEST_F(ServerTest, CropSearchesOnlyTheBox) {
+  const auto& a = items_->at(20);
+  const auto& b = items_->at(21);
+  const image::DecodeLimits limits;
+  image::Image left = image::load_file(a.image, limits);
+  image::Image right = image::load_file(b.image, limits);
+  ASSERT_EQ(left.height, right.height);
+  const Bytes both = image::encode_png(side_by_side(left, right));
+  json r_left =
+      search_png(both, "?k=1&crop=0,0," + std::to_string(left.width) + "," + std::to_string(left.height));
+  EXPECT_EQ(r_left["results"][0]["product_id"], a.id);
+  json r_right = search_png(both, "?k=1&crop=" + std::to_string(left.width) + ",0," +
+                                      std::to_string(right.width) + "," + std::to_string(right.height));
+  EXPECT_EQ(r_right["results"][0]["product_id"], b.id);
+
+  auto c = client();
+  json body{{"image_base64", base64(both)},
+            {"k", 1},
+            {"crop", {{"x", left.width}, {"y", 0}, {"width", right.width}, {"height", right.height}}}};
+  auto json_crop = c.Post("/v1/search", auth(), body.dump(), "application/json");
+  ASSERT_TRUE(json_crop);
+  ASSERT_EQ(json_crop->status, 200) << json_crop->body;
+  EXPECT_EQ(json::parse(json_crop->body)["results"][0]["product_id"], b.id);
+
+  for (const char* crop :
+       {"?crop=0,0,57,28", "?crop=50,0,10,10", "?crop=0,0,0,5", "?crop=1,2,3", "?crop=a,b,c,d"}) {
+    expect_error(c.Post(std::string("/v1/search") + crop, auth(), as_string(both), "image/png"), 400,
+                 "bad_request");
+  }
+}
+
+TEST_F(ServerTest, CropFunctions) {
+  image::Image img{4, 3, 1, {0, 1, 2, 3, 10, 11, 12, 13, 20, 21, 22, 23}};
+  image::Image part = image::crop(img, {1, 1, 2, 2});
+  EXPECT_EQ(part.width, 2);
+  EXPECT_EQ(part.pixels, (Bytes{11, 12, 21, 22}));
+  EXPECT_THROW(image::crop(img, {3, 0, 2, 1}), Error);
+  EXPECT_THROW(image::crop(img, {0, 0, 0, 1}), Error);
+  const Bytes png = image::encode_png(img);
+  image::Image decoded = image::decode_crop(png.data(), png.size(), {}, {2, 0, 2, 3}, 28);
+  EXPECT_EQ(decoded.pixels, (Bytes{2, 3, 12, 13, 22, 23}));
+  try {
+    image::decode_crop(png.data(), png.size(), {}, {0, 0, 5, 1});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidInput);
+    EXPECT_NE(std::string(e.what()).find("4 x 3"), std::string::npos) << e.what();
+  }
+}
+
+// --- products, similar, images ---------------------------------------------
+
+TEST_F(ServerTest, ProductAndMoreLikeThis) {
+  const auto& item = items_->at(42);
+  auto c = client();
+  auto p = c.Get(("/v1/products/" + item.id).c_str(), auth());
+  ASSERT_TRUE(p);
+  ASSERT_EQ(p->status, 200) << p->body;
+  json product = json::parse(p->body);
+  EXPECT_EQ(product["product_id"], item.id);
+  EXPECT_EQ(product["category"], item.category);
+  EXPECT_EQ(product["image_urls"], json::array({"/v1/products/" + item.id + "/images/0"}));
+  EXPECT_TRUE(product["attributes"].is_object());
+  expect_error(c.Get("/v1/products/no-such-product", auth()), 404, "not_found");
+
+  auto s = c.Get(("/v1/products/" + item.id + "/similar?k=8").c_str(), auth());
+  ASSERT_TRUE(s);
+  ASSERT_EQ(s->status, 200) << s->body;
+  auto similar = ids(json::parse(s->body));
+  EXPECT_EQ(similar.size(), 8u);
+  EXPECT_EQ(std::count(similar.begin(), similar.end(), item.id), 0);  // never itself
+  auto page2 = c.Get(("/v1/products/" + item.id + "/similar?k=4&offset=4").c_str(), auth());
+  ASSERT_TRUE(page2);
+  EXPECT_EQ(ids(json::parse(page2->body)), std::vector<std::string>(similar.begin() + 4, similar.end()));
+  expect_error(c.Get("/v1/products/no-such-product/similar", auth()), 404, "not_found");
+  expect_error(c.Get(("/v1/products/" + item.id + "/similar?k=0").c_str(), auth()), 400, "bad_request");
+}
+
+TEST_F(ServerTest, ImageBytesWithTypeAndCaching) {
+  const auto& item = items_->at(5);
+  auto c = client();
+  auto r = c.Get(("/v1/products/" + item.id + "/images/0").c_str(), auth());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "image/png");
+  EXPECT_EQ(r->body, as_string(read_bytes(item.image)));
+  EXPECT_EQ(r->get_header_value("Cache-Control"), "public, max-age=86400");
+  const std::string etag = r->get_header_value("ETag");
+  EXPECT_EQ(etag.size(), 66u);  // "sha256"
+  auto headers = auth();
+  headers.emplace("If-None-Match", "\"abc\", " + etag);
+  auto again = c.Get(("/v1/products/" + item.id + "/images/0").c_str(), headers);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 304);
+  EXPECT_TRUE(again->body.empty());
+  expect_error(c.Get(("/v1/products/" + item.id + "/images/1").c_str(), auth()), 404, "not_found");
+  expect_error(c.Get(("/v1/products/" + item.id + "/images/x").c_str(), auth()), 400, "bad_request");
+  expect_error(c.Get("/v1/products/nope/images/0", auth()), 404, "not_found");
+}
+
+// --- writes -----------------------------------------------------------------
+
+TEST_F(ServerTest, PutMakesAProductSearchableAndDeleteRemovesIt) {
+  const std::string id = "new/sku 1";  // needs percent-encoding in the path
+  const std::string path = "/v1/products/new%2Fsku%201";
+  const Bytes photo = image::encode_png(inverted(image::load_file(items_->at(400).image, {})));
+  json product{{"title", "Inverted boot"},
+               {"brand", "Test"},
+               {"category", "Ankle boot"},
+               {"price", 10.5},
+               {"currency", "EUR"},
+               {"stock", 3},
+               {"attributes", {{"color", "negative"}}},
+               {"images_base64", {base64(photo)}}};
+  auto c = client();
+  auto put = c.Put(path.c_str(), auth(kAdminKey), product.dump(), "application/json");
+  ASSERT_TRUE(put);
+  ASSERT_EQ(put->status, 200) << put->body;
+  EXPECT_EQ(json::parse(put->body), (json{{"product_id", id}, {"created", true}}));
+  // Acknowledged means searchable.
+  json found = search_png(photo, "?k=1");
+  EXPECT_EQ(found["results"][0]["product_id"], id);
+  EXPECT_EQ(found["results"][0]["image_url"], path + "/images/0");
+  auto img = c.Get((path + "/images/0").c_str(), auth());
+  ASSERT_TRUE(img);
+  EXPECT_EQ(img->body, as_string(photo));
+
+  product["price"] = 12.0;
+  auto update = c.Put(path.c_str(), auth(kAdminKey), product.dump(), "application/json");
+  ASSERT_TRUE(update);
+  ASSERT_EQ(update->status, 200) << update->body;
+  EXPECT_EQ(json::parse(update->body)["created"], false);
+  EXPECT_EQ(json::parse(c.Get(path.c_str(), auth())->body)["price"], 12.0);
+
+  auto del = c.Delete(path.c_str(), auth(kAdminKey));
+  ASSERT_TRUE(del);
+  ASSERT_EQ(del->status, 200) << del->body;
+  expect_error(c.Get(path.c_str(), auth()), 404, "not_found");
+  EXPECT_NE(search_png(photo, "?k=1")["results"][0]["product_id"], id);
+  expect_error(c.Delete(path.c_str(), auth(kAdminKey)), 404, "not_found");
+}
+
+TEST_F(ServerTest, PutWithMultipartImages) {
+  const Bytes photo = image::encode_png(inverted(image::load_file(items_->at(430).image, {})));
+  httplib::MultipartFormDataItems parts = {
+      {"product", R"({"title": "Multipart", "category": "Bag", "price": 1})", "", "application/json"},
+      {"image", as_string(photo), "a.png", "image/png"}};
+  auto c = client();
+  auto put = c.Put("/v1/products/mp-1", auth(kAdminKey), parts);
+  ASSERT_TRUE(put);
+  ASSERT_EQ(put->status, 200) << put->body;
+  EXPECT_EQ(search_png(photo, "?k=1")["results"][0]["product_id"], "mp-1");
+  bool stored = false;
+  for (const auto& e : fs::directory_iterator(root_->path() / "data" / "uploads")) {
+    stored = stored || read_bytes(e.path()) == photo;
+  }
+  EXPECT_TRUE(stored);
+}
+
+TEST_F(ServerTest, PutRefusesBadProductsBeforeStoringAnything) {
+  auto c = client();
+  auto uploads = [&] {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator(root_->path() / "data" / "uploads")) ++n;
+    return n;
+  };
+  const std::size_t before = uploads();
+  Bytes tiff = {'I', 'I', 42, 0, 8, 0, 0, 0};
+  tiff.resize(256, 0);
+  Bytes png = read_bytes(items_->at(1).image);
+  Bytes truncated(png.begin(), png.begin() + static_cast<long>(png.size() * 6 / 10));
+  auto put = [&](const json& body) {
+    return c.Put("/v1/products/bad-1", auth(kAdminKey), body.dump(), "application/json");
+  };
+  expect_error(put({{"title", "t"}, {"images_base64", {base64(tiff)}}}), 415, "unsupported_media_type");
+  expect_error(put({{"title", "t"}, {"images_base64", {base64(truncated)}}}), 422, "undecodable_image");
+  // A good image before a bad one is not stored either.
+  expect_error(put({{"title", "t"}, {"images_base64", {base64(png), base64(tiff)}}}), 415, "unsupported_media_type");
+  expect_error(put({{"title", "t"}, {"images_base64", {"%%%"}}}), 400, "bad_request");
+  expect_error(put({{"title", "t"}, {"colour", "red"}}), 400, "bad_request");  // unknown key: a typo
+  expect_error(put({{"title", "t"}, {"images", {"../../etc/passwd"}}}), 400, "bad_request");
+  expect_error(put({{"id", "other"}, {"title", "t"}}), 400, "bad_request");
+  expect_error(put({{"title", 5}}), 400, "bad_request");
+  expect_error(c.Put("/v1/products/bad-1", auth(kAdminKey), "{not json", "application/json"), 400,
+               "bad_request");
+  expect_error(c.Put("/v1/products/bad-1", auth(kAdminKey), std::string(100, '[') + std::string(100, ']'),
+                     "application/json"),
+               400, "bad_request");
+  EXPECT_EQ(uploads(), before);
+  EXPECT_FALSE(engine_->product("bad-1").has_value());
+}
+
+// --- the error table --------------------------------------------------------
+
+TEST_F(ServerTest, ErrorStatusesOfTheTable) {
+  auto c = client();
+  const std::string png = as_string(read_bytes(items_->at(2).image));
+  // 400
+  expect_error(c.Post("/v1/search", auth(), "{", "application/json"), 400, "bad_request");
+  expect_error(c.Post("/v1/search", auth(), R"({"k": 5})", "application/json"), 400, "bad_request");
+  expect_error(c.Post("/v1/search?k=0", auth(), png, "image/png"), 400, "bad_request");
+  expect_error(c.Post("/v1/search?k=101", auth(), png, "image/png"), 400, "bad_request");
+  expect_error(c.Post("/v1/search?k=100&offset=901", auth(), png, "image/png"), 400, "bad_request");
+  expect_error(c.Post("/v1/search?offset=-1", auth(), png, "image/png"), 400, "bad_request");
+  expect_error(c.Post("/v1/search", auth(), "", "image/png"), 400, "bad_request");
+  // 404 and 405
+  expect_error(c.Get("/v2/search"), 404, "not_found");
+  expect_error(c.Get("/v1/products/"), 404, "not_found");
+  auto wrong_method = c.Delete("/v1/search", auth(kAdminKey));
+  expect_error(wrong_method, 405, "method_not_allowed");
+  EXPECT_EQ(wrong_method->get_header_value("Allow"), "POST");
+  expect_error(c.Post("/livez", "", "text/plain"), 405, "method_not_allowed");
+  // 413: over --max-body-bytes with Content-Length; an image over the pixel limits
+  expect_error(c.Post("/v1/search", auth(), std::string(kMaxBody + 1, 'x'), "image/png"), 413,
+               "payload_too_large");
+  expect_error(c.Post("/v1/search", auth(),
+                      as_string(png_claiming(read_bytes(items_->at(2).image), 20000, 20000)), "image/png"),
+               413, "payload_too_large");
+  // 415: a TIFF, an unexpected Content-Type, a compressed body
+  Bytes tiff = {'I', 'I', 42, 0, 8, 0, 0, 0};
+  tiff.resize(256, 0);
+  auto t = c.Post("/v1/search", auth(), as_string(tiff), "image/png");
+  expect_error(t, 415, "unsupported_media_type");
+  EXPECT_NE(t->body.find("TIFF"), std::string::npos) << t->body;
+  expect_error(c.Post("/v1/search", auth(), png, "text/plain"), 415, "unsupported_media_type");
+  expect_error(c.Post("/v1/search", auth(), png, "application/x-www-form-urlencoded"), 415,
+               "unsupported_media_type");
+  httplib::Headers gzip = auth();
+  gzip.emplace("Content-Encoding", "gzip");
+  expect_error(c.Post("/v1/search", gzip, png, "image/png"), 415, "unsupported_media_type");
+  // 422: an allowed format that does not decode
+  expect_error(c.Post("/v1/search", auth(), png.substr(0, png.size() * 6 / 10), "image/png"), 422,
+               "undecodable_image");
+  // The connection stays usable after errors whose body was read.
+  auto ok = c.Post("/v1/search?k=1", auth(), png, "image/png");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+}
+
+TEST_F(ServerTest, ChunkedAndLengthlessBodiesGet411BeforeTheBodyIsRead) {
+  // Chunked: refused on the headers alone; the body never needs to arrive.
+  RawConnection chunked(port());
+  ASSERT_TRUE(chunked.connected());
+  chunked.send("POST /v1/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kSearchKey) +
+               "\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n");
+  auto start = Clock::now();
+  std::string response = chunked.read(3000, "}");
+  EXPECT_EQ(status_of(response), 411) << response;
+  EXPECT_NE(response.find("\"length_required\""), std::string::npos);
+  EXPECT_NE(response.find("Connection: close"), std::string::npos);
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
+  // An oversized chunked body streaming in is refused the same way and drained.
+  RawConnection big(port());
+  big.send(
+      "PUT /v1/products/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: "
+      "application/json\r\n\r\n");
+  for (int i = 0; i < 32; ++i) big.send("10000\r\n" + std::string(0x10000, 'a') + "\r\n");
+  EXPECT_EQ(status_of(big.read(3000, "}")), 411);
+
+  RawConnection lengthless(port());
+  lengthless.send("POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n\r\n");
+  EXPECT_EQ(status_of(lengthless.read(3000, "}")), 411);
+}
+
+TEST_F(ServerTest, OversizedBodiesGet413BeforeTheBodyIsRead) {
+  RawConnection raw(port());
+  raw.send(
+      "POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: "
+      "100000000000\r\n\r\n");
+  auto start = Clock::now();
+  std::string response = raw.read(3000, "}");
+  EXPECT_EQ(status_of(response), 413) << response;
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
+  // With Expect: 100-continue the client is told before it sends anything.
+  RawConnection expect(port());
+  expect.send(
+      "POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nExpect: 100-continue\r\n"
+      "Content-Length: 50000000\r\n\r\n");
+  std::string answer = expect.read(3000, "}");
+  EXPECT_EQ(status_of(answer), 413) << answer;
+  EXPECT_EQ(answer.find("100 Continue"), std::string::npos);
+}
+
+TEST_F(ServerTest, OversizedHeadersAndSmugglingAttemptsAreRefused) {
+  RawConnection huge(port());
+  huge.send("GET /livez HTTP/1.1\r\nHost: x\r\n");
+  for (int i = 0; i < 100; ++i)
+    huge.send("X-Filler-" + std::to_string(i) + ": " + std::string(1000, 'a') + "\r\n");
+  huge.send("\r\n");
+  auto start = Clock::now();
+  std::string r = huge.read(3000);
+  EXPECT_EQ(status_of(r), 400) << r.substr(0, 200);
+  EXPECT_EQ(r.find("HTTP/1.1", 5), std::string::npos) << r;  // one answer, then the connection closes
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
+
+  RawConnection two_lengths(port());
+  two_lengths.send(
+      "POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 3\r\n"
+      "Content-Length: 4\r\n\r\nabcd");
+  EXPECT_EQ(status_of(two_lengths.read(3000, "}")), 400);
+
+  // A refused body is not parsed as a next request on the same connection.
+  RawConnection smuggle(port());
+  const std::string inner = "GET /v1/products/fm-00001 HTTP/1.1\r\nHost: x\r\n\r\n";
+  smuggle.send(
+      "PUT /v1/products/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+      std::to_string(inner.size()) + "\r\n\r\n" + inner);
+  std::string answers = smuggle.read(2000);
+  EXPECT_EQ(status_of(answers), 401);
+  EXPECT_EQ(answers.find("HTTP/1.1", 5), std::string::npos) << answers;  // one answer only
+}
+
+TEST_F(ServerTest, KeepAliveAndPipelining) {
+  RawConnection raw(port());
+  raw.send(
+      "GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  std::string both = raw.read(3000);
+  EXPECT_EQ(status_of(both), 200);
+  auto second = both.find("HTTP/1.1 200", 5);
+  EXPECT_NE(second, std::string::npos) << both;
+
+  // Several searches on one connection: a body that was read keeps it open.
+  const std::string png = as_string(read_bytes(items_->at(6).image));
+  RawConnection keep(port());
+  std::string request =
+      "POST /v1/search?k=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kSearchKey) +
+      "\r\nContent-Type: image/png\r\nContent-Length: " + std::to_string(png.size()) + "\r\n\r\n" + png;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(keep.send(request)) << i;
+    std::string answer = keep.read(3000, "took_ms");
+    EXPECT_EQ(status_of(answer), 200) << answer;
+    EXPECT_EQ(answer.find("Connection: close"), std::string::npos) << answer;
+  }
+
+  auto c = client();
+  for (int i = 0; i < 20; ++i) {
+    auto r = c.Get("/livez");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+}
+
+// --- overload and shutdown --------------------------------------------------
+
+TEST_F(ServerTest, OverloadGets503WithRetryAfterQuickly) {
+  ServerOptions o = options();
+  o.threads = 1;
+  o.queue = 1;
+  Server small(o, engine_);
+  small.start();
+  // The one worker is held by a request whose headers never finish; the next
+  // request waits in the queue; the one after that finds the queue full.
+  RawConnection slow(small.port());
+  slow.send("GET /livez HTTP/1.1\r\nHost: x\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  RawConnection queued(small.port());
+  queued.send("GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  RawConnection refused(small.port());
+  auto start = Clock::now();
+  refused.send("GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string response = refused.read(3000, "}");
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(1000));
+  EXPECT_EQ(status_of(response), 503) << response;
+  EXPECT_NE(response.find("Retry-After: 1\r\n"), std::string::npos) << response;
+  EXPECT_NE(response.find("\"overloaded\""), std::string::npos) << response;
+
+  slow.close();  // frees the worker: the queued request is answered
+  EXPECT_EQ(status_of(queued.read(5000, "}")), 200);
+  auto c = client(small.port());
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("lookalike_http_overload_refusals_total 1"), std::string::npos);
+}
+
+TEST_F(ServerTest, SlowClientsAndTooManyConnectionsAreCutOff) {
+  ServerOptions o = options();
+  o.read_timeout_seconds = 1;
+  o.max_connections = 3;
+  Server small(o, engine_);
+  small.start();
+  // Headers dribbling in: the request line and headers must arrive within the read timeout.
+  RawConnection slowloris(small.port());
+  slowloris.send("GET /livez HTTP/1.1\r\nHost: x\r\n");
+  auto start = Clock::now();
+  bool closed = false;
+  for (int i = 0; i < 20 && !closed; ++i) {
+    closed = !slowloris.send("X-Slow-" + std::to_string(i) + ": 1\r\n");
+    std::string got = slowloris.read(200);
+    closed = closed || !got.empty();
+  }
+  EXPECT_TRUE(closed);
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(2500));
+  // A malformed multipart body: 400, and the connection is not reused for its rest.
+  RawConnection multipart(small.port());
+  const std::string body =
+      "--b\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nxx\r\nGET /livez HTTP/1.1\r\n\r\n";
+  multipart.send("POST /v1/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kSearchKey) +
+                 "\r\nContent-Type: multipart/form-data; boundary=zz\r\nContent-Length: " +
+                 std::to_string(body.size()) + "\r\n\r\n" + body);
+  std::string answer = multipart.read(3000);
+  EXPECT_EQ(status_of(answer), 400) << answer;
+  EXPECT_EQ(answer.find("HTTP/1.1", 5), std::string::npos) << answer;
+  // Open connections beyond the limit are refused with 503 at once.
+  std::vector<std::unique_ptr<RawConnection>> idle;
+  for (int i = 0; i < 3; ++i) idle.push_back(std::make_unique<RawConnection>(small.port()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  RawConnection extra(small.port());
+  extra.send("GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status_of(extra.read(2000, "}")), 503);
+}
+
+TEST_F(ServerTest, StopFinishesTheRequestInFlight) {
+  auto small = std::make_unique<Server>(options(), engine_);
+  small->start();
+  const std::string png = as_string(read_bytes(items_->at(9).image));
+  RawConnection raw(small->port());
+  raw.send("POST /v1/search?k=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kSearchKey) +
+           "\r\nContent-Type: image/png\r\nContent-Length: " + std::to_string(png.size()) + "\r\n\r\n" +
+           png.substr(0, 10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::thread stopper([&] { small->stop(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  raw.send(png.substr(10));
+  std::string response = raw.read(5000, "took_ms");
+  stopper.join();
+  EXPECT_EQ(status_of(response), 200) << response;
+  EXPECT_NE(response.find(items_->at(9).id), std::string::npos);
+  RawConnection after(small->port());
+  EXPECT_FALSE(after.connected() && after.send("GET /livez HTTP/1.1\r\n\r\n") && !after.read(500).empty());
+}
+
+// --- imports ----------------------------------------------------------------
+
+TEST_F(ServerTest, ImportRunsInBackgroundWhileSearchesStayConsistent) {
+  // 1000 new products whose photos are inverted catalog photos (200 of them),
+  // under DIR/imports/ where imported image paths are resolved.
+  constexpr int kProducts = 1000;
+  std::string jsonl;
+  for (int i = 0; i < kProducts; ++i) {
+    const std::string file = "img/inv-" + std::to_string(i % 200) + ".png";
+    if (i < 200) {
+      testing::write_bytes(root_->path() / "data" / "imports" / file,
+                           image::encode_png(inverted(image::load_file(items_->at(100 + i).image, {}))));
+    }
+    jsonl += json{{"id", "imp-" + std::to_string(i)},
+                  {"title", "Imported"},
+                  {"category", "Shirt"},
+                  {"images", {file}}}
+                 .dump() +
+             "\n";
+  }
+  std::atomic<bool> importing{true};
+  std::atomic<int> searches{0}, failures{0}, during{0};
+  std::vector<std::thread> searchers;
+  for (int t = 0; t < 3; ++t) {
+    searchers.emplace_back([&, t] {
+      auto c = client();
+      for (int n = 0; importing || n < 3; ++n) {
+        const auto& item = items_->at(static_cast<std::size_t>((t * 7 + n) % 20));
+        auto r = c.Post("/v1/search?k=10", auth(), as_string(read_bytes(item.image)), "image/png");
+        ++searches;
+        if (importing) ++during;
+        if (!r || r->status != 200) {
+          ++failures;
+          continue;
+        }
+        json body = json::parse(r->body);
+        auto found = ids(body);
+        bool consistent = found.size() == 10 && found[0] == item.id &&
+                          std::set<std::string>(found.begin(), found.end()).size() == found.size();
+        for (std::size_t i = 1; consistent && i < found.size(); ++i) {
+          consistent = body["results"][i - 1]["score"] >= body["results"][i]["score"] &&
+                       !body["results"][i]["title"].get<std::string>().empty();
+        }
+        if (!consistent) ++failures;
+      }
+    });
+  }
+  auto c = client();
+  auto post = c.Post("/v1/imports", auth(kAdminKey), jsonl, "application/x-ndjson");
+  ASSERT_TRUE(post);
+  ASSERT_EQ(post->status, 202) << post->body;
+  const std::string task = json::parse(post->body)["task_id"];
+  EXPECT_EQ(post->get_header_value("Location"), "/v1/imports/" + task);
+  json status;
+  for (int i = 0; i < 600; ++i) {
+    auto r = c.Get(("/v1/imports/" + task).c_str(), auth(kAdminKey));
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200);
+    status = json::parse(r->body);
+    if (status["state"] == "done" || status["state"] == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  importing = false;
+  for (auto& t : searchers) t.join();
+  EXPECT_EQ(status["state"], "done") << status.dump();
+  EXPECT_EQ(status["added"], kProducts);
+  EXPECT_EQ(status["lines_done"], kProducts);
+  EXPECT_EQ(status["skipped"], 0);
+  EXPECT_TRUE(status["errors"].empty());
+  EXPECT_GE(during.load(), 3);
+  EXPECT_EQ(failures.load(), 0) << "of " << searches.load() << " searches";
+  // Imported products are searchable (five share each photo).
+  const std::string top = search_png(image::encode_png(inverted(image::load_file(items_->at(150).image, {}))),
+                                     "?k=1")["results"][0]["product_id"];
+  EXPECT_TRUE(top == "imp-50" || top == "imp-250" || top == "imp-450" || top == "imp-650" || top == "imp-850")
+      << top;
+  EXPECT_FALSE(fs::exists(root_->path() / "data" / "imports" / (task + ".jsonl")));  // removed once done
+}
+
+TEST_F(ServerTest, ImportReportsPerLineErrors) {
+  testing::write_bytes(root_->path() / "data" / "imports" / "img" / "ok.png",
+                       read_bytes(items_->at(0).image));
+  const std::string jsonl = std::string(R"({"id": "e-1", "title": "ok", "images": ["img/ok.png"]})") + "\n" +
+                            "{broken\n" + R"({"id": "e-2", "images": ["missing.png"]})" + "\n" +
+                            R"({"id": "e-3", "images": ["../../secret.txt"]})" + "\n";
+  auto c = client();
+  auto post = c.Post("/v1/imports", auth(kAdminKey), jsonl, "application/x-ndjson");
+  ASSERT_TRUE(post);
+  ASSERT_EQ(post->status, 202) << post->body;
+  const std::string task = json::parse(post->body)["task_id"];
+  json status;
+  for (int i = 0; i < 400; ++i) {
+    status = json::parse(c.Get(("/v1/imports/" + task).c_str(), auth(kAdminKey))->body);
+    if (status["state"] != "queued" && status["state"] != "running") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(status["state"], "done") << status.dump();
+  ASSERT_EQ(status["errors"].size(), 3u) << status.dump();
+  std::set<int> lines;
+  for (const auto& e : status["errors"]) lines.insert(e["line"].get<int>());
+  EXPECT_EQ(lines, (std::set<int>{2, 3, 4}));
+  EXPECT_EQ(status["errors"][1]["image"], "missing.png");
+  expect_error(c.Get("/v1/imports/no-such-task", auth(kAdminKey)), 404, "not_found");
+  expect_error(c.Post("/v1/imports", auth(kAdminKey), "  \n", "application/x-ndjson"), 400, "bad_request");
+  expect_error(c.Post("/v1/imports", auth(kAdminKey), jsonl, "application/x-www-form-urlencoded"), 415,
+               "unsupported_media_type");
+}
+
+// --- openapi and metrics ----------------------------------------------------
+
+TEST_F(ServerTest, OpenApiDescribesEveryRouteAndEveryDescribedRouteAnswers) {
+  auto c = client();
+  auto r = c.Get("/openapi.json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  json spec = json::parse(r->body);
+  EXPECT_EQ(spec["openapi"], "3.0.3");
+  std::size_t operations = 0;
+  for (const auto& [path, methods] : spec["paths"].items()) operations += methods.size();
+  EXPECT_EQ(operations, routes().size());
+  for (const auto& route : routes()) {
+    std::string method = route.method;
+    std::transform(method.begin(), method.end(), method.begin(), ::tolower);
+    EXPECT_TRUE(spec["paths"].contains(route.pattern) && spec["paths"][route.pattern].contains(method))
+        << route.method << " " << route.pattern;
+  }
+  // Every described operation exists: without a key it answers 200 or 401, never
+  // 404 (no route) or 405.
+  const std::map<std::string, std::string> samples = {
+      {"{id}", "fm-00000"}, {"{n}", "0"}, {"{task_id}", "t"}, {"{file}", "app.js"}};
+  for (const auto& [path, methods] : spec["paths"].items()) {
+    std::string concrete = path;
+    for (const auto& [param, value] : samples) {
+      auto at = concrete.find(param);
+      if (at != std::string::npos) concrete.replace(at, param.size(), value);
+    }
+    for (const auto& [method, op] : methods.items()) {
+      httplib::Result answer{nullptr, httplib::Error::Unknown};
+      if (method == "get") {
+        answer = c.Get(concrete.c_str());
+      } else if (method == "delete") {
+        answer = c.Delete(concrete.c_str());
+      } else {
+        std::string type = op["requestBody"]["content"].begin().key();
+        answer = method == "post" ? c.Post(concrete.c_str(), "x", type.c_str())
+                                  : c.Put(concrete.c_str(), "x", type.c_str());
+      }
+      ASSERT_TRUE(answer) << method << " " << concrete;
+      EXPECT_TRUE(answer->status == 200 || answer->status == 401)
+          << method << " " << concrete << " " << answer->status << " " << answer->body;
+    }
+  }
+}
+
+TEST_F(ServerTest, MetricsFollowPrometheusConventions) {
+  auto c = client();
+  // One connection: a response is counted right after it is written, so on a new
+  // connection the next request could overtake the count of the previous one.
+  c.set_keep_alive(true);
+  c.Get("/livez");
+  c.Get("/v1/products/fm-00003", auth());
+  c.Get("/v1/products/no-such-thing", auth());
+  c.Get("/nowhere/at/all");
+  auto r = c.Get("/metrics");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& text = r->body;
+  const std::regex sample(R"(^([a-z_:][a-z0-9_:]*)(\{([a-z_]+="[^"\\]*",?)*\})? [-+0-9.eInf]+$)");
+  const std::regex comment(R"(^# (HELP|TYPE) ([a-z_:][a-z0-9_:]*) .+$)");
+  std::map<std::string, std::string> types;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (line.rfind("#", 0) == 0) {
+      ASSERT_TRUE(std::regex_match(line, m, comment)) << line;
+      if (m[1] == "TYPE") types[m[2]] = line.substr(line.rfind(' ') + 1);
+      continue;
+    }
+    ASSERT_TRUE(std::regex_match(line, m, sample)) << line;
+    std::string family = m[1];
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      if (!types.count(family) && family.size() > std::strlen(suffix) &&
+          family.compare(family.size() - std::strlen(suffix), std::string::npos, suffix) == 0) {
+        family = family.substr(0, family.size() - std::strlen(suffix));
+      }
+    }
+    ASSERT_TRUE(types.count(family)) << "no TYPE before " << line;
+    if (types[family] == "counter") {
+      EXPECT_TRUE(family.size() > 6 && family.substr(family.size() - 6) == "_total") << family;
+    }
+    EXPECT_EQ(line.find("fm-00003"), std::string::npos) << "raw path in a label: " << line;
+    EXPECT_EQ(line.find("nowhere"), std::string::npos) << "raw path in a label: " << line;
+  }
+  for (const char* family :
+       {"lookalike_http_requests_total", "lookalike_http_request_duration_seconds",
+        "lookalike_catalog_products", "lookalike_index_vectors", "lookalike_index_size_bytes",
+        "lookalike_ingest_images_total", "lookalike_ingest_skipped_total"}) {
+    EXPECT_TRUE(types.count(family)) << family;
+  }
+  EXPECT_EQ(types["lookalike_http_request_duration_seconds"], "histogram");
+  EXPECT_EQ(types["lookalike_catalog_products"], "gauge");
+  EXPECT_NE(
+      text.find(R"(lookalike_http_requests_total{route="/v1/products/{id}",method="GET",status="200"})"),
+      std::string::npos);
+  EXPECT_NE(
+      text.find(R"(lookalike_http_requests_total{route="/v1/products/{id}",method="GET",status="404"})"),
+      std::string::npos);
+  EXPECT_NE(text.find(R"(lookalike_http_requests_total{route="none",method="GET",status="404"})"),
+            std::string::npos);
+  EXPECT_NE(text.find(R"(lookalike_http_request_duration_seconds_bucket{route="/livez",le="+Inf"})"),
+            std::string::npos);
+  EXPECT_NE(text.find(R"(lookalike_http_request_duration_seconds_bucket{route="/livez",le="0.0025"})"),
+            std::string::npos);
+}
+
+TEST_F(ServerTest, CorsOnlyWhenConfigured) {
+  ServerOptions o = options();
+  o.cors_origin = "https://shop.example";
+  Server cors(o, engine_);
+  cors.start();
+  auto c = client(cors.port());
+  auto pre = c.Options("/v1/search",
+                       {{"Origin", "https://shop.example"}, {"Access-Control-Request-Method", "POST"}});
+  ASSERT_TRUE(pre);
+  EXPECT_EQ(pre->status, 204);
+  EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Origin"), "https://shop.example");
+  EXPECT_NE(pre->get_header_value("Access-Control-Allow-Headers").find("Authorization"), std::string::npos);
+  EXPECT_NE(pre->get_header_value("Access-Control-Allow-Methods").find("POST"), std::string::npos);
+  auto live = c.Get("/livez");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->get_header_value("Access-Control-Allow-Origin"), "https://shop.example");
+}
+
+TEST_F(ServerTest, PublicSearchNeedsNoKeyButWritesStillDo) {
+  ServerOptions o = options();
+  o.public_search = true;
+  Server open(o, engine_);
+  open.start();
+  auto c = client(open.port());
+  auto r = c.Post("/v1/search?k=1", as_string(read_bytes(items_->at(4).image)), "image/png");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto p = c.Get("/v1/products/fm-00004");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->status, 200);
+  expect_error(c.Delete("/v1/products/fm-00004"), 401, "unauthorized");
+  expect_error(
+      c.Post("/v1/search?k=1", auth("wrong"), as_string(read_bytes(items_->at(4).image)), "image/png"), 403,
+      "forbidden");
+}
+
+}  // namespace
+}  // namespace lookalike::server
