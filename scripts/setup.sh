@@ -14,6 +14,16 @@ packages=(
   dataset-fashion-mnist
 )
 
+# Browser tests (scripts/browser-test.sh): Debian's chromium driven by npm
+# playwright-core. Node.js and npm come from Debian only when no node is on PATH:
+# a machine that already has a (newer) Node.js keeps it.
+packages+=(chromium)
+if ! command -v node >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+elif ! command -v npm >/dev/null 2>&1; then
+  echo "setup: warning: node is on PATH but npm is not; the browser tests need npm" >&2
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

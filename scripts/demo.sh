@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The main job on the bundled demo catalog: installs what is missing, builds,
+# writes the demo catalog (60,000 Fashion-MNIST products, 10,000 query photos),
+# ingests it with the shipped model, runs sample searches and the quality
+# evaluation, then serves the shop page and API at http://127.0.0.1:8080.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh lookalike
+bin=build/lookalike
+data=${LOOKALIKE_DEMO_DIR:-demo-data}
+
+if [ ! -f "$data/catalog.jsonl" ]; then
+  "$bin" demo-catalog --out "$data"
+fi
+"$bin" ingest --data "$data" --catalog "$data/catalog.jsonl"
+"$bin" info --data "$data"
+for q in 00000 00001 00002; do
+  category=$(grep "\"queries/$q.png\"" "$data/queries.jsonl" | sed 's/.*"category":"\([^"]*\)".*/\1/')
+  echo
+  echo "== query $data/queries/$q.png (a photo of a $category)"
+  "$bin" search --data "$data" --image "$data/queries/$q.png" --k 5
+done
+echo
+echo "== category retrieval on the 10,000 query photos"
+"$bin" eval --data "$data" --queries "$data/queries.jsonl"
+echo
+echo "== serving the demo shop at http://127.0.0.1:8080 (search open to all, writes need the admin key); Ctrl-C stops it"
+exec "$bin" serve --data "$data" --host 127.0.0.1 --port "${LOOKALIKE_PORT:-8080}" --public-search

@@ -1,0 +1,567 @@
+// Browser tests of the shopper page against a real `lookalike serve`, driven through
+// Debian's chromium by playwright-core. Run by scripts/browser-test.sh, which builds a
+// demo data folder, starts the server and sets:
+//   LOOKALIKE_URL   the server's base URL, e.g. http://127.0.0.1:41234
+//   LOOKALIKE_DEMO  the demo data folder (queries.jsonl and queries/ are read here)
+//   LOOKALIKE_SEARCH_KEY  the server's search key (it also runs with --public-search)
+//   LOOKALIKE_CHROMIUM  optional, the browser binary (default /usr/bin/chromium)
+// Every test saves a screenshot under tests/browser/screenshots/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const SHOTS = path.join(HERE, 'screenshots');
+const BASE = (process.env.LOOKALIKE_URL || '').replace(/\/$/, '');
+const DEMO = process.env.LOOKALIKE_DEMO || '';
+const SEARCH_KEY = process.env.LOOKALIKE_SEARCH_KEY || '';
+const CHROMIUM = process.env.LOOKALIKE_CHROMIUM || '/usr/bin/chromium';
+const TEST_TIMEOUT = 90_000;
+const WAIT = 30_000;
+
+let browser;
+let query;  // {category, file} of a demo query photo
+
+function pickQuery() {
+  const lines = fs.readFileSync(path.join(DEMO, 'queries.jsonl'), 'utf8').split('\n').filter(Boolean);
+  const queries = lines.map((l) => JSON.parse(l));
+  const q = queries.find((x) => x.category === 'Sneaker') || queries[0];
+  return { category: q.category, file: path.join(DEMO, q.image) };
+}
+
+before(async () => {
+  assert.ok(BASE, 'LOOKALIKE_URL is not set: run the tests with scripts/browser-test.sh');
+  assert.ok(DEMO, 'LOOKALIKE_DEMO is not set: run the tests with scripts/browser-test.sh');
+  query = pickQuery();
+  fs.mkdirSync(SHOTS, { recursive: true });
+  // launch() gives the browser a fresh, temporary user-data dir of its own.
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+});
+
+// Opens a fresh context (its own storage) and page; fails the test on page errors or
+// Content-Security-Policy violations, and always saves a screenshot.
+async function withPage(shot, options, fn) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ...options });
+  context.setDefaultTimeout(WAIT);
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+  page.on('console', (msg) => {
+    if (/Content Security Policy|Refused to (load|apply|execute)/i.test(msg.text())) {
+      problems.push(`CSP: ${msg.text()}`);
+    }
+  });
+  try {
+    await fn(page, context);
+  } finally {
+    await page.screenshot({ path: path.join(SHOTS, shot) }).catch(() => {});
+    await context.close();
+  }
+  assert.deepEqual(problems, [], 'the page reported errors');
+}
+
+// Predicates for page.waitForRequest / waitForResponse: a POST to /v1/search.
+const isSearchRequest = (req) => req.url().startsWith(`${BASE}/v1/search`) && req.method() === 'POST';
+const isSearch = (res) => isSearchRequest(res.request());
+
+// Picks the query photo and waits for the first page of results to be drawn.
+async function searchWith(page, file) {
+  await page.goto(`${BASE}/`);
+  const [response] = await Promise.all([
+    page.waitForResponse(isSearch),
+    page.setInputFiles('#file-input', file),
+  ]);
+  assert.equal(response.status(), 200, `search answered ${response.status()}: ${await response.text()}`);
+  const body = await response.json();
+  await expectGrid(page, body.results.map((r) => r.product_id));
+  return body;
+}
+
+// Waits until the grid shows exactly these product ids, in this order.
+async function expectGrid(page, ids) {
+  assert.ok(ids.length > 0, 'the API returned no results');
+  await page.waitForFunction((want) => {
+    const got = Array.from(document.querySelectorAll('#grid .card'), (c) => c.dataset.productId);
+    return got.length === want.length && got.every((id, i) => id === want[i]);
+  }, ids);
+}
+
+const cardCategories = (page) =>
+  page.$$eval('#grid .card', (cards) => cards.map((c) => c.dataset.category));
+
+test('searching with a photo shows products of the same category', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('01-search-results.png', {}, async (page) => {
+    const body = await searchWith(page, query.file);
+    const categories = await cardCategories(page);
+    assert.equal(categories.length, body.results.length);
+    assert.equal(categories[0], query.category, `top result is a ${categories[0]}, not a ${query.category}`);
+    const top10 = categories.slice(0, 10);
+    const same = top10.filter((c) => c === query.category).length;
+    assert.ok(same >= 7, `only ${same} of the top ${top10.length} are ${query.category}: ${top10.join(', ')}`);
+
+    // Each card shows what a shopper needs: photo, title, brand, price, rating, stock.
+    const first = page.locator('#grid .card').first();
+    const r = body.results[0];
+    assert.equal((await first.locator('.card__open').textContent()).trim(), r.title);
+    assert.equal((await first.locator('.card__brand').textContent()).trim(), r.brand);
+    assert.match(await first.locator('.card__price').textContent(), /\d+\.\d\d/);
+    assert.match(await first.locator('.rating').textContent(), /Rated \d\.\d out of 5/);
+    assert.match(await first.locator('.stock').textContent(), /^(In stock|Only \d+ left|Out of stock)$/);
+    await page.waitForFunction(() => {
+      const img = document.querySelector('#grid .card img');
+      return img && img.complete && img.naturalWidth > 0;
+    });
+    assert.match(await page.locator('#status').textContent(), /products that look like your photo/);
+    // The query photo is shown with the crop box over it.
+    await page.locator('#crop').waitFor({ state: 'visible' });
+
+    // "Show more" asks for the next page and adds it below.
+    const [next] = await Promise.all([page.waitForResponse(isSearch), page.click('#load-more')]);
+    assert.equal(new URL(next.url()).searchParams.get('offset'), String(body.results.length));
+    const more = (await next.json()).results.map((x) => x.product_id);
+    await expectGrid(page, [...body.results.map((x) => x.product_id), ...more]);
+    await page.locator('#grid .card').first().scrollIntoViewIfNeeded();
+  });
+});
+
+test('moving the crop box searches again with a crop and updates the results', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('02-crop-moved.png', {}, async (page) => {
+    await searchWith(page, query.file);
+    const size = await page.$eval('#query-img', (img) => ({ w: img.naturalWidth, h: img.naturalHeight }));
+    await page.locator('#crop').waitFor({ state: 'visible' });
+
+    // Drag the bottom-right corner in: the box shrinks to the top-left part.
+    const frame = await page.locator('#query-frame').boundingBox();
+    const handle = await page.locator('.crop__handle--se').boundingBox();
+    const hx = handle.x + handle.width / 2;
+    const hy = handle.y + handle.height / 2;
+    let [request] = await Promise.all([
+      page.waitForRequest((r) => isSearchRequest(r) && new URL(r.url()).searchParams.has('crop')),
+      (async () => {
+        await page.mouse.move(hx, hy);
+        await page.mouse.down();
+        await page.mouse.move(hx - frame.width * 0.35, hy - frame.height * 0.35, { steps: 8 });
+        await page.mouse.up();
+      })(),
+    ]);
+    let response = await request.response();
+    const crop1 = new URL(request.url()).searchParams.get('crop').split(',').map(Number);
+    assert.equal(crop1.length, 4);
+    const [x1, y1, w1, h1] = crop1;
+    assert.ok(x1 === 0 && y1 === 0, `a corner drag keeps the box's top-left corner: ${crop1}`);
+    assert.ok(w1 < size.w && h1 < size.h && w1 > 0 && h1 > 0, `the box shrank inside the photo: ${crop1}`);
+    assert.equal(response.status(), 200);
+    await expectGrid(page, (await response.json()).results.map((r) => r.product_id));
+
+    // Drag the box itself down and right: a new search with the box moved.
+    const box = await page.locator('#crop').boundingBox();
+    const cx = box.x + box.width / 2;
+    const cy = box.y + box.height / 2;
+    [request] = await Promise.all([
+      page.waitForRequest((r) => isSearchRequest(r) && new URL(r.url()).searchParams.get('crop') !== crop1.join(',')),
+      (async () => {
+        await page.mouse.move(cx, cy);
+        await page.mouse.down();
+        await page.mouse.move(cx + frame.width * 0.2, cy + frame.height * 0.2, { steps: 8 });
+        await page.mouse.up();
+      })(),
+    ]);
+    response = await request.response();
+    const [x2, y2, w2, h2] = new URL(request.url()).searchParams.get('crop').split(',').map(Number);
+    assert.ok(x2 > 0 && y2 > 0, `the box moved: ${[x2, y2, w2, h2]}`);
+    assert.deepEqual([w2, h2], [w1, h1], 'moving keeps the size');
+    assert.ok(x2 + w2 <= size.w && y2 + h2 <= size.h, 'the box stays inside the photo');
+    assert.equal(response.status(), 200);
+    const body = await response.json();
+    await expectGrid(page, body.results.map((r) => r.product_id));
+    assert.match(await page.locator('#status').textContent(), /selected part of your photo/);
+
+    // Keyboard: an arrow key on the focused box moves it by a pixel and searches again.
+    await page.locator('#crop').focus();
+    [request] = await Promise.all([
+      page.waitForRequest((r) => isSearchRequest(r) && new URL(r.url()).searchParams.get('crop') !== [x2, y2, w2, h2].join(',')),
+      page.keyboard.press('ArrowLeft'),
+    ]);
+    assert.equal(new URL(request.url()).searchParams.get('crop'), [x2 - 1, y2, w2, h2].join(','));
+    await request.response();
+    await page.waitForFunction(() => document.querySelector('#grid').getAttribute('aria-busy') === 'false');
+  });
+});
+
+test('"More like this" shows products similar to that product', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('03-more-like-this.png', {}, async (page) => {
+    await searchWith(page, query.file);
+    const card = page.locator('#grid .card').first();
+    const id = await card.getAttribute('data-product-id');
+    const category = await card.getAttribute('data-category');
+    const title = (await card.locator('.card__open').textContent()).trim();
+    const [response] = await Promise.all([
+      page.waitForResponse((r) => r.url().startsWith(`${BASE}/v1/products/${encodeURIComponent(id)}/similar`)),
+      card.getByRole('button', { name: `More like this: ${title}` }).click(),
+    ]);
+    assert.equal(response.status(), 200);
+    const body = await response.json();
+    const ids = body.results.map((r) => r.product_id);
+    await expectGrid(page, ids);
+    assert.equal((await page.locator('#results-heading').textContent()).trim(), `More like ${title}`);
+    const categories = await cardCategories(page);
+    const same = categories.slice(0, 10).filter((c) => c === category).length;
+    assert.ok(same >= 7, `only ${same} of the top 10 similar products are ${category}: ${categories.join(', ')}`);
+
+    // And back to the photo's results.
+    await page.locator('#back-to-photo').waitFor({ state: 'visible' });
+    const [again] = await Promise.all([page.waitForResponse(isSearch), page.click('#back-to-photo')]);
+    await expectGrid(page, (await again.json()).results.map((r) => r.product_id));
+    assert.equal((await page.locator('#results-heading').textContent()).trim(), 'Products that look alike');
+    // Leave the screenshot on the "more like this" view.
+    await Promise.all([
+      page.waitForResponse((r) => r.url().includes('/similar')),
+      page.locator('#grid .card').first().locator('.card__similar').click(),
+    ]);
+    await page.waitForFunction(() => document.querySelector('#grid').getAttribute('aria-busy') === 'false');
+  });
+});
+
+test('a product opens with its details and goes into the cart, which survives a reload', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('04-product-and-cart.png', {}, async (page) => {
+    const body = await searchWith(page, query.file);
+    assert.equal(await page.locator('#cart-count').isVisible(), false, 'an empty cart shows no count');
+
+    // A product that is sold out cannot be added.
+    const soldOut = body.results.findIndex((r) => r.stock <= 0);
+    if (soldOut >= 0) {
+      await page.locator('#grid .card__open').nth(soldOut).click();
+      await page.locator('#product-dialog').waitFor({ state: 'visible' });
+      const button = page.locator('#add-to-cart');
+      assert.equal((await button.textContent()).trim(), 'Out of stock');
+      assert.equal(await button.isDisabled(), true);
+      await page.keyboard.press('Escape');
+      await page.locator('#product-dialog').waitFor({ state: 'hidden' });
+    }
+
+    const index = body.results.findIndex((r) => r.stock > 0);
+    assert.ok(index >= 0, 'no result is in stock');
+    const first = body.results[index];
+    const [detail] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${BASE}/v1/products/${encodeURIComponent(first.product_id)}`),
+      page.locator('#grid .card__open').nth(index).click(),
+    ]);
+    assert.equal(detail.status(), 200);
+    const dialog = page.locator('#product-dialog');
+    await dialog.waitFor({ state: 'visible' });
+    assert.equal((await page.locator('#product-title').textContent()).trim(), first.title);
+    assert.equal(await dialog.getAttribute('data-product-id'), first.product_id);
+    await page.waitForFunction(() => {
+      const img = document.querySelector('#product-photo');
+      return img.complete && img.naturalWidth > 0;
+    });
+    assert.match(await page.locator('#product-details').textContent(), new RegExp(`Category\\s*${first.category}`));
+    await page.screenshot({ path: path.join(SHOTS, '04a-product-dialog.png') });
+
+    await page.getByRole('button', { name: 'Add to cart' }).click();
+    await page.locator('#cart-count').waitFor({ state: 'visible' });
+    assert.equal((await page.locator('#cart-count').textContent()).trim(), '1');
+    assert.equal(await page.locator('#cart-button').getAttribute('aria-label'), 'Cart, 1 item');
+
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+
+    await page.reload();
+    await page.locator('#cart-count').waitFor({ state: 'visible' });
+    assert.equal((await page.locator('#cart-count').textContent()).trim(), '1');
+    await page.click('#cart-button');
+    const item = page.locator('#cart-list .cart-item');
+    await item.first().waitFor({ state: 'visible' });
+    assert.equal(await item.count(), 1);
+    assert.equal(await item.first().getAttribute('data-product-id'), first.product_id);
+    assert.equal((await item.first().locator('.cart-item__title').textContent()).trim(), first.title);
+    await page.waitForFunction(() => {
+      const img = document.querySelector('#cart-list img');
+      return img && img.complete && img.naturalWidth > 0;
+    });
+  });
+});
+
+test('a photo can be dropped on the page or pasted', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('05-drop-and-paste.png', {}, async (page) => {
+    await page.goto(`${BASE}/`);
+    const b64 = fs.readFileSync(query.file).toString('base64');
+    const send = (kind) => page.evaluate(([data, how]) => {
+      const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'query.png', { type: 'image/png' }));
+      if (how === 'paste') {
+        document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+      } else {
+        const zone = document.querySelector('#dropzone');
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+          zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }
+      }
+    }, [b64, kind]);
+    for (const kind of ['drop', 'paste']) {
+      const [response] = await Promise.all([page.waitForResponse(isSearch), send(kind)]);
+      assert.equal(response.status(), 200, `${kind}: search answered ${response.status()}`);
+      await expectGrid(page, (await response.json()).results.map((r) => r.product_id));
+      await page.locator('#crop').waitFor({ state: 'visible' });
+    }
+  });
+});
+
+test('a file that is not a photo gets a clear message', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('06-not-a-photo.png', {}, async (page) => {
+    await page.goto(`${BASE}/`);
+    const [response] = await Promise.all([
+      page.waitForResponse(isSearch),
+      page.setInputFiles('#file-input', {
+        name: 'shopping-list.txt', mimeType: 'text/plain', buffer: Buffer.from('milk, eggs, a new pair of sneakers\n'),
+      }),
+    ]);
+    assert.equal(response.status(), 415);
+    const alert = page.locator('#status [role="alert"]');
+    await alert.waitFor({ state: 'visible' });
+    assert.match(await alert.textContent(), /That file isn't a photo we can read/);
+    assert.match(await alert.textContent(), /try a JPEG, PNG or WebP/i);
+    assert.equal(await page.locator('#grid .card').count(), 0);
+    assert.equal(await page.locator('#query').isVisible(), false, 'no broken photo is left on show');
+  });
+});
+
+test('a damaged photo gets a clear message', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('07-damaged-photo.png', {}, async (page) => {
+    await page.goto(`${BASE}/`);
+    // A PNG signature and header followed by garbage: the right format, undecodable.
+    const png = fs.readFileSync(query.file);
+    const broken = Buffer.concat([png.subarray(0, 33), Buffer.alloc(200, 0x5a)]);
+    const [response] = await Promise.all([
+      page.waitForResponse(isSearch),
+      page.setInputFiles('#file-input', { name: 'photo.png', mimeType: 'image/png', buffer: broken }),
+    ]);
+    assert.equal(response.status(), 422);
+    const alert = page.locator('#status [role="alert"]');
+    await alert.waitFor({ state: 'visible' });
+    assert.match(await alert.textContent(), /That photo seems to be damaged/);
+  });
+});
+
+test('on a phone-sized screen the page fits without sideways scrolling', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('08-phone.png', { viewport: { width: 375, height: 667 }, isMobile: true, hasTouch: true }, async (page) => {
+    const body = await searchWith(page, query.file);
+    const widths = await page.evaluate(() => ({
+      doc: document.documentElement.scrollWidth, body: document.body.scrollWidth, view: window.innerWidth,
+    }));
+    assert.equal(widths.view, 375);
+    assert.ok(widths.doc <= widths.view && widths.body <= widths.view, `content is wider than the screen: ${JSON.stringify(widths)}`);
+    // Two cards a row, each inside the screen.
+    const boxes = await page.$$eval('#grid .card', (cards) => cards.slice(0, 4).map((c) => {
+      const r = c.getBoundingClientRect();
+      return { x: Math.round(r.left), right: Math.round(r.right), top: Math.round(r.top) };
+    }));
+    assert.equal(new Set(boxes.map((b) => b.x)).size, 2, `expected 2 columns: ${JSON.stringify(boxes)}`);
+    assert.equal(boxes[0].top, boxes[1].top);
+    for (const b of boxes) assert.ok(b.x >= 0 && b.right <= 375, `card off screen: ${JSON.stringify(b)}`);
+    await page.locator('#results-heading').scrollIntoViewIfNeeded();
+    await page.waitForFunction(() => Array.from(document.querySelectorAll('#grid .card img')).slice(0, 2)
+      .every((img) => img.complete && img.naturalWidth > 0));
+    await page.screenshot({ path: path.join(SHOTS, '08a-phone-results.png') });
+
+    // The product dialog fits too, and its button can be reached.
+    await page.locator('#grid .card__open').nth(body.results.findIndex((r) => r.stock > 0)).tap();
+    await page.locator('#product-dialog').waitFor({ state: 'visible' });
+    const dialog = await page.locator('#product-dialog').boundingBox();
+    assert.ok(dialog.x >= 0 && dialog.x + dialog.width <= 375, `dialog wider than the screen: ${JSON.stringify(dialog)}`);
+    await page.getByRole('button', { name: 'Add to cart' }).tap();
+    await page.locator('#cart-count').waitFor({ state: 'visible' });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `scrolls sideways by ${overflow}px with the dialog open`);
+  });
+});
+
+test('the keyboard reaches the photo button and the first result', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('09-keyboard.png', {}, async (page) => {
+    // Intercept file choosers from the start: turning that on is asynchronous, and a
+    // chooser opened before it is on would be the native one, never reported.
+    const choosers = [];
+    page.on('filechooser', (chooser) => choosers.push(chooser));
+    await page.goto(`${BASE}/`);
+    const focused = () => page.evaluate(() => {
+      const a = document.activeElement;
+      return { id: a.id, cls: a.className, text: (a.textContent || '').trim() };
+    });
+    let tabs = 0;
+    for (; tabs < 10 && (await focused()).id !== 'pick-file'; tabs += 1) await page.keyboard.press('Tab');
+    assert.equal((await focused()).id, 'pick-file', `Tab did not reach the photo button in ${tabs} presses`);
+    const ring = await page.$eval('#pick-file', (b) => {
+      const s = getComputedStyle(b);
+      return { style: s.outlineStyle, width: parseFloat(s.outlineWidth) };
+    });
+    assert.ok(ring.style !== 'none' && ring.width >= 2, `no visible focus ring: ${JSON.stringify(ring)}`);
+    await page.screenshot({ path: path.join(SHOTS, '09a-keyboard-file-button.png') });
+
+    // Enter opens the file picker.
+    await page.keyboard.press('Enter');
+    for (let i = 0; i < 100 && choosers.length === 0; i += 1) await page.waitForTimeout(50);
+    assert.equal(choosers.length, 1, 'Enter on the photo button opens the file picker');
+    const chooser = choosers[0];
+    const [response] = await Promise.all([page.waitForResponse(isSearch), chooser.setFiles(query.file)]);
+    const body = await response.json();
+    await expectGrid(page, body.results.map((r) => r.product_id));
+
+    // Tab on to the first result (past the crop box and its button).
+    const firstTitle = body.results[0].title;
+    for (tabs = 0; tabs < 25; tabs += 1) {
+      await page.keyboard.press('Tab');
+      const f = await focused();
+      if (f.cls.includes('card__open')) break;
+    }
+    const f = await focused();
+    assert.ok(f.cls.includes('card__open'), `Tab did not reach a result: on ${JSON.stringify(f)}`);
+    assert.equal(f.text, firstTitle, 'the first result is the first one reached');
+
+    // Enter opens it, Escape closes it and gives the focus back.
+    await page.keyboard.press('Enter');
+    await page.locator('#product-dialog').waitFor({ state: 'visible' });
+    await page.keyboard.press('Escape');
+    await page.locator('#product-dialog').waitFor({ state: 'hidden' });
+    assert.equal((await focused()).text, firstTitle, 'focus returns to the result');
+    await page.locator('#grid .card').first().scrollIntoViewIfNeeded();
+  });
+});
+
+test('a shop that needs a search key asks for one and retries with it', { timeout: TEST_TIMEOUT }, async () => {
+  assert.ok(SEARCH_KEY, 'LOOKALIKE_SEARCH_KEY is not set: run the tests with scripts/browser-test.sh');
+  // The demo server runs with --public-search; its first answer here is made a 401 to
+  // see what the page does with one. A wrong key then gets the server's own 403.
+  await withPage('10-search-key.png', {}, async (page) => {
+    let refused = 0;
+    await page.route(`${BASE}/v1/search**`, async (route) => {
+      if (refused === 0) {
+        refused += 1;
+        await route.fulfill({
+          status: 401, contentType: 'application/json',
+          body: JSON.stringify({ error: { code: 'unauthorized', message: 'a search key is required' } }),
+        });
+      } else {
+        await route.continue();
+      }
+    });
+    await page.goto(`${BASE}/`);
+    await page.setInputFiles('#file-input', query.file);
+    await page.locator('#key-form').waitFor({ state: 'visible' });
+    assert.match(await page.locator('#status').textContent(), /This shop needs a search key/);
+    await page.screenshot({ path: path.join(SHOTS, '10a-search-key-asked.png') });
+
+    const keyField = page.getByLabel('Search key');
+    await keyField.fill('not-the-key');
+    let [response] = await Promise.all([page.waitForResponse(isSearch), keyField.press('Enter')]);
+    assert.equal(response.status(), 403, 'a wrong key is refused');
+    await page.getByText("That search key wasn't accepted").waitFor({ state: 'visible' });
+    await page.locator('#key-form').waitFor({ state: 'visible' });
+
+    await keyField.fill(SEARCH_KEY);
+    [response] = await Promise.all([page.waitForResponse(isSearch), keyField.press('Enter')]);
+    assert.equal(response.request().headers().authorization, `Bearer ${SEARCH_KEY}`);
+    assert.equal(response.status(), 200);
+    await expectGrid(page, (await response.json()).results.map((r) => r.product_id));
+    assert.equal(await page.locator('#key-form').isVisible(), false);
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('lookalike.searchKey')), SEARCH_KEY);
+    // With a key, product photos are fetched with it and shown from blob: URLs.
+    await page.waitForFunction(() => {
+      const img = document.querySelector('#grid .card img');
+      return img && img.src.startsWith('blob:') && img.complete && img.naturalWidth > 0;
+    });
+  });
+});
+
+test('a busy shop says so and offers to try again', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('11-busy.png', {}, async (page) => {
+    let busy = true;
+    await page.route(`${BASE}/v1/search**`, async (route) => {
+      if (busy) {
+        await route.fulfill({
+          status: 503, contentType: 'application/json', headers: { 'Retry-After': '1' },
+          body: JSON.stringify({ error: { code: 'overloaded', message: 'queue full' } }),
+        });
+      } else {
+        await route.continue();
+      }
+    });
+    await page.goto(`${BASE}/`);
+    await page.setInputFiles('#file-input', query.file);
+    const alert = page.locator('#status [role="alert"]');
+    await alert.waitFor({ state: 'visible' });
+    assert.match(await alert.textContent(), /busy/i);
+    await page.screenshot({ path: path.join(SHOTS, '11a-busy-message.png') });
+    busy = false;
+    const [response] = await Promise.all([
+      page.waitForResponse(isSearch),
+      page.getByRole('button', { name: 'Try again' }).click(),
+    ]);
+    await expectGrid(page, (await response.json()).results.map((r) => r.product_id));
+  });
+});
+
+test('a search without results says so', { timeout: TEST_TIMEOUT }, async () => {
+  // Any photo finds its nearest products in the demo catalog; this stands in for a
+  // shop whose filters leave nothing.
+  await withPage('12-no-results.png', {}, async (page) => {
+    await page.route(`${BASE}/v1/search**`, (route) => route.fulfill({
+      status: 200, contentType: 'application/json',
+      body: JSON.stringify({ results: [], k: 20, offset: 0, took_ms: 1 }),
+    }));
+    await page.goto(`${BASE}/`);
+    await page.setInputFiles('#file-input', query.file);
+    await page.getByText('No similar products found').waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#grid .card').count(), 0);
+    assert.equal(await page.locator('#load-more').isVisible(), false);
+  });
+});
+
+test('a photo taken with the camera is searched', { timeout: TEST_TIMEOUT }, async () => {
+  // Its own browser: chromium's fake camera (a moving test pattern) stands in for a real one.
+  const camBrowser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
+  });
+  const context = await camBrowser.newContext({ viewport: { width: 1280, height: 900 }, permissions: ['camera'] });
+  context.setDefaultTimeout(WAIT);
+  const page = await context.newPage();
+  try {
+    await page.goto(`${BASE}/`);
+    await page.locator('#open-camera').waitFor({ state: 'visible' });
+    await page.click('#open-camera');
+    await page.locator('#camera-dialog').waitFor({ state: 'visible' });
+    await page.waitForFunction(() => {
+      const v = document.querySelector('#camera-video');
+      return v.videoWidth > 0 && !document.querySelector('#camera-capture').disabled;
+    });
+    await page.screenshot({ path: path.join(SHOTS, '13a-camera.png') });
+    const [request] = await Promise.all([page.waitForRequest(isSearchRequest), page.click('#camera-capture')]);
+    assert.match(request.headers()['content-type'], /^multipart\/form-data/);
+    const response = await request.response();
+    assert.equal(response.status(), 200);
+    await expectGrid(page, (await response.json()).results.map((r) => r.product_id));
+    await page.locator('#camera-dialog').waitFor({ state: 'hidden' });
+    const size = await page.$eval('#query-img', (img) => [img.naturalWidth, img.naturalHeight]);
+    assert.ok(size[0] > 0 && size[1] > 0, 'the captured frame is shown as the query photo');
+    assert.equal(await page.evaluate(() => document.querySelector('#camera-video').srcObject), null, 'camera released');
+  } finally {
+    await page.screenshot({ path: path.join(SHOTS, '13-camera-results.png') }).catch(() => {});
+    await camBrowser.close();
+  }
+});
