@@ -5,7 +5,7 @@
 set -euo pipefail
 
 # libopenblas0-openmp: FAISS and libtorch link libblas.so.3; without OpenBLAS,
-# Debian's reference BLAS makes exact search about 7x slower (bench/README.md).
+# Debian's reference BLAS makes exact search about 7x slower (bench/RESULTS.md).
 packages=(
   build-essential cmake make pkg-config git ca-certificates
   libtorch-dev libfaiss-dev libopenblas0-openmp libopencv-dev libsqlite3-dev libssl-dev zlib1g-dev

@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "common/error.h"
+#include "embed/embedder.h"
 
 namespace lookalike::server {
 namespace {
@@ -462,6 +463,12 @@ void Transport::poll_loop() {
 }
 
 void Transport::worker_loop() {
+  // Requests run in parallel across the workers, so each worker embeds and searches
+  // on its own thread. OpenMP's thread count is per calling thread: left at the
+  // default, every worker would start a team as large as the machine, and 8 busy
+  // workers on 2 cores spin against each other (measured: 24 searches/s instead
+  // of hundreds at 8 clients; bench/RESULTS.md).
+  embed::set_compute_threads(1);
   for (;;) {
     Job job;
     {
