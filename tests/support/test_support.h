@@ -1,12 +1,38 @@
 // Small helpers shared by the tests.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
-#include <cstdint>
+
+#include "common/error.h"
+
+namespace lookalike {
+
+// Lets GoogleTest print error kinds by name in assertion messages.
+inline void PrintTo(ErrorKind kind, std::ostream* os) { *os << to_string(kind); }
+
+}  // namespace lookalike
 
 namespace lookalike::testing {
+
+// The Error thrown by f, or nothing. Any other exception propagates and fails the test.
+template <typename F>
+std::optional<Error> error_from(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+inline bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 // A fresh folder under the system temp dir, removed with everything in it on destruction.
 class TempDir {

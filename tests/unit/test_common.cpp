@@ -20,31 +20,16 @@
 
 namespace lookalike {
 
-inline void PrintTo(ErrorKind kind, std::ostream* os) { *os << to_string(kind); }
-
 namespace {
 
 namespace fs = std::filesystem;
 using lookalike::testing::read_text;
+using lookalike::testing::contains;
+using lookalike::testing::error_from;
 using lookalike::testing::TempDir;
 using lookalike::testing::write_bytes;
 using lookalike::testing::write_text;
 using Bytes = std::vector<std::uint8_t>;
-
-// The Error thrown by f, or nothing. Any other exception propagates and fails the test.
-template <typename F>
-std::optional<Error> error_from(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  return std::nullopt;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 std::vector<std::string> names_in(const fs::path& dir) {
   std::vector<std::string> names;

@@ -22,13 +22,13 @@
 
 namespace lookalike {
 
-inline void PrintTo(ErrorKind kind, std::ostream* os) { *os << to_string(kind); }
-
 namespace embed {
 namespace {
 
 namespace fs = std::filesystem;
 using lookalike::testing::read_text;
+using lookalike::testing::contains;
+using lookalike::testing::error_from;
 using lookalike::testing::TempDir;
 using lookalike::testing::write_bytes;
 using Bytes = std::vector<std::uint8_t>;
@@ -39,20 +39,6 @@ class SingleThreadedTorch : public ::testing::Environment {
   void SetUp() override { set_compute_threads(1); }
 };
 ::testing::Environment* const single_threaded = ::testing::AddGlobalTestEnvironment(new SingleThreadedTorch);
-
-template <typename F>
-std::optional<Error> error_from(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  return std::nullopt;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 Bytes read_bytes(const fs::path& path) {
   std::string text = read_text(path);

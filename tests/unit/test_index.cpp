@@ -21,32 +21,18 @@
 
 namespace lookalike {
 
-inline void PrintTo(ErrorKind kind, std::ostream* os) { *os << to_string(kind); }
-
 namespace index {
 namespace {
 
 namespace fs = std::filesystem;
 using lookalike::testing::read_text;
+using lookalike::testing::contains;
+using lookalike::testing::error_from;
 using lookalike::testing::TempDir;
 using lookalike::testing::write_bytes;
 using Bytes = std::vector<std::uint8_t>;
 
 const std::string kModel = "test-model/1/28x28x1/d32/0123456789abcdef";
-
-template <typename F>
-std::optional<Error> error_from(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  return std::nullopt;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 // n x dim random unit vectors, row-major.
 std::vector<float> random_unit_vectors(std::size_t n, int dim, std::uint64_t seed) {
