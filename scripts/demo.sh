@@ -18,12 +18,13 @@ fi
 for q in 00000 00001 00002; do
   category=$(grep "\"queries/$q.png\"" "$data/queries.jsonl" | sed 's/.*"category":"\([^"]*\)".*/\1/')
   echo
-  echo "== query $data/queries/$q.png (a photo of a $category)"
+  echo "== query $data/queries/$q.png (category: $category)"
   "$bin" search --data "$data" --image "$data/queries/$q.png" --k 5
 done
 echo
 echo "== category retrieval on the 10,000 query photos"
 "$bin" eval --data "$data" --queries "$data/queries.jsonl"
 echo
-echo "== serving the demo shop at http://127.0.0.1:8080 (search open to all, writes need the admin key); Ctrl-C stops it"
-exec "$bin" serve --data "$data" --host 127.0.0.1 --port "${LOOKALIKE_PORT:-8080}" --public-search
+port=${LOOKALIKE_PORT:-8080}
+echo "== serving the demo shop at http://127.0.0.1:$port (search open to all, writes need the admin key); Ctrl-C stops it"
+exec "$bin" serve --data "$data" --host 127.0.0.1 --port "$port" --public-search
