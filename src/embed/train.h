@@ -35,7 +35,7 @@ struct TrainProgress {
 };
 
 struct TrainOptions {
-  int epochs = 20;
+  int epochs = 30;
   int batch_size = 128;
   double learning_rate = 3e-3;   // peak, after warm-up; cosine decay to zero
   double weight_decay = 5e-4;
