@@ -223,8 +223,13 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
   std::error_code ec;
   fs::create_directories(data_dir, ec);
   if (ec) throw Error(ErrorKind::kIO, "cannot create data folder " + data_dir.string() + ": " + ec.message());
+  if (std::size_t removed = remove_stale_temp_files(data_dir); removed > 0 && options.on_message) {
+    options.on_message("removed " + std::to_string(removed) + " temp file(s) left in " + data_dir.string() +
+                       " by a process that was killed");
+  }
   engine->store_ = catalog::Store::open(data_dir / kStoreFile);
   auto& store = *engine->store_;
+  store.check_integrity(data_dir / kStoreFile);
 
   auto stored_identity = store.get_meta(kMetaModel);
   if (stored_identity) {
@@ -316,10 +321,23 @@ void Engine::publish_index(const std::string& why) {
   std::string factory = index_factory_.empty() ? index::VectorIndex::default_factory(n) : index_factory_;
   index::IndexStamp stamp{identity, store_->vectors_version()};
   snap->index = index::VectorIndex::build(static_cast<int>(dim), factory, stamp, n, vectors.data(), snap->image_ids.data());
-  snap->index->save(dir_ / kIndexFile);
+  const index::VectorIndex& built = *snap->index;
+  // Searchable at once: the changes are already committed to the store, so a failure to
+  // save the derived file (disk full) must not fail the write that led here. A file that
+  // is left older than the store is rebuilt at the next open.
   std::atomic_store(&snapshot_, std::shared_ptr<const Snapshot>(std::move(snap)));
   if (!why.empty() && on_message_) {
     on_message_("rebuilt the vector index from the catalog store (" + std::to_string(n) + " vectors): " + why);
+  }
+  try {
+    built.save(dir_ / kIndexFile);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kIO) throw;
+    if (on_message_) {
+      on_message_(std::string("could not save the vector index (the catalog store is intact; the index will be "
+                              "rebuilt from it at the next start): ") +
+                  e.what());
+    }
   }
 }
 
