@@ -266,7 +266,17 @@ class Query {
     return *this;
   }
   [[noreturn]] void fail(int rc) const {
-    throw SqliteError(rc, std::string(operation_) + ": " + sqlite3_errmsg(cache_.db_));
+    std::string message = std::string(operation_) + ": " + sqlite3_errmsg(cache_.db_);
+    const int primary = rc & 0xff;
+    if (primary == SQLITE_IOERR || primary == SQLITE_FULL) {
+      // "disk I/O error" alone does not say which file or why (EFBIG, ENOSPC, EIO, ...).
+      // SQLite's errno is only sometimes kept (EFBIG from a file size limit is lost).
+      const char* file = sqlite3_db_filename(cache_.db_, "main");
+      const int system_errno = sqlite3_system_errno(cache_.db_);
+      message += std::string(" (") + (system_errno != 0 ? std::string(std::strerror(system_errno)) + ", " : "") +
+                 "writing " + (file ? file : "the catalog store") + "); the change was not stored";
+    }
+    throw SqliteError(rc, message);
   }
 
   StatementCache& cache_;
@@ -347,7 +357,7 @@ void prepare_store(StatementCache& cache, const fs::path& path) {
     int primary = e.code() & 0xff;
     if (primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT) {
       throw Error(ErrorKind::kIO, path.string() + " is corrupt or not a lookalike catalog store (" +
-                                      sqlite3_errstr(e.code()) + ")");
+                                      sqlite3_errstr(e.code()) + "); restore the data folder from a snapshot");
     }
     throw Error(ErrorKind::kIO, path.string() + ": " + e.what());
   }
@@ -677,6 +687,9 @@ void Store::check_integrity(const fs::path& path_for_messages) const {
     const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(statement, 0));
     std::string line = text ? text : "";
     if (line == "ok") continue;
+    for (auto at = line.find('\n'); at != std::string::npos; at = line.find('\n', at)) line.replace(at, 1, "; ");
+    const std::string banner = "*** in database main *** ";
+    if (line.rfind(banner, 0) == 0) line.erase(0, banner.size());
     if (found++ < kMaxDefects) defects += (defects.empty() ? "" : "; ") + line;
   }
   if (rc == SQLITE_DONE) rc = SQLITE_OK;

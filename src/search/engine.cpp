@@ -57,6 +57,24 @@ int min_side_for(const embed::Embedder& embedder) {
   return std::max(embedder.info().input.width, embedder.info().input.height);
 }
 
+// SQLite takes a missing or empty file for a new database, so a store that was removed or
+// truncated to nothing would silently become an empty catalog. The files made after the
+// store (the model copy, the index) tell that one existed.
+void refuse_lost_store(const fs::path& data_dir) {
+  std::error_code ec;
+  auto size_of = [&](const fs::path& p) { return fs::is_regular_file(p, ec) ? fs::file_size(p, ec) : 0; };
+  const fs::path store = data_dir / kStoreFile;
+  if (size_of(store) > 0 || size_of(fs::path(store.string() + "-wal")) > 0) return;
+  for (const char* made_later : {kModelFile, kIndexFile}) {
+    if (fs::exists(data_dir / made_later, ec)) {
+      throw Error(ErrorKind::kIO, store.string() + " is " + (fs::exists(store, ec) ? "empty" : "missing") +
+                                      " but " + (data_dir / made_later).string() +
+                                      " is there: the catalog store was lost; restore the data folder from a "
+                                      "snapshot (lookalike restore), or remove the folder to start afresh");
+    }
+  }
+}
+
 // Turns catalog entries into store changes, a batch at a time: reads and hashes
 // each image, reuses the stored vector when the bytes and the model are the same,
 // decodes and embeds the rest in one batch, then commits the batch.
@@ -227,6 +245,7 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
     options.on_message("removed " + std::to_string(removed) + " temp file(s) left in " + data_dir.string() +
                        " by a process that was killed");
   }
+  refuse_lost_store(data_dir);
   engine->store_ = catalog::Store::open(data_dir / kStoreFile);
   auto& store = *engine->store_;
   store.check_integrity(data_dir / kStoreFile);
