@@ -360,17 +360,38 @@ void Engine::publish_index(const std::string& why) {
   }
 }
 
+void Engine::publish_after(const std::function<void()>& write) {
+  auto publish_if_changed = [&] {
+    if (snapshot()->index->stamp().store_version != store_->vectors_version()) publish_index("");
+  };
+  try {
+    write();
+  } catch (...) {
+    // Batches committed before the failure (or the interruption) are in the store: make
+    // them searchable too, so that the index and the store agree whatever happened.
+    try {
+      publish_if_changed();
+    } catch (const std::exception&) {
+      // The write's own error is the one to report; the next write or open retries this.
+    }
+    throw;
+  }
+  publish_if_changed();
+}
+
 IngestReport Engine::ingest(const fs::path& catalog_file, const IngestOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(write_mutex_);
   IngestReport report;
   BatchWriter writer(*store_, *embedder_, limits_, fs::absolute(catalog_file).parent_path(), options, report);
-  catalog::read_catalog(
-      catalog_file, options.parse_limits,
-      [&](std::size_t line, catalog::CatalogEntry&& entry) { writer.add(line, std::move(entry)); },
-      [&](std::size_t line, const std::string& message) { writer.reject(line, message); });
-  writer.flush();
-  if (snapshot()->index->stamp().store_version != store_->vectors_version()) publish_index("");
+  publish_after(
+      [&] {
+        catalog::read_catalog(
+            catalog_file, options.parse_limits,
+            [&](std::size_t line, catalog::CatalogEntry&& entry) { writer.add(line, std::move(entry)); },
+            [&](std::size_t line, const std::string& message) { writer.reject(line, message); });
+        writer.flush();
+      });
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
@@ -381,9 +402,10 @@ IngestReport Engine::apply(const std::vector<catalog::CatalogEntry>& entries, co
   std::lock_guard<std::mutex> lock(write_mutex_);
   IngestReport report;
   BatchWriter writer(*store_, *embedder_, limits_, fs::absolute(image_root), options, report);
-  for (std::size_t i = 0; i < entries.size(); ++i) writer.add(i + 1, entries[i]);
-  writer.flush();
-  if (snapshot()->index->stamp().store_version != store_->vectors_version()) publish_index("");
+  publish_after([&] {
+    for (std::size_t i = 0; i < entries.size(); ++i) writer.add(i + 1, entries[i]);
+    writer.flush();
+  });
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
