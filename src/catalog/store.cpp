@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/files.h"
 
 namespace lookalike::catalog {
 
@@ -265,7 +266,17 @@ class Query {
     return *this;
   }
   [[noreturn]] void fail(int rc) const {
-    throw SqliteError(rc, std::string(operation_) + ": " + sqlite3_errmsg(cache_.db_));
+    std::string message = std::string(operation_) + ": " + sqlite3_errmsg(cache_.db_);
+    const int primary = rc & 0xff;
+    if (primary == SQLITE_IOERR || primary == SQLITE_FULL) {
+      // "disk I/O error" alone does not say which file or why (EFBIG, ENOSPC, EIO, ...).
+      // SQLite's errno is only sometimes kept (EFBIG from a file size limit is lost).
+      const char* file = sqlite3_db_filename(cache_.db_, "main");
+      const int system_errno = sqlite3_system_errno(cache_.db_);
+      message += std::string(" (") + (system_errno != 0 ? std::string(std::strerror(system_errno)) + ", " : "") +
+                 "writing " + (file ? file : "the catalog store") + "); the change was not stored";
+    }
+    throw SqliteError(rc, message);
   }
 
   StatementCache& cache_;
@@ -345,8 +356,8 @@ void prepare_store(StatementCache& cache, const fs::path& path) {
   } catch (const SqliteError& e) {
     int primary = e.code() & 0xff;
     if (primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT) {
-      throw Error(ErrorKind::kIO, path.string() + " is not a lookalike catalog store (" +
-                                      sqlite3_errstr(e.code()) + ")");
+      throw Error(ErrorKind::kIO, path.string() + " is corrupt or not a lookalike catalog store (" +
+                                      sqlite3_errstr(e.code()) + "); restore the data folder from a snapshot");
     }
     throw Error(ErrorKind::kIO, path.string() + ": " + e.what());
   }
@@ -663,6 +674,67 @@ Counts Store::counts() const {
   Query query(*statements_, kCounts, "counts");
   if (!query.step()) return {};
   return {query.int_at(0), query.int_at(1), query.int_at(2)};
+}
+
+void Store::check_integrity(const fs::path& path_for_messages) const {
+  constexpr int kMaxDefects = 3;
+  std::string defects;
+  int found = 0;
+  sqlite3_stmt* statement = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "PRAGMA quick_check(3)", -1, &statement, nullptr);
+  while (rc == SQLITE_OK && (rc = sqlite3_step(statement)) == SQLITE_ROW) {
+    rc = SQLITE_OK;
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(statement, 0));
+    std::string line = text ? text : "";
+    if (line == "ok") continue;
+    for (auto at = line.find('\n'); at != std::string::npos; at = line.find('\n', at)) line.replace(at, 1, "; ");
+    const std::string banner = "*** in database main *** ";
+    if (line.rfind(banner, 0) == 0) line.erase(0, banner.size());
+    if (found++ < kMaxDefects) defects += (defects.empty() ? "" : "; ") + line;
+  }
+  if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  if (rc != SQLITE_OK) defects = sqlite3_errmsg(db_);
+  sqlite3_finalize(statement);
+  if (rc != SQLITE_OK || found > 0) {
+    throw Error(ErrorKind::kIO, path_for_messages.string() + " is corrupt (" + defects +
+                                    "); restore the data folder from a snapshot (lookalike restore)");
+  }
+}
+
+void Store::backup_to(const fs::path& dest) const {
+  std::error_code ec;
+  if (fs::exists(dest, ec)) throw Error(ErrorKind::kIO, "backup: " + dest.string() + " already exists");
+  sqlite3* out = nullptr;
+  int rc = sqlite3_open_v2(dest.c_str(), &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  std::string error;
+  if (rc == SQLITE_OK) {
+    // One step over every page: the source is read in one read transaction, so the copy
+    // is one committed state; in WAL mode that does not block the writers.
+    sqlite3_backup* backup = sqlite3_backup_init(out, "main", db_, "main");
+    if (!backup) {
+      error = sqlite3_errmsg(out);
+    } else {
+      rc = sqlite3_backup_step(backup, -1);
+      if (rc != SQLITE_DONE) error = sqlite3_errstr(rc);
+      rc = sqlite3_backup_finish(backup);
+      if (error.empty() && rc != SQLITE_OK) error = sqlite3_errmsg(out);
+    }
+  } else {
+    error = out ? sqlite3_errmsg(out) : sqlite3_errstr(rc);
+  }
+  sqlite3_close(out);
+  if (error.empty()) {
+    try {
+      sync_path(dest);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  if (!error.empty()) {
+    fs::remove(dest, ec);
+    fs::remove(fs::path(dest.string() + "-journal"), ec);
+    throw Error(ErrorKind::kIO, "cannot back up the catalog store to " + dest.string() + ": " + error);
+  }
 }
 
 }  // namespace lookalike::catalog

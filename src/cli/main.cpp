@@ -17,6 +17,7 @@
 #include "search/demo_catalog.h"
 #include "search/engine.h"
 #include "search/eval.h"
+#include "search/snapshot.h"
 #include "search/training_data.h"
 #include "cli/runtime.h"
 #include "cli/serve.h"
@@ -41,6 +42,8 @@ Examples:
   lookalike train  --catalog demo-data/catalog.jsonl --out models/fashion-cnn.lkm --seed 1
   lookalike info   --data demo-data
   lookalike serve  --data demo-data --port 8080
+  lookalike snapshot --data demo-data --out backups/demo-1   (while serving, too)
+  lookalike restore  --from backups/demo-1 --data demo-data --force
 )";
 
 json hit_json(const search::ProductHit& hit) {
@@ -151,6 +154,24 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--queries", queries_file, "Queries JSONL {\"image\": ..., \"category\": ...}")->required();
   eval_cmd->add_flag("--json", as_json, "Print as JSON");
 
+  // snapshot
+  auto* snapshot_cmd =
+      app.add_subcommand("snapshot", "Consistent copy of a data folder, also while a server is serving and writing it");
+  std::string snapshot_out;
+  snapshot_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
+  snapshot_cmd->add_option("--out", snapshot_out, "Folder to create (must not exist)")->required();
+  snapshot_cmd->add_flag("--json", as_json, "Print the summary as JSON");
+
+  // restore
+  auto* restore_cmd =
+      app.add_subcommand("restore", "Bring a data folder back from a snapshot (stop the server on it first)");
+  std::string restore_from;
+  bool force = false;
+  restore_cmd->add_option("--from", restore_from, "Snapshot folder")->required()->check(CLI::ExistingDirectory);
+  restore_cmd->add_option("--data", data_dir, "Data folder to restore (created when missing)")->required();
+  restore_cmd->add_flag("--force", force, "Replace a data folder that is not empty");
+  restore_cmd->add_flag("--json", as_json, "Print the summary as JSON");
+
   // serve
   server::ServerOptions serve_options;
   auto* serve_cmd = cli::add_serve_command(app, serve_options);
@@ -200,6 +221,23 @@ int main(int argc, char** argv) {
                     r.images_reused, r.lines_skipped, r.images_skipped);
       }
       return strict && r.skipped() > 0 ? kExitSkipped : 0;
+    }
+    if (*snapshot_cmd || *restore_cmd) {
+      auto say = [](const std::string& m) { std::cerr << "lookalike: " << m << "\n"; };
+      const bool snap = snapshot_cmd->parsed();
+      auto r = snap ? search::snapshot_data_folder(data_dir, snapshot_out, say)
+                    : search::restore_data_folder(restore_from, data_dir, force, say);
+      json summary{{"products", r.products}, {"images", r.images}, {"files", r.files},
+                   {"bytes", r.bytes},       {"seconds", r.seconds}};
+      if (as_json) {
+        std::cout << summary.dump() << "\n";
+      } else {
+        std::printf("%s %s: %lld products, %lld images, %zu files, %llu bytes in %.1f s\n",
+                    snap ? "snapshot written to" : "restored", (snap ? snapshot_out : data_dir).c_str(),
+                    static_cast<long long>(r.products), static_cast<long long>(r.images), r.files,
+                    static_cast<unsigned long long>(r.bytes), r.seconds);
+      }
+      return 0;
     }
     if (*delete_cmd) {
       auto engine = search::Engine::open(data_dir, open_options("", ""));

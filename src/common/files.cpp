@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -106,6 +108,27 @@ void write_file_atomic(const fs::path& path, const void* data, std::size_t size)
     throw_errno("cannot rename temp file to", path);
   }
   fsync_path(dir, O_RDONLY | O_DIRECTORY);
+}
+
+void sync_path(const fs::path& path) {
+  std::error_code ec;
+  fsync_path(path, fs::is_directory(path, ec) ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+}
+
+std::size_t remove_stale_temp_files(const fs::path& dir) noexcept {
+  std::size_t removed = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    auto at = name.rfind(".tmp-");
+    if (name.empty() || name[0] != '.' || at == std::string::npos) continue;
+    // The pid is the number after ".tmp-" (see write_file_atomic).
+    long pid = std::strtol(name.c_str() + at + 5, nullptr, 10);
+    if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH)) continue;
+    std::error_code remove_ec;
+    if (fs::remove(it->path(), remove_ec)) ++removed;
+  }
+  return removed;
 }
 
 std::string sha256_hex(const void* data, std::size_t size) {

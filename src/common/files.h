@@ -19,6 +19,15 @@ std::vector<std::uint8_t> read_file(const std::filesystem::path& path, std::size
 // path, fsync the folder. Throws Error(kIO) and leaves any old file untouched on failure.
 void write_file_atomic(const std::filesystem::path& path, const void* data, std::size_t size);
 
+// fsyncs a file or a folder, so that its content (a file) or its entries (a folder:
+// files created, renamed or removed in it) survive a power loss. Throws Error(kIO).
+void sync_path(const std::filesystem::path& path);
+
+// Removes the temp files write_file_atomic leaves in dir when its process is killed
+// (".<name>.tmp-<pid>-..." whose pid no longer runs); never those of a live process.
+// Returns how many were removed. Missing folder: 0. Throws nothing.
+std::size_t remove_stale_temp_files(const std::filesystem::path& dir) noexcept;
+
 // Lower-case hex SHA-256 of a buffer.
 std::string sha256_hex(const void* data, std::size_t size);
 

@@ -57,6 +57,24 @@ int min_side_for(const embed::Embedder& embedder) {
   return std::max(embedder.info().input.width, embedder.info().input.height);
 }
 
+// SQLite takes a missing or empty file for a new database, so a store that was removed or
+// truncated to nothing would silently become an empty catalog. The files made after the
+// store (the model copy, the index) tell that one existed.
+void refuse_lost_store(const fs::path& data_dir) {
+  std::error_code ec;
+  auto size_of = [&](const fs::path& p) { return fs::is_regular_file(p, ec) ? fs::file_size(p, ec) : 0; };
+  const fs::path store = data_dir / kStoreFile;
+  if (size_of(store) > 0 || size_of(fs::path(store.string() + "-wal")) > 0) return;
+  for (const char* made_later : {kModelFile, kIndexFile}) {
+    if (fs::exists(data_dir / made_later, ec)) {
+      throw Error(ErrorKind::kIO, store.string() + " is " + (fs::exists(store, ec) ? "empty" : "missing") +
+                                      " but " + (data_dir / made_later).string() +
+                                      " is there: the catalog store was lost; restore the data folder from a "
+                                      "snapshot (lookalike restore), or remove the folder to start afresh");
+    }
+  }
+}
+
 // Turns catalog entries into store changes, a batch at a time: reads and hashes
 // each image, reuses the stored vector when the bytes and the model are the same,
 // decodes and embeds the rest in one batch, then commits the batch.
@@ -223,8 +241,14 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
   std::error_code ec;
   fs::create_directories(data_dir, ec);
   if (ec) throw Error(ErrorKind::kIO, "cannot create data folder " + data_dir.string() + ": " + ec.message());
+  if (std::size_t removed = remove_stale_temp_files(data_dir); removed > 0 && options.on_message) {
+    options.on_message("removed " + std::to_string(removed) + " temp file(s) left in " + data_dir.string() +
+                       " by a process that was killed");
+  }
+  refuse_lost_store(data_dir);
   engine->store_ = catalog::Store::open(data_dir / kStoreFile);
   auto& store = *engine->store_;
+  store.check_integrity(data_dir / kStoreFile);
 
   auto stored_identity = store.get_meta(kMetaModel);
   if (stored_identity) {
@@ -316,11 +340,43 @@ void Engine::publish_index(const std::string& why) {
   std::string factory = index_factory_.empty() ? index::VectorIndex::default_factory(n) : index_factory_;
   index::IndexStamp stamp{identity, store_->vectors_version()};
   snap->index = index::VectorIndex::build(static_cast<int>(dim), factory, stamp, n, vectors.data(), snap->image_ids.data());
-  snap->index->save(dir_ / kIndexFile);
+  const index::VectorIndex& built = *snap->index;
+  // Searchable at once: the changes are already committed to the store, so a failure to
+  // save the derived file (disk full) must not fail the write that led here. A file that
+  // is left older than the store is rebuilt at the next open.
   std::atomic_store(&snapshot_, std::shared_ptr<const Snapshot>(std::move(snap)));
   if (!why.empty() && on_message_) {
     on_message_("rebuilt the vector index from the catalog store (" + std::to_string(n) + " vectors): " + why);
   }
+  try {
+    built.save(dir_ / kIndexFile);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kIO) throw;
+    if (on_message_) {
+      on_message_(std::string("could not save the vector index (the catalog store is intact; the index will be "
+                              "rebuilt from it at the next start): ") +
+                  e.what());
+    }
+  }
+}
+
+void Engine::publish_after(const std::function<void()>& write) {
+  auto publish_if_changed = [&] {
+    if (snapshot()->index->stamp().store_version != store_->vectors_version()) publish_index("");
+  };
+  try {
+    write();
+  } catch (...) {
+    // Batches committed before the failure (or the interruption) are in the store: make
+    // them searchable too, so that the index and the store agree whatever happened.
+    try {
+      publish_if_changed();
+    } catch (const std::exception&) {
+      // The write's own error is the one to report; the next write or open retries this.
+    }
+    throw;
+  }
+  publish_if_changed();
 }
 
 IngestReport Engine::ingest(const fs::path& catalog_file, const IngestOptions& options) {
@@ -328,12 +384,14 @@ IngestReport Engine::ingest(const fs::path& catalog_file, const IngestOptions& o
   std::lock_guard<std::mutex> lock(write_mutex_);
   IngestReport report;
   BatchWriter writer(*store_, *embedder_, limits_, fs::absolute(catalog_file).parent_path(), options, report);
-  catalog::read_catalog(
-      catalog_file, options.parse_limits,
-      [&](std::size_t line, catalog::CatalogEntry&& entry) { writer.add(line, std::move(entry)); },
-      [&](std::size_t line, const std::string& message) { writer.reject(line, message); });
-  writer.flush();
-  if (snapshot()->index->stamp().store_version != store_->vectors_version()) publish_index("");
+  publish_after(
+      [&] {
+        catalog::read_catalog(
+            catalog_file, options.parse_limits,
+            [&](std::size_t line, catalog::CatalogEntry&& entry) { writer.add(line, std::move(entry)); },
+            [&](std::size_t line, const std::string& message) { writer.reject(line, message); });
+        writer.flush();
+      });
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
@@ -344,9 +402,10 @@ IngestReport Engine::apply(const std::vector<catalog::CatalogEntry>& entries, co
   std::lock_guard<std::mutex> lock(write_mutex_);
   IngestReport report;
   BatchWriter writer(*store_, *embedder_, limits_, fs::absolute(image_root), options, report);
-  for (std::size_t i = 0; i < entries.size(); ++i) writer.add(i + 1, entries[i]);
-  writer.flush();
-  if (snapshot()->index->stamp().store_version != store_->vectors_version()) publish_index("");
+  publish_after([&] {
+    for (std::size_t i = 0; i < entries.size(); ++i) writer.add(i + 1, entries[i]);
+    writer.flush();
+  });
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }

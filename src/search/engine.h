@@ -163,6 +163,9 @@ class Engine {
   std::shared_ptr<const Snapshot> snapshot() const;
   void publish_index(const std::string& why);  // requires write_mutex_
   void load_or_rebuild_index();                 // requires write_mutex_
+  // Runs a write, then publishes the index if the store's vectors changed, also when the
+  // write throws after committing some batches. Requires write_mutex_.
+  void publish_after(const std::function<void()>& write);
   std::vector<QueryResult> search_vectors(const Snapshot& snap, const float* vectors, std::size_t n, int k,
                                           const std::string& exclude) const;
   void fill_details(std::vector<QueryResult>& results) const;

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/files.h"
 #include "search/engine.h"
 #include "server/api.h"
 #include "server/imports.h"
@@ -95,6 +96,9 @@ void Server::start() {
   fs::create_directories(o.data_dir, ec);
   if (ec) throw Error(ErrorKind::kIO, "cannot create " + o.data_dir.string() + ": " + ec.message());
   make_private_dir(o.data_dir / "uploads");
+  // A server killed while writing an upload or an import body leaves its temp file behind.
+  remove_stale_temp_files(o.data_dir / "uploads");
+  remove_stale_temp_files(o.data_dir / "imports");
   d.keys = resolve_keys(o.data_dir, o.admin_key, o.search_key, o.on_message);
   d.imports = std::make_unique<ImportQueue>(o.data_dir, d.metrics);
   d.api = std::make_unique<Api>(

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -51,5 +52,21 @@ class TempDir {
 void write_bytes(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes);
 void write_text(const std::filesystem::path& path, const std::string& text);
 std::string read_text(const std::filesystem::path& path);
+
+// A finished program run.
+struct Outcome {
+  std::string command;  // for failure messages, shell-quoted
+  int status = -1;      // exit status, or 128 + signal number
+  std::string out;
+  std::string err;
+};
+
+// Runs argv[0] with the arguments after it (fork/exec, no shell), stdin from /dev/null,
+// and returns its exit status, stdout and stderr, captured separately. in_child, when
+// given, runs in the child just before exec (to set limits or signal dispositions).
+Outcome run_program(const std::vector<std::string>& argv, const std::function<void()>& in_child = {});
+
+// The command, exit status, stderr and (the start of) stdout, for assertion messages.
+std::string describe(const Outcome& r);
 
 }  // namespace lookalike::testing
