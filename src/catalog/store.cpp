@@ -58,6 +58,17 @@ CREATE INDEX images_by_product ON images (product_id, position);
 CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
 INSERT INTO meta (key, value) VALUES ('vectors_version', '0');
 )sql",
+    // Vectors of a model other than the active one (images.model), kept while a
+    // reindex prepares a switch and afterwards so that the previous model can be restored.
+    R"sql(
+CREATE TABLE kept_vectors (
+  model TEXT NOT NULL,
+  image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+  embedding BLOB NOT NULL,
+  PRIMARY KEY (model, image_id)
+) WITHOUT ROWID;
+CREATE INDEX kept_vectors_by_image ON kept_vectors (image_id);
+)sql",
 };
 constexpr std::int64_t kSchemaVersion = std::size(kMigrations);
 
@@ -83,6 +94,12 @@ enum Sql : std::size_t {
   kSetMeta,
   kBumpVectorsVersion,
   kCounts,
+  kAllImages,
+  kKeepVector,
+  kKeptIds,
+  kStashActive,
+  kActivateKept,
+  kDropKept,
   kSqlCount
 };
 
@@ -152,6 +169,22 @@ const char* const kSqlText[] = {
     // kCounts
     "SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM images), "
     "(SELECT count(*) FROM images WHERE embedding IS NOT NULL)",
+    // kAllImages
+    "SELECT " LK_IMAGE_COLUMNS " FROM images ORDER BY id",
+    // kKeepVector: an image deleted meanwhile is skipped rather than an error.
+    "INSERT OR REPLACE INTO kept_vectors (model, image_id, embedding) "
+    "SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM images WHERE id = ?2)",
+    // kKeptIds
+    "SELECT image_id FROM kept_vectors WHERE model = ?1 ORDER BY image_id",
+    // kStashActive
+    "INSERT OR REPLACE INTO kept_vectors (model, image_id, embedding) "
+    "SELECT model, id, embedding FROM images WHERE embedding IS NOT NULL AND model <> '' AND model <> ?1",
+    // kActivateKept
+    "UPDATE images SET model = ?1, embedding = (SELECT k.embedding FROM kept_vectors k "
+    "WHERE k.model = ?1 AND k.image_id = images.id) "
+    "WHERE EXISTS (SELECT 1 FROM kept_vectors k WHERE k.model = ?1 AND k.image_id = images.id)",
+    // kDropKept
+    "DELETE FROM kept_vectors WHERE model <> ?1",
 };
 static_assert(std::size(kSqlText) == kSqlCount, "one SQL text per Sql value");
 
@@ -668,6 +701,42 @@ std::int64_t Store::vectors_version() const {
     throw Error(ErrorKind::kInternal, "the store's vectors_version is malformed: " + text);
   }
   return version;
+}
+
+std::vector<ImageRecord> Store::all_images() const {
+  Query query(*statements_, kAllImages, "all_images");
+  query.bind_int(2, 0);
+  std::vector<ImageRecord> images;
+  while (query.step()) images.push_back(read_image(query, false));
+  return images;
+}
+
+void Store::keep_vector(const std::string& model, std::int64_t image_id, const std::vector<float>& embedding) {
+  if (model.empty() || embedding.empty()) {
+    throw Error(ErrorKind::kInvalidInput, "keep_vector: needs a model and a non-empty embedding");
+  }
+  Query(*statements_, kKeepVector, "keep_vector")
+      .bind_text(1, model)
+      .bind_int(2, image_id)
+      .bind_blob(3, encode_embedding(embedding))
+      .run();
+}
+
+std::vector<std::int64_t> Store::kept_vector_ids(const std::string& model) const {
+  Query query(*statements_, kKeptIds, "kept_vector_ids");
+  query.bind_text(1, model);
+  std::vector<std::int64_t> ids;
+  while (query.step()) ids.push_back(query.int_at(0));
+  return ids;
+}
+
+void Store::activate_kept_vectors(const std::string& model, const std::string& keep) {
+  AtomicCall call(*statements_, "activate_kept_vectors");
+  Query(*statements_, kStashActive, "activate_kept_vectors").bind_text(1, model).run();
+  Query(*statements_, kActivateKept, "activate_kept_vectors").bind_text(1, model).run();
+  Query(*statements_, kDropKept, "activate_kept_vectors").bind_text(1, keep).run();
+  bump_vectors_version(*statements_, "activate_kept_vectors");
+  call.commit();
 }
 
 Counts Store::counts() const {

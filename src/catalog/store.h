@@ -82,6 +82,27 @@ class Store {
       const std::function<void(std::int64_t image_id, const std::string& product_id,
                                const std::vector<float>& embedding)>& visit) const;
 
+  // Every image, in id order, without embeddings.
+  std::vector<ImageRecord> all_images() const;
+
+  // Vectors of other models, kept beside each image's active one (ImageRecord::model
+  // and embedding): written by a reindex before it switches models, and left behind
+  // by the switch so that the previous model can be restored without re-embedding.
+  // They go with their image when it is deleted.
+
+  // Keeps image_id's vector made by model (replacing one kept before); does nothing
+  // when the image no longer exists. Throws Error(kInvalidInput) for an empty model
+  // or embedding.
+  void keep_vector(const std::string& model, std::int64_t image_id, const std::vector<float>& embedding);
+  // Ids of the images with a kept vector of model, ascending.
+  std::vector<std::int64_t> kept_vector_ids(const std::string& model) const;
+  // The switch, atomically: every active vector not made by model is kept under its
+  // own model, every image with a kept vector of model makes it its active one, and
+  // then every kept vector of a model other than keep is dropped. Bumps
+  // vectors_version. Images without a kept vector of model keep their active one:
+  // the caller makes sure there are none.
+  void activate_kept_vectors(const std::string& model, const std::string& keep);
+
   // (source path, product category) of every image whose product has a category,
   // in image id order: the training set of a labelled catalog.
   std::vector<std::pair<std::string, std::string>> labelled_images() const;

@@ -17,6 +17,7 @@
 #include "search/demo_catalog.h"
 #include "search/engine.h"
 #include "search/eval.h"
+#include "search/robustness.h"
 #include "search/snapshot.h"
 #include "search/training_data.h"
 #include "cli/runtime.h"
@@ -39,6 +40,8 @@ Examples:
   lookalike search --data demo-data --image demo-data/queries/00000.png --k 10
   lookalike search --data demo-data --queries paths.txt --k 10 --json
   lookalike eval   --data demo-data --queries demo-data/queries.jsonl
+  lookalike eval-robustness --data demo-data --items 2000 --seed 1
+  lookalike reindex --data demo-data --model new-model.lkm
   lookalike train  --catalog demo-data/catalog.jsonl --out models/fashion-cnn.lkm --seed 1
   lookalike info   --data demo-data
   lookalike serve  --data demo-data --port 8080
@@ -172,6 +175,32 @@ int main(int argc, char** argv) {
   restore_cmd->add_flag("--force", force, "Replace a data folder that is not empty");
   restore_cmd->add_flag("--json", as_json, "Print the summary as JSON");
 
+  // eval-robustness
+  auto* robust_cmd = app.add_subcommand(
+      "eval-robustness",
+      "Instance robustness: distorted photos of catalog items (crop, rotation, blur, clutter, ...) must find "
+      "their own product; Recall@1 and Recall@10 per distortion");
+  search::RobustnessOptions robust_options;
+  std::vector<std::string> robust_distortions;
+  robust_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
+  robust_cmd->add_option("--items", robust_options.items, "Products sampled (default 2000)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}));
+  robust_cmd->add_option("--seed", robust_options.seed, "Picks the products and the distortions' strengths (default 1)");
+  robust_cmd->add_option("--distortions", robust_distortions, "Comma-separated subset (default: all)")
+      ->delimiter(',');
+  robust_cmd->add_flag("--json", as_json, "Print as JSON");
+
+  // reindex
+  auto* reindex_cmd = app.add_subcommand(
+      "reindex", "Switch a data folder to another model: re-embed every image, then switch atomically");
+  std::string reindex_model;
+  bool rollback = false;
+  reindex_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
+  auto* reindex_model_opt = reindex_cmd->add_option("--model", reindex_model, "Model file to switch to, or 'pixels'");
+  reindex_cmd->add_flag("--rollback", rollback, "Restore the model that was active before the last switch")
+      ->excludes(reindex_model_opt);
+  reindex_cmd->add_flag("--json", as_json, "Print the summary as JSON");
+
   // serve
   server::ServerOptions serve_options;
   auto* serve_cmd = cli::add_serve_command(app, serve_options);
@@ -268,15 +297,18 @@ int main(int argc, char** argv) {
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       auto i = engine->info();
       json out{{"products", i.products},      {"images", i.images},           {"embedded", i.embedded},
-               {"model", i.model},            {"index", i.index_factory},     {"index_vectors", i.index_vectors},
+               {"model", i.model},            {"previous_model", i.previous_model},
+               {"index", i.index_factory},     {"index_vectors", i.index_vectors},
                {"index_bytes", i.index_bytes}};
       if (as_json) {
         std::cout << out.dump() << "\n";
       } else {
         std::printf("products       %lld\nimages         %lld\nembedded       %lld\nmodel          %s\n"
-                    "index          %s, %zu vectors, %llu bytes\n",
+                    "previous model %s\nindex          %s, %zu vectors, %llu bytes\n",
                     static_cast<long long>(i.products), static_cast<long long>(i.images),
-                    static_cast<long long>(i.embedded), i.model.c_str(), i.index_factory.c_str(), i.index_vectors,
+                    static_cast<long long>(i.embedded), i.model.c_str(),
+                    i.previous_model.empty() ? "(none)" : i.previous_model.c_str(), i.index_factory.c_str(),
+                    i.index_vectors,
                     static_cast<unsigned long long>(i.index_bytes));
       }
       return 0;
@@ -329,6 +361,64 @@ int main(int argc, char** argv) {
                     "throughput     %.0f queries/s (%.1f s)\n",
                     r.queries, r.failed, r.precision_at_1, r.precision_at_10, r.map_at_100, r.queries_per_second(),
                     r.seconds);
+      }
+      return 0;
+    }
+    if (*reindex_cmd) {
+      if (reindex_model.empty() && !rollback) throw CLI::RequiredError("--model or --rollback");
+      auto engine = search::Engine::open(data_dir, open_options("", ""));
+      cli::Progress progress("reindex");
+      search::ReindexOptions options;
+      options.on_progress = [&](std::size_t done, std::size_t total) { progress.update(done, total, "images"); };
+      auto r = rollback ? engine->rollback(options) : engine->reindex(reindex_model, options);
+      progress.done();
+      json out{{"from", r.from},         {"to", r.to},         {"images", r.images},
+               {"embedded", r.embedded}, {"reused", r.reused}, {"seconds", r.seconds}};
+      if (as_json) {
+        std::cout << out.dump() << "\n";
+      } else if (r.from == r.to) {
+        std::printf("model %s is already active; nothing to do\n", r.to.c_str());
+      } else {
+        std::printf("switched from %s to %s in %.1f s: %zu images, %zu embedded, %zu reused\n", r.from.c_str(),
+                    r.to.c_str(), r.seconds, r.images, r.embedded, r.reused);
+      }
+      return 0;
+    }
+    if (*robust_cmd) {
+      for (const auto& name : robust_distortions) {
+        auto d = image::distortion_from_string(name);
+        if (!d || *d == image::Distortion::kNone) {
+          std::string known;
+          for (auto s : image::suite_distortions()) known += std::string(known.empty() ? "" : ", ") + image::to_string(s);
+          throw Error(ErrorKind::kInvalidInput, "unknown distortion '" + name + "' (known: " + known + ")");
+        }
+        robust_options.distortions.push_back(*d);
+      }
+      auto engine = search::Engine::open(data_dir, open_options("", ""));
+      cli::Progress progress("eval-robustness");
+      robust_options.on_progress = [&](std::size_t done, std::size_t total) { progress.update(done, total, "queries"); };
+      auto r = search::evaluate_robustness(*engine, robust_options);
+      progress.done();
+      auto row_json = [](const search::RobustnessRow& row) {
+        return json{{"distortion", row.distortion}, {"queries", row.queries}, {"recall_at_1", row.recall_at_1},
+                    {"recall_at_10", row.recall_at_10}};
+      };
+      json out{{"items", r.items},     {"unreadable", r.unreadable}, {"seed", robust_options.seed},
+               {"seconds", r.seconds}, {"model", engine->info().model}, {"overall", row_json(r.overall)},
+               {"distortions", json::array()}};
+      for (const auto& row : r.rows) out["distortions"].push_back(row_json(row));
+      if (as_json) {
+        std::cout << out.dump() << "\n";
+      } else {
+        std::printf("%zu products, seed %llu, model %s\n%-14s %8s %8s %8s\n", r.items,
+                    static_cast<unsigned long long>(robust_options.seed), engine->info().model.c_str(), "distortion",
+                    "queries", "R@1", "R@10");
+        for (const auto& row : r.rows) {
+          std::printf("%-14s %8zu %8.4f %8.4f%s\n", row.distortion.c_str(), row.queries, row.recall_at_1,
+                      row.recall_at_10, row.distortion == "none" ? "  (control, not in overall)" : "");
+        }
+        std::printf("%-14s %8zu %8.4f %8.4f\n", "overall", r.overall.queries, r.overall.recall_at_1,
+                    r.overall.recall_at_10);
       }
       return 0;
     }

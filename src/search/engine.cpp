@@ -1,7 +1,11 @@
 #include "search/engine.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -19,8 +23,14 @@ namespace {
 constexpr const char* kStoreFile = "catalog.db";
 constexpr const char* kModelFile = "model.lkm";
 constexpr const char* kIndexFile = "index.lkx";
+// A model switch stages the new model file here, commits, then renames it to
+// kModelFile after moving the old one to kPreviousModelFile.
+constexpr const char* kNextModelFile = "model.lkm.next";
+constexpr const char* kPreviousModelFile = "previous-model.lkm";
 constexpr const char* kMetaModel = "model";          // identity of the model that made the vectors
 constexpr const char* kMetaModelKind = "model_kind";  // "file" or kPixelsModel
+constexpr const char* kMetaPreviousModel = "previous_model";  // identity restorable by rollback
+constexpr const char* kMetaPreviousModelKind = "previous_model_kind";
 constexpr std::size_t kEmbedBatch = 256;
 constexpr std::size_t kMaxModelFileBytes = std::size_t(1) << 30;
 
@@ -37,6 +47,58 @@ image::InputSpec pixel_input_spec() {
 std::unique_ptr<embed::Embedder> load_embedder(const std::string& model) {
   if (model == kPixelsModel) return embed::pixel_embedder(pixel_input_spec());
   return embed::load_model(model);
+}
+
+// Renames within the data folder and makes the rename durable.
+void move_file(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::rename(from, to, ec);
+  if (ec) throw Error(ErrorKind::kIO, "cannot rename " + from.string() + " to " + to.string() + ": " + ec.message());
+  int fd = ::open(to.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw Error(ErrorKind::kIO, "cannot fsync " + to.parent_path().string());
+  }
+  ::close(fd);
+}
+
+// A model about to serve must turn images into finite unit vectors: a probe
+// (a dark frame with a bright square, and its negative) catches weights that
+// loaded but compute garbage (NaN or infinite values, a zero vector).
+void probe(const embed::Embedder& embedder, const std::string& name) {
+  const auto& info = embedder.info();
+  if (info.dim <= 0 || info.input.width <= 0 || info.input.height <= 0) {
+    throw Error(ErrorKind::kInvalidInput, "model " + name + " declares an empty input or output shape");
+  }
+  std::vector<image::Image> images(2);
+  for (int which = 0; which < 2; ++which) {
+    auto& img = images[static_cast<std::size_t>(which)];
+    img.width = img.height = 32;
+    img.channels = 3;
+    img.pixels.assign(32 * 32 * 3, which ? 230 : 20);
+    for (int y = 8; y < 24; ++y) {
+      for (int x = 8; x < 24; ++x) {
+        for (int c = 0; c < 3; ++c) img.pixels[static_cast<std::size_t>((y * 32 + x) * 3 + c)] = which ? 20 : 230;
+      }
+    }
+  }
+  std::vector<float> out(2 * static_cast<std::size_t>(info.dim));
+  embedder.embed(images, out.data());
+  for (int row = 0; row < 2; ++row) {
+    double norm = 0;
+    for (int j = 0; j < info.dim; ++j) {
+      float v = out[static_cast<std::size_t>(row * info.dim + j)];
+      if (!std::isfinite(v)) {
+        throw Error(ErrorKind::kInvalidInput, "model " + name + " gives non-finite values on a probe image");
+      }
+      norm += double(v) * v;
+    }
+    if (std::abs(std::sqrt(norm) - 1.0) > 1e-3) {
+      throw Error(ErrorKind::kInvalidInput, "model " + name + " gives a vector of length " +
+                                                std::to_string(std::sqrt(norm)) +
+                                                " on a probe image; vectors must be L2-normalised");
+    }
+  }
 }
 
 // Embeds preprocessed inputs in bounded batches, so memory does not grow with n.
@@ -217,6 +279,7 @@ void BatchWriter::flush() {
 }  // namespace
 
 struct Engine::Snapshot {
+  std::shared_ptr<const embed::Embedder> embedder;  // the model that made every vector in index
   std::unique_ptr<index::VectorIndex> index;
   std::vector<std::int64_t> image_ids;      // sorted, parallel to image_products
   std::vector<std::string> image_products;  // product id of each image id
@@ -250,12 +313,13 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
   auto& store = *engine->store_;
   store.check_integrity(data_dir / kStoreFile);
 
+  std::shared_ptr<const embed::Embedder> embedder;
   auto stored_identity = store.get_meta(kMetaModel);
   if (stored_identity) {
+    engine->settle_model_files(/*after_crash=*/true);
     auto kind = store.get_meta(kMetaModelKind).value_or("file");
-    engine->embedder_ = load_embedder(kind == kPixelsModel ? std::string(kPixelsModel)
-                                                             : (data_dir / kModelFile).string());
-    const std::string identity = engine->embedder_->info().identity();
+    embedder = load_embedder(kind == kPixelsModel ? std::string(kPixelsModel) : (data_dir / kModelFile).string());
+    const std::string identity = embedder->info().identity();
     if (identity != *stored_identity) {
       throw Error(ErrorKind::kModelMismatch, "the model in " + data_dir.string() + " is " + identity +
                                                  " but the stored vectors were made by " + *stored_identity);
@@ -266,34 +330,37 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
         throw Error(ErrorKind::kModelMismatch,
                     "data folder " + data_dir.string() + " holds vectors of model " + identity + ", not of " +
                         requested + " (" + options.model +
-                        "); use a new data folder for another model (re-indexing in place is not supported yet)");
+                        "); switch it with `lookalike reindex --data " + data_dir.string() + " --model " +
+                        options.model + "`");
       }
     }
   } else {
     std::string model = options.model.empty() ? shipped_model_path().string() : options.model;
-    engine->embedder_ = load_embedder(model);
+    embedder = load_embedder(model);
+    probe(*embedder, model);
     if (model != kPixelsModel) {
       auto bytes = read_file(model, kMaxModelFileBytes);
       write_file_atomic(data_dir / kModelFile, bytes.data(), bytes.size());
     }
     catalog::Store::Transaction tx(store);
-    store.set_meta(kMetaModel, engine->embedder_->info().identity());
+    store.set_meta(kMetaModel, embedder->info().identity());
     store.set_meta(kMetaModelKind, model == kPixelsModel ? kPixelsModel : "file");
     tx.commit();
   }
   engine->reader_ = catalog::Store::open(data_dir / kStoreFile);
   std::lock_guard<std::mutex> lock(engine->write_mutex_);
-  engine->load_or_rebuild_index();
+  engine->load_or_rebuild_index(std::move(embedder));
   return engine;
 }
 
 std::shared_ptr<const Engine::Snapshot> Engine::snapshot() const { return std::atomic_load(&snapshot_); }
 
-void Engine::load_or_rebuild_index() {
-  const std::string identity = embedder_->info().identity();
+void Engine::load_or_rebuild_index(std::shared_ptr<const embed::Embedder> embedder) {
+  const std::string identity = embedder->info().identity();
   std::string why;
   try {
     auto snap = std::make_shared<Snapshot>();
+    snap->embedder = embedder;
     snap->index = index::VectorIndex::load(dir_ / kIndexFile, identity);
     if (snap->index->stamp().store_version != store_->vectors_version()) {
       why = "the index is older than the catalog";
@@ -319,13 +386,14 @@ void Engine::load_or_rebuild_index() {
       why = "the index file is missing";
     }
   }
-  publish_index(why);
+  publish_index(std::move(embedder), why);
 }
 
-void Engine::publish_index(const std::string& why) {
-  const std::string identity = embedder_->info().identity();
-  const std::size_t dim = static_cast<std::size_t>(embedder_->info().dim);
+void Engine::publish_index(std::shared_ptr<const embed::Embedder> embedder, const std::string& why) {
+  const std::string identity = embedder->info().identity();
+  const std::size_t dim = static_cast<std::size_t>(embedder->info().dim);
   auto snap = std::make_shared<Snapshot>();
+  snap->embedder = std::move(embedder);
   std::vector<float> vectors;
   store_->for_each_embedding(identity, [&](std::int64_t id, const std::string& product, const std::vector<float>& v) {
     if (v.size() != dim) {
@@ -362,7 +430,8 @@ void Engine::publish_index(const std::string& why) {
 
 void Engine::publish_after(const std::function<void()>& write) {
   auto publish_if_changed = [&] {
-    if (snapshot()->index->stamp().store_version != store_->vectors_version()) publish_index("");
+    const auto snap = snapshot();
+    if (snap->index->stamp().store_version != store_->vectors_version()) publish_index(snap->embedder, "");
   };
   try {
     write();
@@ -383,15 +452,15 @@ IngestReport Engine::ingest(const fs::path& catalog_file, const IngestOptions& o
   const auto start = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(write_mutex_);
   IngestReport report;
-  BatchWriter writer(*store_, *embedder_, limits_, fs::absolute(catalog_file).parent_path(), options, report);
-  publish_after(
-      [&] {
-        catalog::read_catalog(
-            catalog_file, options.parse_limits,
-            [&](std::size_t line, catalog::CatalogEntry&& entry) { writer.add(line, std::move(entry)); },
-            [&](std::size_t line, const std::string& message) { writer.reject(line, message); });
-        writer.flush();
-      });
+  const auto snap = snapshot();
+  BatchWriter writer(*store_, *snap->embedder, limits_, fs::absolute(catalog_file).parent_path(), options, report);
+  publish_after([&] {
+    catalog::read_catalog(
+        catalog_file, options.parse_limits,
+        [&](std::size_t line, catalog::CatalogEntry&& entry) { writer.add(line, std::move(entry)); },
+        [&](std::size_t line, const std::string& message) { writer.reject(line, message); });
+    writer.flush();
+  });
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
@@ -401,7 +470,8 @@ IngestReport Engine::apply(const std::vector<catalog::CatalogEntry>& entries, co
   const auto start = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(write_mutex_);
   IngestReport report;
-  BatchWriter writer(*store_, *embedder_, limits_, fs::absolute(image_root), options, report);
+  const auto snap = snapshot();
+  BatchWriter writer(*store_, *snap->embedder, limits_, fs::absolute(image_root), options, report);
   publish_after([&] {
     for (std::size_t i = 0; i < entries.size(); ++i) writer.add(i + 1, entries[i]);
     writer.flush();
@@ -416,7 +486,8 @@ std::size_t Engine::delete_products(const std::vector<std::string>& ids) {
   catalog::Store::Transaction tx(*store_);
   for (const auto& id : ids) deleted += store_->delete_product(id) ? 1 : 0;
   tx.commit();
-  if (snapshot()->index->stamp().store_version != store_->vectors_version()) publish_index("");
+  const auto snap = snapshot();
+  if (snap->index->stamp().store_version != store_->vectors_version()) publish_index(snap->embedder, "");
   return deleted;
 }
 
@@ -425,7 +496,7 @@ std::vector<QueryResult> Engine::search_vectors(const Snapshot& snap, const floa
   if (k < 1 || k > kMaxK) {
     throw Error(ErrorKind::kInvalidInput, "k must be between 1 and " + std::to_string(kMaxK));
   }
-  const std::size_t dim = static_cast<std::size_t>(embedder_->info().dim);
+  const std::size_t dim = static_cast<std::size_t>(snap.embedder->info().dim);
   const std::size_t want = static_cast<std::size_t>(k);
   // Several images of one product count once: ask for more images than k, and
   // ask again with a deeper list when they were not enough distinct products.
@@ -442,6 +513,7 @@ std::vector<QueryResult> Engine::search_vectors(const Snapshot& snap, const floa
   const std::size_t total = snap.index->size();
   const std::size_t depth = std::min<std::size_t>(total, want * 2 + 8);
   std::vector<QueryResult> results(n);
+  for (auto& result : results) result.model = snap.embedder->info().identity();
   if (depth == 0 || n == 0) return results;
   auto hits = snap.index->search(n, vectors, static_cast<int>(depth));
   for (std::size_t q = 0; q < n; ++q) {
@@ -466,12 +538,13 @@ void Engine::fill_details(std::vector<QueryResult>& results) const {
 }
 
 std::vector<QueryResult> Engine::search(const std::vector<image::Image>& queries, int k, bool with_details) const {
-  const auto& spec = embedder_->info().input;
+  const auto snap = snapshot();  // one model and its index for the whole batch
+  const auto& spec = snap->embedder->info().input;
   const std::size_t per_input = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
   std::vector<float> inputs(queries.size() * per_input);
   for (std::size_t i = 0; i < queries.size(); ++i) image::preprocess(queries[i], spec, inputs.data() + i * per_input);
-  auto vectors = embed_all(*embedder_, inputs, queries.size());
-  auto results = search_vectors(*snapshot(), vectors.data(), queries.size(), k, "");
+  auto vectors = embed_all(*snap->embedder, inputs, queries.size());
+  auto results = search_vectors(*snap, vectors.data(), queries.size(), k, "");
   if (with_details) fill_details(results);
   return results;
 }
@@ -480,7 +553,7 @@ std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files
   std::vector<QueryResult> results(files.size());
   std::vector<image::Image> decoded;
   std::vector<std::size_t> positions;
-  const int min_side = min_side_for(*embedder_);
+  const int min_side = query_min_side();
   for (std::size_t i = 0; i < files.size(); ++i) {
     try {
       decoded.push_back(image::load_file(files[i], limits_, min_side));
@@ -495,24 +568,34 @@ std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files
 }
 
 QueryResult Engine::similar_products(const std::string& product_id, int k, bool with_details) const {
-  std::vector<catalog::ImageRecord> images;
-  {
-    std::lock_guard<std::mutex> lock(reader_mutex_);
-    if (!reader_->get_product(product_id)) throw Error(ErrorKind::kNotFound, "no product with id " + product_id);
-    images = reader_->images_of(product_id, /*with_embeddings=*/true);
-  }
-  const std::string identity = embedder_->info().identity();
-  const std::size_t dim = static_cast<std::size_t>(embedder_->info().dim);
+  std::shared_ptr<const Snapshot> snap;
   std::vector<float> vectors;
-  for (const auto& img : images) {
-    if (img.model == identity && img.embedding.size() == dim) {
-      vectors.insert(vectors.end(), img.embedding.begin(), img.embedding.end());
+  std::size_t dim = 0;
+  // The stored vectors must be those of the snapshot's model; a model switch between
+  // taking the snapshot and reading them shows as a mismatch, and they are read again.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    snap = snapshot();
+    std::vector<catalog::ImageRecord> images;
+    {
+      std::lock_guard<std::mutex> lock(reader_mutex_);
+      if (!reader_->get_product(product_id)) throw Error(ErrorKind::kNotFound, "no product with id " + product_id);
+      images = reader_->images_of(product_id, /*with_embeddings=*/true);
     }
+    const std::string identity = snap->embedder->info().identity();
+    dim = static_cast<std::size_t>(snap->embedder->info().dim);
+    vectors.clear();
+    for (const auto& img : images) {
+      if (img.model == identity && img.embedding.size() == dim) {
+        vectors.insert(vectors.end(), img.embedding.begin(), img.embedding.end());
+      }
+    }
+    if (!vectors.empty() || images.empty()) break;
   }
   QueryResult merged;
+  merged.model = snap->embedder->info().identity();
   const std::size_t n = vectors.size() / dim;
   if (n == 0) return merged;  // a product without images has no look to match
-  auto per_image = search_vectors(*snapshot(), vectors.data(), n, k, product_id);
+  auto per_image = search_vectors(*snap, vectors.data(), n, k, product_id);
   // A product that looks like any of this product's photos qualifies, by its best score.
   std::unordered_map<std::string, ProductHit> best;
   for (auto& result : per_image) {
@@ -549,7 +632,7 @@ std::vector<std::string> Engine::product_ids() const {
   return reader_->product_ids();
 }
 
-int Engine::query_min_side() const { return min_side_for(*embedder_); }
+int Engine::query_min_side() const { return min_side_for(*snapshot()->embedder); }
 
 EngineInfo Engine::info() const {
   auto snap = snapshot();
@@ -559,12 +642,209 @@ EngineInfo Engine::info() const {
   info.products = counts.products;
   info.images = counts.images;
   info.embedded = counts.embedded;
-  info.model = embedder_->info().identity();
+  info.model = snap->embedder->info().identity();
+  info.previous_model = reader_->get_meta(kMetaPreviousModel).value_or("");
   info.index_factory = snap->index->factory();
   info.index_vectors = snap->index->size();
   std::error_code ec;
   info.index_bytes = fs::file_size(dir_ / kIndexFile, ec);
   return info;
+}
+
+// ---- model switches (reindex) ----
+
+void Engine::settle_model_files(bool after_crash) {
+  std::error_code ec;
+  const fs::path next = dir_ / kNextModelFile, active = dir_ / kModelFile, previous = dir_ / kPreviousModelFile;
+  const auto stored = store_->get_meta(kMetaModel).value_or("");
+  const auto kind = store_->get_meta(kMetaModelKind).value_or("file");
+  if (fs::exists(next, ec)) {
+    std::string staged;
+    try {
+      staged = embed::load_model(next)->info().identity();
+    } catch (const Error&) {
+      // A staged file that does not load was never committed: the switch did not happen.
+    }
+    if (staged == stored && kind != kPixelsModel) {
+      if (fs::exists(active, ec)) move_file(active, previous);
+      move_file(next, active);
+      if (after_crash && on_message_) {
+        on_message_("finished the switch to model " + stored + " that was interrupted");
+      }
+    } else {
+      fs::remove(next, ec);
+    }
+  }
+  if (kind == kPixelsModel && fs::exists(active, ec)) {
+    // A switch to raw pixels commits first and moves the old model file aside after.
+    move_file(active, previous);
+  }
+}
+
+void Engine::set_progress(std::size_t done, std::size_t total, const ReindexOptions& options) {
+  {
+    std::lock_guard<std::mutex> lock(progress_mutex_);
+    progress_.done = done;
+    progress_.total = total;
+  }
+  if (options.on_progress) options.on_progress(done, total);
+}
+
+std::size_t Engine::embed_missing(const embed::Embedder& target, bool holding_write_lock, ReindexReport& report,
+                                  const ReindexOptions& options) {
+  const std::string identity = target.info().identity();
+  std::vector<catalog::ImageRecord> images;
+  std::vector<std::int64_t> kept;
+  {
+    std::unique_lock<std::mutex> lock(write_mutex_, std::defer_lock);
+    if (!holding_write_lock) lock.lock();
+    images = store_->all_images();
+    kept = store_->kept_vector_ids(identity);
+  }
+  std::vector<const catalog::ImageRecord*> todo;
+  for (const auto& img : images) {
+    if (img.model != identity && !std::binary_search(kept.begin(), kept.end(), img.id)) todo.push_back(&img);
+  }
+  const std::size_t total = images.size();
+  std::size_t done = total - todo.size();
+  report.images = total;
+  set_progress(done, total, options);
+  const auto& spec = target.info().input;
+  const std::size_t per_input = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
+  const std::size_t dim = static_cast<std::size_t>(target.info().dim);
+  const int min_side = min_side_for(target);
+  std::size_t embedded = 0;
+  for (std::size_t begin = 0; begin < todo.size(); begin += kEmbedBatch) {
+    const std::size_t count = std::min(kEmbedBatch, todo.size() - begin);
+    std::vector<float> inputs(count * per_input);
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto& img = *todo[begin + i];
+      auto bytes = read_file(img.source, limits_.max_file_bytes);
+      if (sha256_hex(bytes.data(), bytes.size()) != img.sha256) {
+        throw Error(ErrorKind::kIO, "image " + img.path + " of product " + img.product_id + " (" + img.source +
+                                        ") changed since it was imported; import the catalog again, then reindex");
+      }
+      image::preprocess(image::decode(bytes.data(), bytes.size(), limits_, min_side), spec,
+                        inputs.data() + i * per_input);
+    }
+    std::vector<float> vectors(count * dim);
+    target.embed_preprocessed(inputs.data(), count, vectors.data());
+    {
+      std::unique_lock<std::mutex> lock(write_mutex_, std::defer_lock);
+      if (!holding_write_lock) lock.lock();
+      catalog::Store::Transaction tx(*store_);
+      for (std::size_t i = 0; i < count; ++i) {
+        store_->keep_vector(identity, todo[begin + i]->id,
+                            std::vector<float>(vectors.begin() + static_cast<std::ptrdiff_t>(i * dim),
+                                               vectors.begin() + static_cast<std::ptrdiff_t>((i + 1) * dim)));
+      }
+      tx.commit();
+    }
+    embedded += count;
+    done += count;
+    set_progress(done, total, options);
+  }
+  report.embedded += embedded;
+  return embedded;
+}
+
+ReindexReport Engine::reindex(const std::string& model, const ReindexOptions& options) {
+  std::unique_lock<std::mutex> only_one(reindex_mutex_, std::try_to_lock);
+  if (!only_one.owns_lock()) {
+    throw Error(ErrorKind::kInvalidInput, "a reindex of " + dir_.string() + " is already running");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::shared_ptr<const embed::Embedder> target = load_embedder(model);
+  probe(*target, model);
+  const std::string identity = target->info().identity();
+  std::vector<std::uint8_t> model_bytes;
+  if (model != kPixelsModel) model_bytes = read_file(model, kMaxModelFileBytes);
+
+  ReindexReport report;
+  report.from = snapshot()->embedder->info().identity();
+  report.to = identity;
+  {
+    std::lock_guard<std::mutex> lock(progress_mutex_);
+    progress_ = ReindexProgress{true, identity, 0, 0, ""};
+  }
+  try {
+    if (identity != report.from) {
+      // The bulk of the work, while searches and writes go on with the active model.
+      embed_missing(*target, /*holding_write_lock=*/false, report, options);
+      std::lock_guard<std::mutex> lock(write_mutex_);
+      // Images imported meanwhile were embedded with the active model only.
+      embed_missing(*target, /*holding_write_lock=*/true, report, options);
+      const auto old_kind = store_->get_meta(kMetaModelKind).value_or("file");
+      if (!model_bytes.empty()) write_file_atomic(dir_ / kNextModelFile, model_bytes.data(), model_bytes.size());
+      {
+        catalog::Store::Transaction tx(*store_);
+        store_->activate_kept_vectors(identity, report.from);
+        store_->set_meta(kMetaModel, identity);
+        store_->set_meta(kMetaModelKind, model == kPixelsModel ? kPixelsModel : "file");
+        store_->set_meta(kMetaPreviousModel, report.from);
+        store_->set_meta(kMetaPreviousModelKind, old_kind);
+        tx.commit();
+      }
+      // From here the store says `identity`; the files follow (settle_model_files
+      // finishes this after a crash).
+      std::error_code ec;
+      if (old_kind == kPixelsModel) fs::remove(dir_ / kPreviousModelFile, ec);
+      settle_model_files(/*after_crash=*/false);
+      publish_index(target, "switched to model " + identity);
+    } else {
+      std::lock_guard<std::mutex> lock(reader_mutex_);
+      report.images = static_cast<std::size_t>(reader_->counts().images);
+    }
+  } catch (const Error& e) {
+    std::error_code ec;
+    fs::remove(dir_ / kNextModelFile, ec);
+    std::lock_guard<std::mutex> lock(progress_mutex_);
+    progress_.running = false;
+    progress_.last_error = e.what();
+    throw;
+  }
+  report.reused = report.images - report.embedded;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::lock_guard<std::mutex> lock(progress_mutex_);
+  progress_.running = false;
+  progress_.done = progress_.total = report.images;
+  return report;
+}
+
+ReindexReport Engine::rollback(const ReindexOptions& options) {
+  std::string previous, kind;
+  {
+    std::lock_guard<std::mutex> lock(reader_mutex_);
+    previous = reader_->get_meta(kMetaPreviousModel).value_or("");
+    kind = reader_->get_meta(kMetaPreviousModelKind).value_or("file");
+  }
+  if (previous.empty()) {
+    throw Error(ErrorKind::kNotFound, "data folder " + dir_.string() + " has no previous model to restore");
+  }
+  if (kind == kPixelsModel) return reindex(kPixelsModel, options);
+  // The file is copied aside: the switch moves the active model onto kPreviousModelFile.
+  const fs::path copy = dir_ / "rollback-model.lkm";
+  auto bytes = read_file(dir_ / kPreviousModelFile, kMaxModelFileBytes);
+  write_file_atomic(copy, bytes.data(), bytes.size());
+  try {
+    if (embed::load_model(copy)->info().identity() != previous) {
+      throw Error(ErrorKind::kModelMismatch, (dir_ / kPreviousModelFile).string() + " is not the previous model " +
+                                                 previous + "; restore it with reindex --model FILE");
+    }
+    auto report = reindex(copy.string(), options);
+    std::error_code ec;
+    fs::remove(copy, ec);
+    return report;
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(copy, ec);
+    throw;
+  }
+}
+
+ReindexProgress Engine::reindex_progress() const {
+  std::lock_guard<std::mutex> lock(progress_mutex_);
+  return progress_;
 }
 
 }  // namespace lookalike::search

@@ -82,13 +82,40 @@ struct ProductHit {
 struct QueryResult {
   std::vector<ProductHit> hits;  // best first, one per product
   std::string error;             // non-empty when this query failed (results empty)
+  // Identity of the model that embedded the query and made every vector searched:
+  // one model per result, also while a reindex switches models.
+  std::string model;
+};
+
+// How far a reindex has come (Engine::reindex_progress).
+struct ReindexProgress {
+  bool running = false;
+  std::string target;         // identity of the model being switched to
+  std::size_t done = 0;       // images with a vector of the target model
+  std::size_t total = 0;      // images in the catalog when counted
+  std::string last_error;     // why the last reindex failed; empty when it did not
+};
+
+struct ReindexOptions {
+  // Called after each batch with images done and total. May be empty.
+  std::function<void(std::size_t done, std::size_t total)> on_progress;
+};
+
+struct ReindexReport {
+  std::string from;            // identity of the model active before
+  std::string to;              // identity active now
+  std::size_t images = 0;      // images that have a vector of `to`
+  std::size_t embedded = 0;    // read, decoded and embedded by this reindex
+  std::size_t reused = 0;      // already had a vector of `to` (kept from before, or an earlier attempt)
+  double seconds = 0;
 };
 
 struct EngineInfo {
   std::int64_t products = 0;
   std::int64_t images = 0;
   std::int64_t embedded = 0;
-  std::string model;             // identity
+  std::string model;             // identity of the active model
+  std::string previous_model;    // identity `reindex --rollback` restores; empty when none
   std::string index_factory;
   std::size_t index_vectors = 0;
   std::uintmax_t index_bytes = 0;
@@ -145,6 +172,30 @@ class Engine {
   std::optional<catalog::Product> product(const std::string& id) const;
   std::vector<std::string> product_ids() const;
 
+  // Switches the catalog to another model without stopping searches: every
+  // image is read again from its source (checked against its stored SHA-256),
+  // embedded with the new model in batches and kept beside its active vector,
+  // while searches and writes go on with the active model; then, under the write
+  // lock, images added meanwhile are embedded too, the store switches every
+  // vector and the active model in one transaction, the index of the new model is
+  // built and published with the model as one snapshot. A search runs wholly on
+  // the old model or wholly on the new. The vectors of the model that was active
+  // are kept, so switching back (rollback(), or reindex with that file) embeds
+  // nothing. model: a model file or kPixelsModel; it is validated first (format,
+  // checksum, and a probe image must give finite unit vectors).
+  // Throws Error(kInvalidInput/kNotFound) for a bad model file (the active model
+  // stays), Error(kInvalidInput) when another reindex is running, and
+  // Error(kIO/kNotFound) naming the image when a source file is gone or changed
+  // since import (vectors embedded so far are kept: a later reindex goes on from there).
+  // Blocking; run it on a thread of its own to serve meanwhile.
+  ReindexReport reindex(const std::string& model, const ReindexOptions& options);
+
+  // Restores the model that was active before the last switch (its vectors were
+  // kept). Throws Error(kNotFound) when there is none.
+  ReindexReport rollback(const ReindexOptions& options);
+
+  ReindexProgress reindex_progress() const;
+
   static constexpr int kMaxK = 1000;
 
   EngineInfo info() const;
@@ -161,8 +212,16 @@ class Engine {
 
   Engine() = default;
   std::shared_ptr<const Snapshot> snapshot() const;
-  void publish_index(const std::string& why);  // requires write_mutex_
-  void load_or_rebuild_index();                 // requires write_mutex_
+  // Builds the index of embedder's vectors and publishes both as the new snapshot.
+  void publish_index(std::shared_ptr<const embed::Embedder> embedder,
+                     const std::string& why);                             // requires write_mutex_
+  void load_or_rebuild_index(std::shared_ptr<const embed::Embedder> embedder);  // requires write_mutex_
+  // Puts the model files in line with the store after a switch's commit (also one a crash interrupted).
+  void settle_model_files(bool after_crash);
+  // Embeds and keeps target vectors for images that have none; returns how many.
+  std::size_t embed_missing(const embed::Embedder& target, bool holding_write_lock, ReindexReport& report,
+                            const ReindexOptions& options);
+  void set_progress(std::size_t done, std::size_t total, const ReindexOptions& options);
   // Runs a write, then publishes the index if the store's vectors changed, also when the
   // write throws after committing some batches. Requires write_mutex_.
   void publish_after(const std::function<void()>& write);
@@ -174,7 +233,10 @@ class Engine {
   image::DecodeLimits limits_;
   std::string index_factory_;
   std::function<void(const std::string&)> on_message_;
-  std::unique_ptr<embed::Embedder> embedder_;
+
+  std::mutex reindex_mutex_;                      // one reindex at a time
+  mutable std::mutex progress_mutex_;
+  ReindexProgress progress_;
 
   mutable std::mutex write_mutex_;                // one writer at a time
   std::unique_ptr<catalog::Store> store_;        // the writers' connection

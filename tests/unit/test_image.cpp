@@ -1,4 +1,5 @@
 #include "image/image.h"
+#include "image/distort.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -710,6 +711,124 @@ TEST(ImagePreprocess, RejectsBadSpecAndImage) {
   spec = InputSpec{};
   const Image short_pixels{2, 2, 1, Bytes(3, 0)};
   expect_error([&] { preprocess(short_pixels, spec, out); }, ErrorKind::kInvalidInput, "bytes");
+}
+
+}  // namespace
+}  // namespace lookalike::image
+namespace lookalike::image {
+namespace {
+
+// ---- distortions (image/distort.h) ----
+
+// A 28 x 28 grey "product" on black like the demo catalog's: a bright, lopsided
+// L shape with a shaded stripe, so that mirroring and rotating change it.
+Image product_thumbnail() {
+  Image img{28, 28, 1, std::vector<std::uint8_t>(28 * 28, 0)};
+  for (int y = 4; y < 24; ++y) {
+    for (int x = 6; x < 22; ++x) {
+      bool stem = x < 12, foot = y >= 18;
+      if (stem || foot) img.pixels[y * 28 + x] = static_cast<std::uint8_t>(150 + 4 * (y - 4));
+    }
+  }
+  return img;
+}
+
+double mean_abs_difference(const Image& a, const Image& b) {
+  EXPECT_EQ(a.pixels.size(), b.pixels.size());
+  double sum = 0;
+  for (std::size_t i = 0; i < std::min(a.pixels.size(), b.pixels.size()); ++i) {
+    sum += std::abs(int(a.pixels[i]) - int(b.pixels[i]));
+  }
+  return sum / double(std::max<std::size_t>(1, a.pixels.size()));
+}
+
+TEST(Distort, EveryDistortionGivesAWorkingCanvasPhotoThatDiffersFromTheOriginal) {
+  const Image original = distort(product_thumbnail(), Distortion::kNone, 1);
+  ASSERT_EQ(original.width, kWorkSide);
+  ASSERT_EQ(original.height, kWorkSide);
+  ASSERT_EQ(original.channels, 3);
+  ASSERT_EQ(suite_distortions().size(), 15u);
+  for (Distortion d : suite_distortions()) {
+    for (std::uint64_t seed : {1u, 2u, 3u}) {
+      Image photo = distort(product_thumbnail(), d, seed);
+      EXPECT_EQ(photo.width, kWorkSide) << to_string(d);
+      EXPECT_EQ(photo.height, kWorkSide) << to_string(d);
+      EXPECT_EQ(photo.channels, 3) << to_string(d);
+      ASSERT_EQ(photo.pixels.size(), std::size_t(kWorkSide) * kWorkSide * 3) << to_string(d);
+      // A visible change: on average at least one grey level per sample (JPEG, the mildest
+      // on this flat drawing, moves about 1.7).
+      EXPECT_GT(mean_abs_difference(photo, original), 1.0) << to_string(d) << " seed " << seed;
+    }
+  }
+}
+
+TEST(Distort, SameSeedGivesTheSameBytesAndAnotherSeedAnotherPhoto) {
+  for (Distortion d : suite_distortions()) {
+    Image a = distort(product_thumbnail(), d, 7);
+    Image b = distort(product_thumbnail(), d, 7);
+    EXPECT_EQ(a.pixels, b.pixels) << to_string(d);
+    if (d == Distortion::kMirror) continue;  // the one distortion without a random strength
+    Image c = distort(product_thumbnail(), d, 8);
+    EXPECT_NE(a.pixels, c.pixels) << to_string(d) << " ignores its seed";
+  }
+}
+
+TEST(Distort, MirrorIsTheOriginalFlippedLeftRight) {
+  Image original = distort(product_thumbnail(), Distortion::kNone, 1);
+  Image mirrored = distort(product_thumbnail(), Distortion::kMirror, 1);
+  for (int y = 0; y < kWorkSide; ++y) {
+    for (int x = 0; x < kWorkSide; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        ASSERT_EQ(mirrored.pixels[(y * kWorkSide + x) * 3 + c],
+                  original.pixels[(y * kWorkSide + (kWorkSide - 1 - x)) * 3 + c]);
+      }
+    }
+  }
+}
+
+TEST(Distort, ClutterReplacesTheBlackBackgroundButKeepsTheProduct) {
+  Image photo = distort(product_thumbnail(), Distortion::kClutter, 3);
+  // The corners of the thumbnail are black; on a cluttered table most of the border is not.
+  int bright_border = 0, border = 0;
+  for (int i = 0; i < kWorkSide; ++i) {
+    for (int p : {i * 3, ((kWorkSide - 1) * kWorkSide + i) * 3}) {
+      ++border;
+      bright_border += (photo.pixels[p] + photo.pixels[p + 1] + photo.pixels[p + 2]) > 60;
+    }
+  }
+  EXPECT_GT(bright_border, border / 2);
+  // The product's brightest grey (246) survives somewhere, shrunk onto the table.
+  int product_pixels = 0;
+  for (std::size_t i = 0; i < photo.pixels.size(); i += 3) {
+    bool grey = std::abs(photo.pixels[i] - photo.pixels[i + 1]) < 4 && std::abs(photo.pixels[i] - photo.pixels[i + 2]) < 4;
+    product_pixels += grey && photo.pixels[i] > 180;
+  }
+  EXPECT_GT(product_pixels, 100);
+}
+
+TEST(Distort, AcceptsColourAndNonSquareImagesAndRefusesEmptyOnes) {
+  Image colour{40, 20, 3, std::vector<std::uint8_t>(40 * 20 * 3)};
+  for (std::size_t i = 0; i < colour.pixels.size(); ++i) colour.pixels[i] = static_cast<std::uint8_t>(i * 7);
+  for (Distortion d : suite_distortions()) {
+    Image photo = distort(colour, d, 1);
+    EXPECT_EQ(photo.pixels.size(), std::size_t(kWorkSide) * kWorkSide * 3) << to_string(d);
+  }
+  auto err = testing::error_from([] { distort(Image{}, Distortion::kBlur, 1); });
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->kind(), ErrorKind::kInvalidInput);
+  Image lying{10, 10, 1, std::vector<std::uint8_t>(50)};  // fewer pixels than it claims
+  EXPECT_TRUE(testing::error_from([&] { distort(lying, Distortion::kNoise, 1); }));
+}
+
+TEST(Distort, NamesRoundTripAndTheSuiteLeavesOutTheControl) {
+  for (Distortion d : suite_distortions()) {
+    EXPECT_NE(d, Distortion::kNone);
+    auto back = distortion_from_string(to_string(d));
+    ASSERT_TRUE(back) << to_string(d);
+    EXPECT_EQ(*back, d);
+  }
+  EXPECT_EQ(distortion_from_string("none"), Distortion::kNone);
+  EXPECT_FALSE(distortion_from_string("sepia"));
 }
 
 }  // namespace

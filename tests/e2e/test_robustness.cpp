@@ -1,0 +1,104 @@
+// The distortion suite (search/robustness.h) on a small real catalog: 500
+// Fashion-MNIST products ingested with the shipped model and with raw pixels.
+// It checks that the suite measures what it claims (raw pixels survive the
+// photometric distortions and fail the geometric ones, as pixels must), and
+// holds the shipped model to floors at its measured level, above raw pixels
+// where it is above them. The target (Recall@1 >= 0.95 over the suite)
+// needs an instance-trained model; README "Instance robustness" has the figures.
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "search/demo_catalog.h"
+#include "search/engine.h"
+#include "search/robustness.h"
+#include "support/test_support.h"
+
+namespace lookalike::search {
+namespace {
+
+namespace fs = std::filesystem;
+using lookalike::testing::TempDir;
+
+constexpr std::size_t kProducts = 500;
+constexpr std::size_t kItems = 300;
+
+class Robustness : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new TempDir();
+    demo::DemoCatalogOptions options;
+    options.max_products = kProducts;
+    options.max_queries = 1;
+    demo::write_demo_catalog(root_->path() / "demo", options);
+  }
+  static void TearDownTestSuite() {
+    delete root_;
+    root_ = nullptr;
+  }
+
+  // Ingests the demo catalog with model and runs the whole suite on it.
+  static RobustnessReport Run(const std::string& model) {
+    OpenOptions open;
+    open.model = model;
+    auto engine = Engine::open(root_->path() / ("data-" + fs::path(model).stem().string()), open);
+    IngestReport ingested = engine->ingest(root_->path() / "demo" / "catalog.jsonl", {});
+    EXPECT_EQ(ingested.products_added, kProducts);
+    RobustnessOptions options;
+    options.items = kItems;
+    options.seed = 1;
+    return evaluate_robustness(*engine, options);
+  }
+
+  static std::map<std::string, RobustnessRow> ByName(const RobustnessReport& report) {
+    std::map<std::string, RobustnessRow> rows;
+    for (const auto& row : report.rows) rows[row.distortion] = row;
+    return rows;
+  }
+
+  static TempDir* root_;
+};
+
+TempDir* Robustness::root_ = nullptr;
+
+void Print(const std::string& name, const RobustnessReport& report) {
+  std::cout << "[ suite    ] " << name << ":";
+  for (const auto& row : report.rows) std::cout << " " << row.distortion << " " << row.recall_at_1;
+  std::cout << "; overall R@1 " << report.overall.recall_at_1 << " R@10 " << report.overall.recall_at_10 << "\n";
+}
+
+TEST_F(Robustness, SuiteSeparatesEasyFromHardAndShippedModelHoldsItsFloors) {
+  const RobustnessReport pixels = Run(kPixelsModel);
+  const RobustnessReport cnn = Run(shipped_model_path().string());
+  Print("raw pixels", pixels);
+  Print("shipped model", cnn);
+
+  for (const auto* report : {&pixels, &cnn}) {
+    EXPECT_EQ(report->items, kItems);
+    EXPECT_EQ(report->unreadable, 0u);
+    ASSERT_EQ(report->rows.size(), image::suite_distortions().size() + 1);  // + the control
+    EXPECT_EQ(report->rows.front().distortion, "none");
+    EXPECT_EQ(report->overall.queries, kItems * image::suite_distortions().size());
+  }
+
+  // The suite is calibrated: raw pixels find the undistorted photo and survive
+  // sensor noise, JPEG and gamma; a rotation or a cluttered table defeats them.
+  auto px = ByName(pixels);
+  EXPECT_EQ(px["none"].recall_at_1, 1.0);
+  for (const char* easy : {"noise", "jpeg", "gamma", "blur"}) EXPECT_GE(px[easy].recall_at_1, 0.9) << easy;
+  for (const char* hard : {"rotation", "clutter", "printed-page"}) EXPECT_LE(px[hard].recall_at_1, 0.2) << hard;
+
+  // The shipped model, trained for categories, measured 0.39 overall Recall@10
+  // and 0.50 for perspective (raw pixels 0.27): floors a little below, so that a
+  // regression fails here. Recall@10 is what a shopper sees: the product on the
+  // first screen of results.
+  auto net = ByName(cnn);
+  EXPECT_GE(cnn.overall.recall_at_10, 0.33);
+  EXPECT_GE(net["none"].recall_at_10, 0.85);
+  EXPECT_GE(net["perspective"].recall_at_10, px["perspective"].recall_at_10 + 0.12);
+}
+
+}  // namespace
+}  // namespace lookalike::search
