@@ -585,6 +585,7 @@ EngineInfo Engine::info() const {
   info.embedded = counts.embedded;
   info.model = snap->embedder->info().identity();
   info.previous_model = reader_->get_meta(kMetaPreviousModel).value_or("");
+  info.reindex = reindex_progress();
   info.index_factory = snap->index->factory();
   info.index_vectors = snap->index->size();
   std::error_code ec;
@@ -736,12 +737,20 @@ ReindexReport Engine::reindex(const std::string& model, const ReindexOptions& op
       std::lock_guard<std::mutex> lock(reader_mutex_);
       report.images = static_cast<std::size_t>(reader_->counts().images);
     }
-  } catch (const Error& e) {
+  } catch (...) {
+    // Also an exception thrown by on_progress to interrupt: the active model stays.
     std::error_code ec;
     fs::remove(dir_ / kNextModelFile, ec);
+    std::string why = "interrupted";
+    try {
+      throw;
+    } catch (const Error& e) {
+      why = e.what();
+    } catch (...) {
+    }
     std::lock_guard<std::mutex> lock(progress_mutex_);
     progress_.running = false;
-    progress_.last_error = e.what();
+    progress_.last_error = why;
     throw;
   }
   report.reused = report.images - report.embedded;
@@ -750,6 +759,12 @@ ReindexReport Engine::reindex(const std::string& model, const ReindexOptions& op
   progress_.running = false;
   progress_.done = progress_.total = report.images;
   return report;
+}
+
+std::string Engine::check_model(const std::string& model) {
+  auto embedder = load_embedder(model);
+  probe(*embedder, model);
+  return embedder->info().identity();
 }
 
 ReindexReport Engine::rollback(const ReindexOptions& options) {

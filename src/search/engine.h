@@ -116,6 +116,7 @@ struct EngineInfo {
   std::int64_t embedded = 0;
   std::string model;             // identity of the active model
   std::string previous_model;    // identity `reindex --rollback` restores; empty when none
+  ReindexProgress reindex;       // the running or last reindex of this process
   std::string index_factory;
   std::size_t index_vectors = 0;
   std::uintmax_t index_bytes = 0;
@@ -193,6 +194,10 @@ class Engine {
   // Restores the model that was active before the last switch (its vectors were
   // kept). Throws Error(kNotFound) when there is none.
   ReindexReport rollback(const ReindexOptions& options);
+
+  // Loads and probes a model (file or kPixelsModel) as reindex does first; returns
+  // its identity. Throws like reindex for a missing, corrupt or broken model.
+  static std::string check_model(const std::string& model);
 
   ReindexProgress reindex_progress() const;
 

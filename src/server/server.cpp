@@ -67,6 +67,7 @@ struct Server::Impl {
   EngineSlot engine;
   Metrics metrics;
   std::unique_ptr<ImportQueue> imports;
+  std::unique_ptr<ReindexRunner> reindexer;
   std::unique_ptr<Api> api;
   std::unique_ptr<Transport> transport;
   int port = 0;
@@ -97,9 +98,10 @@ void Server::start() {
   make_private_dir(o.data_dir / "uploads");
   d.keys = resolve_keys(o.data_dir, o.admin_key, o.search_key, o.on_message);
   d.imports = std::make_unique<ImportQueue>(o.data_dir, d.metrics);
+  d.reindexer = std::make_unique<ReindexRunner>();
   d.api = std::make_unique<Api>(
       ApiOptions{o.data_dir, o.web_dir, o.max_body_bytes, o.public_search, o.cors_origin}, d.keys, d.engine,
-      d.metrics, *d.imports);
+      d.metrics, *d.imports, *d.reindexer);
 
   TransportOptions t;
   t.host = o.host;
@@ -134,6 +136,7 @@ void Server::stop() {
   std::call_once(d.stop_once, [&] {
     if (d.transport) d.transport->stop();
     if (d.imports) d.imports->stop();
+    if (d.reindexer) d.reindexer->stop();
     std::lock_guard<std::mutex> lock(d.mutex);
     d.stopped = true;
     d.stopped_cv.notify_all();

@@ -44,7 +44,7 @@ class Reindex : public ::testing::Test {
       queries_->push_back(image::load_file(Photo(i * 61), image::DecodeLimits{}));
     }
     expected_ = new std::map<std::string, std::vector<QueryResult>>();
-    for (const std::string model : {shipped_model_path().string(), std::string(kPixelsModel)}) {
+    for (const std::string    for (const std::string model : {shipped_model_path model : {shipped_model_path().string(), std::string(kPixelsModel)}) {
       auto engine = Open(root_->path() / ("only-" + fs::path(model).stem().string()), model);
       engine->ingest(Catalog(), {});
       auto results = engine->search(*queries_, kK, false);
