@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/files.h"
+#include "embed/embedder.h"
 #include "embed/train.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
@@ -41,6 +43,7 @@ Examples:
   lookalike eval   --data demo-data --queries demo-data/queries.jsonl
   lookalike eval-robustness --data demo-data --items 2000 --seed 1
   lookalike reindex --data demo-data --model new-model.lkm
+  lookalike export-model --model models/fashion-cnn.lkm --out fashion-cnn.pt
   lookalike train  --catalog demo-data/catalog.jsonl --out models/fashion-cnn.lkm --seed 1
   lookalike info   --data demo-data
   lookalike serve  --data demo-data --port 8080
@@ -179,6 +182,20 @@ int main(int argc, char** argv) {
   reindex_cmd->add_flag("--rollback", rollback, "Restore the model that was active before the last switch")
       ->excludes(reindex_model_opt);
   reindex_cmd->add_flag("--json", as_json, "Print the summary as JSON");
+
+  // export-model
+  auto* export_cmd = app.add_subcommand(
+      "export-model",
+      "Write a model as TorchScript with its config (usable as --model anywhere), or package a TorchScript "
+      "file made elsewhere with a config JSON");
+  std::string export_model, export_torchscript, export_config, export_out;
+  auto* export_model_opt = export_cmd->add_option("--model", export_model, "A model file of `lookalike train`");
+  auto* export_ts_opt =
+      export_cmd->add_option("--torchscript", export_torchscript, "A TorchScript file (torch.jit.save)")
+          ->excludes(export_model_opt);
+  export_cmd->add_option("--config", export_config, "Model config JSON for --torchscript (see README)")
+      ->needs(export_ts_opt);
+  export_cmd->add_option("--out", export_out, "TorchScript file to write")->required();
 
   // serve
   server::ServerOptions serve_options;
@@ -344,6 +361,19 @@ int main(int argc, char** argv) {
         std::printf("switched from %s to %s in %.1f s: %zu images, %zu embedded, %zu reused\n", r.from.c_str(),
                     r.to.c_str(), r.seconds, r.images, r.embedded, r.reused);
       }
+      return 0;
+    }
+    if (*export_cmd) {
+      if (!export_model.empty()) {
+        embed::export_torchscript(export_model, export_out);
+      } else if (!export_torchscript.empty() && !export_config.empty()) {
+        auto config = read_file(export_config, std::size_t(1) << 20);
+        embed::package_torchscript(export_torchscript, std::string(config.begin(), config.end()), export_out);
+      } else {
+        throw CLI::RequiredError("--model, or --torchscript with --config");
+      }
+      auto model = embed::load_model(export_out);
+      std::printf("wrote %s: %s\n", export_out.c_str(), model->info().identity().c_str());
       return 0;
     }
     if (*robust_cmd) {
