@@ -930,6 +930,29 @@ TEST_F(CliE2E, ReindexSwitchesTheModelAndRollbackRestoresIt) {
   EXPECT_NE(missing.err.find("nope.lkm"), std::string::npos) << describe(missing);
 }
 
+TEST_F(CliE2E, ExportedTorchScriptModelServesTheSameResults) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  const fs::path pt = root() / "exported.pt";
+  Outcome r = run({"export-model", "--model", lookalike::search::shipped_model_path().string(), "--out", pt.string()});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.out.find("-torchscript/28x28x1/d128/"), std::string::npos) << describe(r);
+  fs::path data = CopyOfBase("torchscript");
+  const std::vector<std::string> before = Ids(Search(data, query_photo(5)));
+  r = run({"reindex", "--data", data.string(), "--model", pt.string()});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(Ids(Search(data, query_photo(5))), before);
+
+  // A foreign TorchScript file is packaged with a config, checked against the model.
+  write_text(root() / "wrong.json",
+             R"({"name": "x", "version": "1", "input": {"width": 28, "height": 28, "channels": 1, "mean": [0.286],)"
+             R"( "std": [0.353]}, "dim": 64})");
+  Outcome bad = run({"export-model", "--torchscript", pt.string(), "--config", (root() / "wrong.json").string(),
+                     "--out", (root() / "wrong.pt").string()});
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("128"), std::string::npos) << "the message should give the real output size" << describe(bad);
+  EXPECT_FALSE(fs::exists(root() / "wrong.pt"));
+}
+
 // ---- 12. help ----
 
 TEST_F(CliE2E, HelpLeadsWithExamples) {
