@@ -5,9 +5,8 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/error.h"
 #include "common/files.h"
@@ -95,7 +94,8 @@ Config parse_config(const std::string& text, const std::string& what) {
   auto require = [&](bool ok, const std::string& why) {
     if (!ok) throw invalid(what, "model config: " + why);
   };
-  require(!c.info.name.empty() && c.info.name.find('/') == std::string::npos, "name must be non-empty, without '/'");
+  require(!c.info.name.empty() && c.info.name.find('/') == std::string::npos,
+          "name must be non-empty, without '/'");
   require(!c.info.version.empty() && c.info.version.find('/') == std::string::npos,
           "version must be non-empty, without '/'");
   require(in.width >= 1 && in.width <= 1024 && in.height >= 1 && in.height <= 1024,
@@ -148,7 +148,8 @@ class TorchScriptEmbedder final : public Embedder {
                               std::to_string(in.channels) + " x " + std::to_string(in.height) + " x " +
                               std::to_string(in.width) + " input: " + first_line(e.what()));
     }
-    if (!torch::isfinite(y).all().item<bool>()) throw invalid(what, "the model gives non-finite values on a probe");
+    if (!torch::isfinite(y).all().item<bool>())
+      throw invalid(what, "the model gives non-finite values on a probe");
   }
 
   const ModelInfo& info() const override { return config_.info; }
@@ -161,7 +162,8 @@ class TorchScriptEmbedder final : public Embedder {
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
-      throw Error(ErrorKind::kInternal, "model " + config_.info.identity() + " failed: " + first_line(e.what()));
+      throw Error(ErrorKind::kInternal,
+                  "model " + config_.info.identity() + " failed: " + first_line(e.what()));
     }
     std::memcpy(out, y.data_ptr<float>(), n * static_cast<std::size_t>(config_.info.dim) * sizeof(float));
   }
@@ -175,20 +177,23 @@ class TorchScriptEmbedder final : public Embedder {
   torch::Tensor run(const float* inputs, std::int64_t n) const {
     const auto& in = config_.info.input;
     c10::InferenceMode guard;
-    auto x = torch::from_blob(const_cast<float*>(inputs), {n, in.channels, in.height, in.width}, torch::kFloat32);
+    auto x =
+        torch::from_blob(const_cast<float*>(inputs), {n, in.channels, in.height, in.width}, torch::kFloat32);
     if (config_.bgr) x = x.flip({1});
     torch::IValue result = module_.forward({x});
     if (result.isTuple()) {
       const auto& elements = result.toTupleRef().elements();
       if (std::size_t(config_.output) >= elements.size()) {
-        throw Error(ErrorKind::kInvalidInput, "output " + std::to_string(config_.output) + " asked for, but forward() returns " +
+        throw Error(ErrorKind::kInvalidInput, "output " + std::to_string(config_.output) +
+                                                  " asked for, but forward() returns " +
                                                   std::to_string(elements.size()) + " outputs");
       }
       result = elements[std::size_t(config_.output)];
     } else if (result.isList()) {
       auto list = result.toList();
       if (std::size_t(config_.output) >= list.size()) {
-        throw Error(ErrorKind::kInvalidInput, "output " + std::to_string(config_.output) + " asked for, but forward() returns " +
+        throw Error(ErrorKind::kInvalidInput, "output " + std::to_string(config_.output) +
+                                                  " asked for, but forward() returns " +
                                                   std::to_string(list.size()) + " outputs");
       }
       result = list.get(std::size_t(config_.output));
@@ -200,14 +205,15 @@ class TorchScriptEmbedder final : public Embedder {
     auto y = result.toTensor().to(torch::kFloat32);
     if (config_.pooling == "avg" || config_.pooling == "max") {
       if (y.dim() != 4) {
-        throw Error(ErrorKind::kInvalidInput, "pooling \"" + config_.pooling + "\" needs an n x C x H x W output, got " +
-                                                  shape(y));
+        throw Error(ErrorKind::kInvalidInput,
+                    "pooling \"" + config_.pooling + "\" needs an n x C x H x W output, got " + shape(y));
       }
       y = config_.pooling == "avg" ? y.mean({2, 3}) : y.amax({2, 3});
     }
     if (y.dim() != 2 || y.size(0) != n || y.size(1) != config_.info.dim) {
-      throw Error(ErrorKind::kInvalidInput, "the output is " + shape(y) + ", the config says " + std::to_string(n) +
-                                                " x " + std::to_string(config_.info.dim) + " (dim)");
+      throw Error(ErrorKind::kInvalidInput, "the output is " + shape(y) + ", the config says " +
+                                                std::to_string(n) + " x " + std::to_string(config_.info.dim) +
+                                                " (dim)");
     }
     if (config_.normalize) {
       y = torch::nn::functional::normalize(y, torch::nn::functional::NormalizeFuncOptions().dim(1));
@@ -248,14 +254,17 @@ std::string damaged_zip(const std::vector<std::uint8_t>& b) {
     }
   }
   if (eocd == std::string::npos) return "no zip end-of-directory record (truncated?)";
-  const std::size_t entries = le(b, eocd + 10, 2), dir_size = le(b, eocd + 12, 4), dir_at = le(b, eocd + 16, 4);
-  if (dir_at == 0xFFFFFFFFu || entries == 0xFFFF) return "";  // zip64: not produced below 4 GiB; left to libtorch
+  const std::size_t entries = le(b, eocd + 10, 2), dir_size = le(b, eocd + 12, 4),
+                    dir_at = le(b, eocd + 16, 4);
+  if (dir_at == 0xFFFFFFFFu || entries == 0xFFFF)
+    return "";  // zip64: not produced below 4 GiB; left to libtorch
   if (dir_at + dir_size > eocd) return "the zip directory lies outside the file";
   std::size_t at = dir_at;
   for (std::size_t i = 0; i < entries; ++i) {
     if (at + 46 > eocd || le(b, at, 4) != 0x02014b50) return "a damaged zip directory entry";
     const std::uint32_t method = le(b, at + 10, 2), crc = le(b, at + 16, 4), size = le(b, at + 20, 4);
-    const std::size_t name_len = le(b, at + 28, 2), extra_len = le(b, at + 30, 2), comment_len = le(b, at + 32, 2);
+    const std::size_t name_len = le(b, at + 28, 2), extra_len = le(b, at + 30, 2),
+                      comment_len = le(b, at + 32, 2);
     const std::size_t local = le(b, at + 42, 4);
     const std::string name(b.begin() + long(at + 46), b.begin() + long(std::min(eocd, at + 46 + name_len)));
     at += 46 + name_len + extra_len + comment_len;
@@ -269,7 +278,8 @@ std::string damaged_zip(const std::vector<std::uint8_t>& b) {
 }
 
 // Loads a TorchScript archive from bytes with its config extra file (empty when absent).
-torch::jit::Module load_archive(const std::vector<std::uint8_t>& bytes, const std::string& what, std::string& config) {
+torch::jit::Module load_archive(const std::vector<std::uint8_t>& bytes, const std::string& what,
+                                std::string& config) {
   const std::string damage = damaged_zip(bytes);
   if (!damage.empty()) throw invalid(what, "a corrupt TorchScript archive: " + damage);
   torch::jit::ExtraFilesMap extra{{kTorchScriptConfigName, ""}};
@@ -284,11 +294,14 @@ torch::jit::Module load_archive(const std::vector<std::uint8_t>& bytes, const st
   }
 }
 
-std::unique_ptr<TorchScriptEmbedder> make_embedder(const std::vector<std::uint8_t>& bytes, torch::jit::Module module,
-                                                   const std::string& config_text, const std::string& what) {
+std::unique_ptr<TorchScriptEmbedder> make_embedder(const std::vector<std::uint8_t>& bytes,
+                                                   torch::jit::Module module, const std::string& config_text,
+                                                   const std::string& what) {
   if (config_text.empty()) {
-    throw invalid(what, std::string("the TorchScript file has no ") + kTorchScriptConfigName +
-                            "; add one with `lookalike export-model --torchscript FILE --config CONFIG.json --out OUT`");
+    throw invalid(
+        what,
+        std::string("the TorchScript file has no ") + kTorchScriptConfigName +
+            "; add one with `lookalike export-model --torchscript FILE --config CONFIG.json --out OUT`");
   }
   Config config = parse_config(config_text, what);
   config.info.weights_sha = sha256_hex(bytes.data(), bytes.size()).substr(0, 16);
@@ -335,8 +348,8 @@ void export_torchscript(const fs::path& model_file, const fs::path& out) {
     const auto padding = c10::get<torch::ExpandingArray<2>>(o.padding());
     module.register_buffer("w" + std::to_string(index), conv->weight.detach().clone());
     module.register_buffer("b" + std::to_string(index), conv->bias.detach().clone());
-    source << "    x = torch.relu(torch.conv2d(x, self.w" << index << ", self.b" << index << ", [" << stride << ", "
-           << stride << "], [" << (*padding)[0] << ", " << (*padding)[1] << "]))\n";
+    source << "    x = torch.relu(torch.conv2d(x, self.w" << index << ", self.b" << index << ", [" << stride
+           << ", " << stride << "], [" << (*padding)[0] << ", " << (*padding)[1] << "]))\n";
     ++index;
   }
   std::string parts;
@@ -344,8 +357,8 @@ void export_torchscript(const fs::path& model_file, const fs::path& out) {
     std::string part = "p" + std::to_string(g);
     source << "    " << part << " = "
            << (g == 1 ? std::string("torch.mean(x, [2, 3])")
-                      : "torch.flatten(torch.adaptive_avg_pool2d(x, [" + std::to_string(g) + ", " + std::to_string(g) +
-                            "]), 1)")
+                      : "torch.flatten(torch.adaptive_avg_pool2d(x, [" + std::to_string(g) + ", " +
+                            std::to_string(g) + "]), 1)")
            << "\n";
     parts += (parts.empty() ? "" : ", ") + part;
   }
@@ -363,7 +376,8 @@ void export_torchscript(const fs::path& model_file, const fs::path& out) {
   save_atomic(module, config_json(config).dump(), out);
 }
 
-void package_torchscript(const fs::path& torchscript, const std::string& config_json_text, const fs::path& out) {
+void package_torchscript(const fs::path& torchscript, const std::string& config_json_text,
+                         const fs::path& out) {
   const std::string what = "TorchScript file " + torchscript.string();
   auto bytes = read_file(torchscript, kMaxModelBytes);
   std::string ignored;
