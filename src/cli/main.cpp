@@ -3,15 +3,16 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "cli/runtime.h"
+#include "cli/serve.h"
 #include "common/error.h"
 #include "common/files.h"
 #include "embed/embedder.h"
@@ -21,8 +22,6 @@
 #include "search/eval.h"
 #include "search/robustness.h"
 #include "search/training_data.h"
-#include "cli/runtime.h"
-#include "cli/serve.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -167,7 +166,8 @@ int main(int argc, char** argv) {
   robust_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
   robust_cmd->add_option("--items", robust_options.items, "Products sampled (default 2000)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}));
-  robust_cmd->add_option("--seed", robust_options.seed, "Picks the products and the distortions' strengths (default 1)");
+  robust_cmd->add_option("--seed", robust_options.seed,
+                         "Picks the products and the distortions' strengths (default 1)");
   robust_cmd->add_option("--distortions", robust_distortions, "Comma-separated subset (default: all)")
       ->delimiter(',');
   robust_cmd->add_flag("--json", as_json, "Print as JSON");
@@ -178,7 +178,8 @@ int main(int argc, char** argv) {
   std::string reindex_model;
   bool rollback = false;
   reindex_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
-  auto* reindex_model_opt = reindex_cmd->add_option("--model", reindex_model, "Model file to switch to, or 'pixels'");
+  auto* reindex_model_opt =
+      reindex_cmd->add_option("--model", reindex_model, "Model file to switch to, or 'pixels'");
   reindex_cmd->add_flag("--rollback", rollback, "Restore the model that was active before the last switch")
       ->excludes(reindex_model_opt);
   reindex_cmd->add_flag("--json", as_json, "Print the summary as JSON");
@@ -189,7 +190,8 @@ int main(int argc, char** argv) {
       "Write a model as TorchScript with its config (usable as --model anywhere), or package a TorchScript "
       "file made elsewhere with a config JSON");
   std::string export_model, export_torchscript, export_config, export_out;
-  auto* export_model_opt = export_cmd->add_option("--model", export_model, "A model file of `lookalike train`");
+  auto* export_model_opt =
+      export_cmd->add_option("--model", export_model, "A model file of `lookalike train`");
   auto* export_ts_opt =
       export_cmd->add_option("--torchscript", export_torchscript, "A TorchScript file (torch.jit.save)")
           ->excludes(export_model_opt);
@@ -275,20 +277,24 @@ int main(int argc, char** argv) {
     if (*info_cmd) {
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       auto i = engine->info();
-      json out{{"products", i.products},      {"images", i.images},           {"embedded", i.embedded},
-               {"model", i.model},            {"previous_model", i.previous_model},
-               {"index", i.index_factory},     {"index_vectors", i.index_vectors},
+      json out{{"products", i.products},
+               {"images", i.images},
+               {"embedded", i.embedded},
+               {"model", i.model},
+               {"previous_model", i.previous_model},
+               {"index", i.index_factory},
+               {"index_vectors", i.index_vectors},
                {"index_bytes", i.index_bytes}};
       if (as_json) {
         std::cout << out.dump() << "\n";
       } else {
-        std::printf("products       %lld\nimages         %lld\nembedded       %lld\nmodel          %s\n"
-                    "previous model %s\nindex          %s, %zu vectors, %llu bytes\n",
-                    static_cast<long long>(i.products), static_cast<long long>(i.images),
-                    static_cast<long long>(i.embedded), i.model.c_str(),
-                    i.previous_model.empty() ? "(none)" : i.previous_model.c_str(), i.index_factory.c_str(),
-                    i.index_vectors,
-                    static_cast<unsigned long long>(i.index_bytes));
+        std::printf(
+            "products       %lld\nimages         %lld\nembedded       %lld\nmodel          %s\n"
+            "previous model %s\nindex          %s, %zu vectors, %llu bytes\n",
+            static_cast<long long>(i.products), static_cast<long long>(i.images),
+            static_cast<long long>(i.embedded), i.model.c_str(),
+            i.previous_model.empty() ? "(none)" : i.previous_model.c_str(), i.index_factory.c_str(),
+            i.index_vectors, static_cast<unsigned long long>(i.index_bytes));
       }
       return 0;
     }
@@ -348,7 +354,9 @@ int main(int argc, char** argv) {
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       cli::Progress progress("reindex");
       search::ReindexOptions options;
-      options.on_progress = [&](std::size_t done, std::size_t total) { progress.update(done, total, "images"); };
+      options.on_progress = [&](std::size_t done, std::size_t total) {
+        progress.update(done, total, "images");
+      };
       auto r = rollback ? engine->rollback(options) : engine->reindex(reindex_model, options);
       progress.done();
       json out{{"from", r.from},         {"to", r.to},         {"images", r.images},
@@ -358,8 +366,8 @@ int main(int argc, char** argv) {
       } else if (r.from == r.to) {
         std::printf("model %s is already active; nothing to do\n", r.to.c_str());
       } else {
-        std::printf("switched from %s to %s in %.1f s: %zu images, %zu embedded, %zu reused\n", r.from.c_str(),
-                    r.to.c_str(), r.seconds, r.images, r.embedded, r.reused);
+        std::printf("switched from %s to %s in %.1f s: %zu images, %zu embedded, %zu reused\n",
+                    r.from.c_str(), r.to.c_str(), r.seconds, r.images, r.embedded, r.reused);
       }
       return 0;
     }
@@ -381,30 +389,39 @@ int main(int argc, char** argv) {
         auto d = image::distortion_from_string(name);
         if (!d || *d == image::Distortion::kNone) {
           std::string known;
-          for (auto s : image::suite_distortions()) known += std::string(known.empty() ? "" : ", ") + image::to_string(s);
+          for (auto s : image::suite_distortions())
+            known += std::string(known.empty() ? "" : ", ") + image::to_string(s);
           throw Error(ErrorKind::kInvalidInput, "unknown distortion '" + name + "' (known: " + known + ")");
         }
         robust_options.distortions.push_back(*d);
       }
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       cli::Progress progress("eval-robustness");
-      robust_options.on_progress = [&](std::size_t done, std::size_t total) { progress.update(done, total, "queries"); };
+      robust_options.on_progress = [&](std::size_t done, std::size_t total) {
+        progress.update(done, total, "queries");
+      };
       auto r = search::evaluate_robustness(*engine, robust_options);
       progress.done();
       auto row_json = [](const search::RobustnessRow& row) {
-        return json{{"distortion", row.distortion}, {"queries", row.queries}, {"recall_at_1", row.recall_at_1},
+        return json{{"distortion", row.distortion},
+                    {"queries", row.queries},
+                    {"recall_at_1", row.recall_at_1},
                     {"recall_at_10", row.recall_at_10}};
       };
-      json out{{"items", r.items},     {"unreadable", r.unreadable}, {"seed", robust_options.seed},
-               {"seconds", r.seconds}, {"model", engine->info().model}, {"overall", row_json(r.overall)},
+      json out{{"items", r.items},
+               {"unreadable", r.unreadable},
+               {"seed", robust_options.seed},
+               {"seconds", r.seconds},
+               {"model", engine->info().model},
+               {"overall", row_json(r.overall)},
                {"distortions", json::array()}};
       for (const auto& row : r.rows) out["distortions"].push_back(row_json(row));
       if (as_json) {
         std::cout << out.dump() << "\n";
       } else {
         std::printf("%zu products, seed %llu, model %s\n%-14s %8s %8s %8s\n", r.items,
-                    static_cast<unsigned long long>(robust_options.seed), engine->info().model.c_str(), "distortion",
-                    "queries", "R@1", "R@10");
+                    static_cast<unsigned long long>(robust_options.seed), engine->info().model.c_str(),
+                    "distortion", "queries", "R@1", "R@10");
         for (const auto& row : r.rows) {
           std::printf("%-14s %8zu %8.4f %8.4f%s\n", row.distortion.c_str(), row.queries, row.recall_at_1,
                       row.recall_at_10, row.distortion == "none" ? "  (control, not in overall)" : "");

@@ -44,9 +44,9 @@ class Embedder {
 // whole process). Call once at start-up, before any embedding.
 void set_compute_threads(int threads);
 
-// Loads a model file written by `lookalike train`, or a TorchScript file (below). Throws Error(kNotFound) when
-// missing and Error(kInvalidInput) naming the file when it is truncated, corrupt
-// (checksum) or of an unknown format version.
+// Loads a model file written by `lookalike train`, or a TorchScript file (below). Throws Error(kNotFound)
+// when missing and Error(kInvalidInput) naming the file when it is truncated, corrupt (checksum) or of an
+// unknown format version.
 std::unique_ptr<Embedder> load_model(const std::filesystem::path& file);
 
 // The same model run exactly as trained, without the inference optimisations of

@@ -942,7 +942,8 @@ void Api::post_reindex(const Request& req, Response& res) const {
   // A bad file is answered now (400 naming it), not found later in the task's status.
   if (!rollback) search::Engine::check_model(model);
   if (!reindexer_.start(engine, model)) {
-    throw ApiError{409, "conflict", "a reindex is already running; GET /v1/admin/reindex shows its progress", {}};
+    throw ApiError{
+        409, "conflict", "a reindex is already running; GET /v1/admin/reindex shows its progress", {}};
   }
   res.set_header("Location", "/v1/admin/reindex");
   send_json(res, 202, reindex_json(*engine, true));

@@ -325,10 +325,11 @@ json request_body(const Route& route) {
   for (const auto& type : route.body_types) {
     if (type == "*") continue;
     if (type == "application/json") {
-      content[type] = {{"schema",
-                        {{"$ref", route.id == RouteId::kSearch        ? "#/components/schemas/SearchRequest"
-                                  : route.id == RouteId::kPostReindex ? "#/components/schemas/ReindexRequest"
-                                                                      : "#/components/schemas/ProductWrite"}}}};
+      content[type] = {
+          {"schema",
+           {{"$ref", route.id == RouteId::kSearch        ? "#/components/schemas/SearchRequest"
+                     : route.id == RouteId::kPostReindex ? "#/components/schemas/ReindexRequest"
+                                                         : "#/components/schemas/ProductWrite"}}}};
     } else if (type == "multipart/form-data") {
       json props =
           route.id == RouteId::kSearch

@@ -879,8 +879,8 @@ TEST_F(CliE2E, PhotoOfACatalogItemFindsItFirst) {
 
 TEST_F(CliE2E, EvalRobustnessPrintsRecallPerDistortion) {
   ASSERT_NO_FATAL_FAILURE(RequireBase());
-  Outcome r = run({"eval-robustness", "--data", base().string(), "--items", "40", "--distortions", "blur,rotation",
-                   "--json"});
+  Outcome r = run({"eval-robustness", "--data", base().string(), "--items", "40", "--distortions",
+                   "blur,rotation", "--json"});
   ASSERT_EQ(r.status, 0) << describe(r);
   json j = parse_one_json_line(r);
   EXPECT_EQ(j.value("items", 0), 40) << j.dump();
@@ -893,14 +893,16 @@ TEST_F(CliE2E, EvalRobustnessPrintsRecallPerDistortion) {
   Outcome again = run({"eval-robustness", "--data", base().string(), "--items", "40", "--distortions",
                        "blur,rotation", "--json"});
   EXPECT_EQ(parse_one_json_line(again)["overall"], j["overall"]);
-  Outcome table = run({"eval-robustness", "--data", base().string(), "--items", "10", "--distortions", "mirror"});
+  Outcome table =
+      run({"eval-robustness", "--data", base().string(), "--items", "10", "--distortions", "mirror"});
   EXPECT_EQ(table.status, 0) << describe(table);
   EXPECT_NE(table.out.find("mirror"), std::string::npos) << describe(table);
   EXPECT_NE(table.out.find("overall"), std::string::npos) << describe(table);
   Outcome bad = run({"eval-robustness", "--data", base().string(), "--distortions", "sepia"});
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.err.find("sepia"), std::string::npos) << describe(bad);
-  EXPECT_NE(bad.err.find("perspective"), std::string::npos) << "the message should list the known ones" << describe(bad);
+  EXPECT_NE(bad.err.find("perspective"), std::string::npos)
+      << "the message should list the known ones" << describe(bad);
 }
 
 TEST_F(CliE2E, ReindexSwitchesTheModelAndRollbackRestoresIt) {
@@ -933,7 +935,8 @@ TEST_F(CliE2E, ReindexSwitchesTheModelAndRollbackRestoresIt) {
 TEST_F(CliE2E, ExportedTorchScriptModelServesTheSameResults) {
   ASSERT_NO_FATAL_FAILURE(RequireBase());
   const fs::path pt = root() / "exported.pt";
-  Outcome r = run({"export-model", "--model", lookalike::search::shipped_model_path().string(), "--out", pt.string()});
+  Outcome r = run(
+      {"export-model", "--model", lookalike::search::shipped_model_path().string(), "--out", pt.string()});
   ASSERT_EQ(r.status, 0) << describe(r);
   EXPECT_NE(r.out.find("-torchscript/28x28x1/d128/"), std::string::npos) << describe(r);
   fs::path data = CopyOfBase("torchscript");
@@ -943,13 +946,15 @@ TEST_F(CliE2E, ExportedTorchScriptModelServesTheSameResults) {
   EXPECT_EQ(Ids(Search(data, query_photo(5))), before);
 
   // A foreign TorchScript file is packaged with a config, checked against the model.
-  write_text(root() / "wrong.json",
-             R"({"name": "x", "version": "1", "input": {"width": 28, "height": 28, "channels": 1, "mean": [0.286],)"
-             R"( "std": [0.353]}, "dim": 64})");
-  Outcome bad = run({"export-model", "--torchscript", pt.string(), "--config", (root() / "wrong.json").string(),
-                     "--out", (root() / "wrong.pt").string()});
+  write_text(
+      root() / "wrong.json",
+      R"({"name": "x", "version": "1", "input": {"width": 28, "height": 28, "channels": 1, "mean": [0.286],)"
+      R"( "std": [0.353]}, "dim": 64})");
+  Outcome bad = run({"export-model", "--torchscript", pt.string(), "--config",
+                     (root() / "wrong.json").string(), "--out", (root() / "wrong.pt").string()});
   EXPECT_NE(bad.status, 0);
-  EXPECT_NE(bad.err.find("128"), std::string::npos) << "the message should give the real output size" << describe(bad);
+  EXPECT_NE(bad.err.find("128"), std::string::npos)
+      << "the message should give the real output size" << describe(bad);
   EXPECT_FALSE(fs::exists(root() / "wrong.pt"));
 }
 

@@ -496,7 +496,8 @@ std::string exported_config(const fs::path& pt) {
 
 TEST(TorchScript, ExportedModelGivesTheNativeVectors) {
   TempDir dir;
-  for (const fs::path& native : {trained_model(1), fs::path(LOOKALIKE_SOURCE_DIR) / "models" / "fashion-cnn.lkm"}) {
+  for (const fs::path& native :
+       {trained_model(1), fs::path(LOOKALIKE_SOURCE_DIR) / "models" / "fashion-cnn.lkm"}) {
     const fs::path pt = dir / (native.stem().string() + ".pt");
     export_torchscript(native, pt);
     auto original = load_model(native);
@@ -509,7 +510,8 @@ TEST(TorchScript, ExportedModelGivesTheNativeVectors) {
     auto expected = embed_all(*original, queries);
     auto actual = embed_all(*exported, queries);
     ASSERT_EQ(actual.size(), expected.size());
-    for (std::size_t i = 0; i < actual.size(); ++i) ASSERT_NEAR(actual[i], expected[i], 1e-4) << native << " value " << i;
+    for (std::size_t i = 0; i < actual.size(); ++i)
+      ASSERT_NEAR(actual[i], expected[i], 1e-4) << native << " value " << i;
   }
 }
 
@@ -521,7 +523,8 @@ TEST(TorchScript, CorruptOrForeignFilesAreRefusedNamingTheFile) {
   Bytes flipped = bytes;
   for (std::size_t i = bytes.size() / 3; i < bytes.size() / 3 + 64; ++i) flipped[i] ^= 0x5a;
   write_bytes(dir / "flipped.pt", flipped);
-  write_bytes(dir / "truncated.pt", Bytes(bytes.begin(), bytes.begin() + static_cast<long>(bytes.size() / 2)));
+  write_bytes(dir / "truncated.pt",
+              Bytes(bytes.begin(), bytes.begin() + static_cast<long>(bytes.size() / 2)));
   write_bytes(dir / "zip.pt", Bytes{'P', 'K', 3, 4, 1, 2, 3, 4, 5, 6, 7, 8});
   for (const char* name : {"flipped.pt", "truncated.pt", "zip.pt"}) {
     auto e = error_from([&] { load_model(dir / name); });

@@ -1247,14 +1247,16 @@ TEST_F(ServerTest, ReindexSwitchesModelsInTheBackgroundAndRollsBack) {
   EXPECT_NE(bad->body.find("garbage.lkm"), std::string::npos) << bad->body;
 
   const std::string shipped = search::shipped_model_path().string();
-  auto started = c.Post("/v1/admin/reindex", auth(kAdminKey), json{{"model", shipped}}.dump(), "application/json");
+  auto started =
+      c.Post("/v1/admin/reindex", auth(kAdminKey), json{{"model", shipped}}.dump(), "application/json");
   ASSERT_TRUE(started);
   ASSERT_EQ(started->status, 202) << started->body;
   EXPECT_EQ(started->get_header_value("Location"), "/v1/admin/reindex");
   // Searches keep answering while it runs, each from one model.
   for (int i = 0; i < 5; ++i) {
     json r = search();
-    EXPECT_TRUE(r["model"] == pixels || testing::contains(r["model"].get<std::string>(), "fashion-cnn")) << r.dump();
+    EXPECT_TRUE(r["model"] == pixels || testing::contains(r["model"].get<std::string>(), "fashion-cnn"))
+        << r.dump();
   }
   json status = wait_idle();
   EXPECT_TRUE(testing::contains(status["model"].get<std::string>(), "fashion-cnn")) << status.dump();
@@ -1267,8 +1269,9 @@ TEST_F(ServerTest, ReindexSwitchesModelsInTheBackgroundAndRollsBack) {
   EXPECT_EQ(after["results"][0]["product_id"], items_->at(42).id);
   auto metrics = c.Get("/metrics");
   ASSERT_TRUE(metrics);
-  EXPECT_NE(metrics->body.find("lookalike_model_info{model=\"" + status["model"].get<std::string>() + "\"} 1"),
-            std::string::npos);
+  EXPECT_NE(
+      metrics->body.find("lookalike_model_info{model=\"" + status["model"].get<std::string>() + "\"} 1"),
+      std::string::npos);
   EXPECT_NE(metrics->body.find("lookalike_reindex_running 0"), std::string::npos);
 
   auto back = c.Post("/v1/admin/reindex", auth(kAdminKey), R"({"rollback": true})", "application/json");
