@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "image/mat.h"
 
 namespace lookalike::image {
 namespace {
@@ -58,17 +59,6 @@ cv::Mat to_canvas(const Image& image) {
   cv::Mat canvas;
   cv::resize(rgb, canvas, cv::Size(kWorkSide, kWorkSide), 0, 0, cv::INTER_LINEAR);
   return canvas;
-}
-
-Image to_image(const cv::Mat& mat) {
-  Image out;
-  out.width = mat.cols;
-  out.height = mat.rows;
-  out.channels = mat.channels();
-  out.pixels.resize(static_cast<std::size_t>(mat.total() * mat.elemSize()));
-  cv::Mat dst(mat.rows, mat.cols, mat.type(), out.pixels.data());
-  mat.copyTo(dst);
-  return out;
 }
 
 // Applies f(value, x, y, channel) -> new value to every sample, saturating.

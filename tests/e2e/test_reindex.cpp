@@ -15,8 +15,8 @@
 
 #include "common/error.h"
 #include "common/files.h"
-#include "search/demo_catalog.h"
 #include "search/engine.h"
+#include "support/demo_fixture.h"
 #include "support/test_support.h"
 
 namespace lookalike::search {
@@ -34,10 +34,7 @@ class Reindex : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = new TempDir();
-    demo::DemoCatalogOptions options;
-    options.max_products = kProducts;
-    options.max_queries = 1;
-    demo::write_demo_catalog(root_->path() / "demo", options);
+    lookalike::testing::write_small_demo(root_->path() / "demo", kProducts);
     // What each model answers, from folders that only ever had that model.
     queries_ = new std::vector<image::Image>();
     for (int i = 0; i < 16; ++i) {

@@ -11,9 +11,9 @@
 #include <map>
 #include <string>
 
-#include "search/demo_catalog.h"
 #include "search/engine.h"
 #include "search/robustness.h"
+#include "support/demo_fixture.h"
 #include "support/test_support.h"
 
 namespace lookalike::search {
@@ -29,10 +29,7 @@ class Robustness : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = new TempDir();
-    demo::DemoCatalogOptions options;
-    options.max_products = kProducts;
-    options.max_queries = 1;
-    demo::write_demo_catalog(root_->path() / "demo", options);
+    lookalike::testing::write_small_demo(root_->path() / "demo", kProducts);
   }
   static void TearDownTestSuite() {
     delete root_;
