@@ -711,7 +711,8 @@ std::vector<ImageRecord> Store::all_images() const {
   return images;
 }
 
-void Store::keep_vector(const std::string& model, std::int64_t image_id, const std::vector<float>& embedding) {
+void Store::keep_vector(const std::string& model, std::int64_t image_id,
+                        const std::vector<float>& embedding) {
   if (model.empty() || embedding.empty()) {
     throw Error(ErrorKind::kInvalidInput, "keep_vector: needs a model and a non-empty embedding");
   }

@@ -3,16 +3,19 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "cli/runtime.h"
+#include "cli/serve.h"
 #include "common/error.h"
+#include "common/files.h"
+#include "embed/embedder.h"
 #include "embed/train.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
@@ -20,8 +23,6 @@
 #include "search/robustness.h"
 #include "search/snapshot.h"
 #include "search/training_data.h"
-#include "cli/runtime.h"
-#include "cli/serve.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -42,6 +43,7 @@ Examples:
   lookalike eval   --data demo-data --queries demo-data/queries.jsonl
   lookalike eval-robustness --data demo-data --items 2000 --seed 1
   lookalike reindex --data demo-data --model new-model.lkm
+  lookalike export-model --model models/fashion-cnn.lkm --out fashion-cnn.pt
   lookalike train  --catalog demo-data/catalog.jsonl --out models/fashion-cnn.lkm --seed 1
   lookalike info   --data demo-data
   lookalike serve  --data demo-data --port 8080
@@ -185,7 +187,8 @@ int main(int argc, char** argv) {
   robust_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
   robust_cmd->add_option("--items", robust_options.items, "Products sampled (default 2000)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}));
-  robust_cmd->add_option("--seed", robust_options.seed, "Picks the products and the distortions' strengths (default 1)");
+  robust_cmd->add_option("--seed", robust_options.seed,
+                         "Picks the products and the distortions' strengths (default 1)");
   robust_cmd->add_option("--distortions", robust_distortions, "Comma-separated subset (default: all)")
       ->delimiter(',');
   robust_cmd->add_flag("--json", as_json, "Print as JSON");
@@ -196,10 +199,26 @@ int main(int argc, char** argv) {
   std::string reindex_model;
   bool rollback = false;
   reindex_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
-  auto* reindex_model_opt = reindex_cmd->add_option("--model", reindex_model, "Model file to switch to, or 'pixels'");
+  auto* reindex_model_opt =
+      reindex_cmd->add_option("--model", reindex_model, "Model file to switch to, or 'pixels'");
   reindex_cmd->add_flag("--rollback", rollback, "Restore the model that was active before the last switch")
       ->excludes(reindex_model_opt);
   reindex_cmd->add_flag("--json", as_json, "Print the summary as JSON");
+
+  // export-model
+  auto* export_cmd = app.add_subcommand(
+      "export-model",
+      "Write a model as TorchScript with its config (usable as --model anywhere), or package a TorchScript "
+      "file made elsewhere with a config JSON");
+  std::string export_model, export_torchscript, export_config, export_out;
+  auto* export_model_opt =
+      export_cmd->add_option("--model", export_model, "A model file of `lookalike train`");
+  auto* export_ts_opt =
+      export_cmd->add_option("--torchscript", export_torchscript, "A TorchScript file (torch.jit.save)")
+          ->excludes(export_model_opt);
+  export_cmd->add_option("--config", export_config, "Model config JSON for --torchscript (see README)")
+      ->needs(export_ts_opt);
+  export_cmd->add_option("--out", export_out, "TorchScript file to write")->required();
 
   // serve
   server::ServerOptions serve_options;
@@ -296,20 +315,24 @@ int main(int argc, char** argv) {
     if (*info_cmd) {
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       auto i = engine->info();
-      json out{{"products", i.products},      {"images", i.images},           {"embedded", i.embedded},
-               {"model", i.model},            {"previous_model", i.previous_model},
-               {"index", i.index_factory},     {"index_vectors", i.index_vectors},
+      json out{{"products", i.products},
+               {"images", i.images},
+               {"embedded", i.embedded},
+               {"model", i.model},
+               {"previous_model", i.previous_model},
+               {"index", i.index_factory},
+               {"index_vectors", i.index_vectors},
                {"index_bytes", i.index_bytes}};
       if (as_json) {
         std::cout << out.dump() << "\n";
       } else {
-        std::printf("products       %lld\nimages         %lld\nembedded       %lld\nmodel          %s\n"
-                    "previous model %s\nindex          %s, %zu vectors, %llu bytes\n",
-                    static_cast<long long>(i.products), static_cast<long long>(i.images),
-                    static_cast<long long>(i.embedded), i.model.c_str(),
-                    i.previous_model.empty() ? "(none)" : i.previous_model.c_str(), i.index_factory.c_str(),
-                    i.index_vectors,
-                    static_cast<unsigned long long>(i.index_bytes));
+        std::printf(
+            "products       %lld\nimages         %lld\nembedded       %lld\nmodel          %s\n"
+            "previous model %s\nindex          %s, %zu vectors, %llu bytes\n",
+            static_cast<long long>(i.products), static_cast<long long>(i.images),
+            static_cast<long long>(i.embedded), i.model.c_str(),
+            i.previous_model.empty() ? "(none)" : i.previous_model.c_str(), i.index_factory.c_str(),
+            i.index_vectors, static_cast<unsigned long long>(i.index_bytes));
       }
       return 0;
     }
@@ -369,7 +392,9 @@ int main(int argc, char** argv) {
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       cli::Progress progress("reindex");
       search::ReindexOptions options;
-      options.on_progress = [&](std::size_t done, std::size_t total) { progress.update(done, total, "images"); };
+      options.on_progress = [&](std::size_t done, std::size_t total) {
+        progress.update(done, total, "images");
+      };
       auto r = rollback ? engine->rollback(options) : engine->reindex(reindex_model, options);
       progress.done();
       json out{{"from", r.from},         {"to", r.to},         {"images", r.images},
@@ -379,9 +404,22 @@ int main(int argc, char** argv) {
       } else if (r.from == r.to) {
         std::printf("model %s is already active; nothing to do\n", r.to.c_str());
       } else {
-        std::printf("switched from %s to %s in %.1f s: %zu images, %zu embedded, %zu reused\n", r.from.c_str(),
-                    r.to.c_str(), r.seconds, r.images, r.embedded, r.reused);
+        std::printf("switched from %s to %s in %.1f s: %zu images, %zu embedded, %zu reused\n",
+                    r.from.c_str(), r.to.c_str(), r.seconds, r.images, r.embedded, r.reused);
       }
+      return 0;
+    }
+    if (*export_cmd) {
+      if (!export_model.empty()) {
+        embed::export_torchscript(export_model, export_out);
+      } else if (!export_torchscript.empty() && !export_config.empty()) {
+        auto config = read_file(export_config, std::size_t(1) << 20);
+        embed::package_torchscript(export_torchscript, std::string(config.begin(), config.end()), export_out);
+      } else {
+        throw CLI::RequiredError("--model, or --torchscript with --config");
+      }
+      auto model = embed::load_model(export_out);
+      std::printf("wrote %s: %s\n", export_out.c_str(), model->info().identity().c_str());
       return 0;
     }
     if (*robust_cmd) {
@@ -389,30 +427,39 @@ int main(int argc, char** argv) {
         auto d = image::distortion_from_string(name);
         if (!d || *d == image::Distortion::kNone) {
           std::string known;
-          for (auto s : image::suite_distortions()) known += std::string(known.empty() ? "" : ", ") + image::to_string(s);
+          for (auto s : image::suite_distortions())
+            known += std::string(known.empty() ? "" : ", ") + image::to_string(s);
           throw Error(ErrorKind::kInvalidInput, "unknown distortion '" + name + "' (known: " + known + ")");
         }
         robust_options.distortions.push_back(*d);
       }
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       cli::Progress progress("eval-robustness");
-      robust_options.on_progress = [&](std::size_t done, std::size_t total) { progress.update(done, total, "queries"); };
+      robust_options.on_progress = [&](std::size_t done, std::size_t total) {
+        progress.update(done, total, "queries");
+      };
       auto r = search::evaluate_robustness(*engine, robust_options);
       progress.done();
       auto row_json = [](const search::RobustnessRow& row) {
-        return json{{"distortion", row.distortion}, {"queries", row.queries}, {"recall_at_1", row.recall_at_1},
+        return json{{"distortion", row.distortion},
+                    {"queries", row.queries},
+                    {"recall_at_1", row.recall_at_1},
                     {"recall_at_10", row.recall_at_10}};
       };
-      json out{{"items", r.items},     {"unreadable", r.unreadable}, {"seed", robust_options.seed},
-               {"seconds", r.seconds}, {"model", engine->info().model}, {"overall", row_json(r.overall)},
+      json out{{"items", r.items},
+               {"unreadable", r.unreadable},
+               {"seed", robust_options.seed},
+               {"seconds", r.seconds},
+               {"model", engine->info().model},
+               {"overall", row_json(r.overall)},
                {"distortions", json::array()}};
       for (const auto& row : r.rows) out["distortions"].push_back(row_json(row));
       if (as_json) {
         std::cout << out.dump() << "\n";
       } else {
         std::printf("%zu products, seed %llu, model %s\n%-14s %8s %8s %8s\n", r.items,
-                    static_cast<unsigned long long>(robust_options.seed), engine->info().model.c_str(), "distortion",
-                    "queries", "R@1", "R@10");
+                    static_cast<unsigned long long>(robust_options.seed), engine->info().model.c_str(),
+                    "distortion", "queries", "R@1", "R@10");
         for (const auto& row : r.rows) {
           std::printf("%-14s %8zu %8.4f %8.4f%s\n", row.distortion.c_str(), row.queries, row.recall_at_1,
                       row.recall_at_10, row.distortion == "none" ? "  (control, not in overall)" : "");

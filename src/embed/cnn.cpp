@@ -72,44 +72,6 @@ ModelHeader header_from_json(const json& j) {
   return h;
 }
 
-// The network as inference runs it: each batch norm folded into the convolution
-// before it (w' = w * g / sqrt(var + eps), b' = beta - mean * g / sqrt(var + eps)),
-// so a block is one convolution and a ReLU instead of three passes over the
-// activations. Checked against the unfolded network in the tests.
-struct FoldedNet {
-  torch::nn::Sequential features;
-  torch::nn::Linear head{nullptr};
-  std::vector<int> pooling;
-};
-
-FoldedNet fold_batch_norm(EmbeddingNet& net) {
-  torch::NoGradGuard no_grad;
-  FoldedNet folded;
-  for (const auto& child : net->features->children()) {
-    auto block = std::dynamic_pointer_cast<ConvBlockImpl>(child);
-    if (!block) throw Error(ErrorKind::kInternal, "unexpected layer in the embedding network");
-    const auto& conv_options = block->conv->options;
-    auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(conv_options.in_channels(), conv_options.out_channels(),
-                                                           conv_options.kernel_size())
-                                      .stride(conv_options.stride())
-                                      .padding(conv_options.padding())
-                                      .bias(true));
-    auto& bn = block->bn;
-    auto scale = bn->weight / torch::sqrt(bn->running_var + bn->options.eps());
-    conv->weight.copy_(block->conv->weight * scale.view({-1, 1, 1, 1}));
-    conv->bias.copy_(bn->bias - bn->running_mean * scale);
-    folded.features->push_back(conv);
-    folded.features->push_back(torch::nn::ReLU());
-  }
-  folded.pooling = net->pooling;
-  folded.head = torch::nn::Linear(net->head->options);
-  folded.head->weight.copy_(net->head->weight);
-  folded.head->bias.copy_(net->head->bias);
-  folded.features->eval();
-  folded.head->eval();
-  return folded;
-}
-
 class CnnEmbedder final : public Embedder {
  public:
   CnnEmbedder(LoadedModel model, bool fold) : model_(std::move(model)) {
@@ -144,6 +106,34 @@ class CnnEmbedder final : public Embedder {
 };
 
 }  // namespace
+
+FoldedNet fold_batch_norm(EmbeddingNet& net) {
+  torch::NoGradGuard no_grad;
+  FoldedNet folded;
+  for (const auto& child : net->features->children()) {
+    auto block = std::dynamic_pointer_cast<ConvBlockImpl>(child);
+    if (!block) throw Error(ErrorKind::kInternal, "unexpected layer in the embedding network");
+    const auto& conv_options = block->conv->options;
+    auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(conv_options.in_channels(), conv_options.out_channels(),
+                                                           conv_options.kernel_size())
+                                      .stride(conv_options.stride())
+                                      .padding(conv_options.padding())
+                                      .bias(true));
+    auto& bn = block->bn;
+    auto scale = bn->weight / torch::sqrt(bn->running_var + bn->options.eps());
+    conv->weight.copy_(block->conv->weight * scale.view({-1, 1, 1, 1}));
+    conv->bias.copy_(bn->bias - bn->running_mean * scale);
+    folded.features->push_back(conv);
+    folded.features->push_back(torch::nn::ReLU());
+  }
+  folded.pooling = net->pooling;
+  folded.head = torch::nn::Linear(net->head->options);
+  folded.head->weight.copy_(net->head->weight);
+  folded.head->bias.copy_(net->head->bias);
+  folded.features->eval();
+  folded.head->eval();
+  return folded;
+}
 
 ConvBlockImpl::ConvBlockImpl(int in, int out, int stride) {
   conv = register_module(
@@ -230,6 +220,7 @@ LoadedModel read_model_file(const fs::path& path) {
 void set_compute_threads(int threads) { torch::set_num_threads(threads); }
 
 std::unique_ptr<Embedder> load_model(const fs::path& file) {
+  if (is_torchscript_file(file)) return load_torchscript_model(file);
   return std::make_unique<CnnEmbedder>(read_model_file(file), /*fold=*/true);
 }
 

@@ -1,17 +1,17 @@
 // Synthetic shopper photos (see distort.h for the strength of each distortion).
 #include "image/distort.h"
 
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <utility>
 
 #include "common/error.h"
+#include "image/mat.h"
 
 namespace lookalike::image {
 namespace {
@@ -30,21 +30,26 @@ class Random {
     return z ^ (z >> 31);
   }
   double uniform(double lo, double hi) { return lo + (hi - lo) * double(next() >> 11) * 0x1.0p-53; }
-  int integer(int lo, int hi) { return lo + static_cast<int>(next() % std::uint64_t(hi - lo + 1)); }  // lo..hi
+  int integer(int lo, int hi) {
+    return lo + static_cast<int>(next() % std::uint64_t(hi - lo + 1));
+  }  // lo..hi
   double log_uniform(double lo, double hi) { return std::exp(uniform(std::log(lo), std::log(hi))); }
   double sign() { return (next() & 1) ? 1.0 : -1.0; }
   double gaussian() {  // Box-Muller
     double u1 = std::max(uniform(0, 1), 1e-12), u2 = uniform(0, 1);
     return std::sqrt(-2 * std::log(u1)) * std::cos(2 * kPi * u2);
   }
-  cv::Scalar colour(int lo = 0, int hi = 255) { return cv::Scalar(integer(lo, hi), integer(lo, hi), integer(lo, hi)); }
+  cv::Scalar colour(int lo = 0, int hi = 255) {
+    return cv::Scalar(integer(lo, hi), integer(lo, hi), integer(lo, hi));
+  }
 
  private:
   std::uint64_t state_;
 };
 
 cv::Mat to_canvas(const Image& image) {
-  cv::Mat src(image.height, image.width, CV_8UC(image.channels), const_cast<std::uint8_t*>(image.pixels.data()));
+  cv::Mat src(image.height, image.width, CV_8UC(image.channels),
+              const_cast<std::uint8_t*>(image.pixels.data()));
   cv::Mat rgb;
   if (image.channels == 1) {
     cv::cvtColor(src, rgb, cv::COLOR_GRAY2RGB);
@@ -54,17 +59,6 @@ cv::Mat to_canvas(const Image& image) {
   cv::Mat canvas;
   cv::resize(rgb, canvas, cv::Size(kWorkSide, kWorkSide), 0, 0, cv::INTER_LINEAR);
   return canvas;
-}
-
-Image to_image(const cv::Mat& mat) {
-  Image out;
-  out.width = mat.cols;
-  out.height = mat.rows;
-  out.channels = mat.channels();
-  out.pixels.resize(static_cast<std::size_t>(mat.total() * mat.elemSize()));
-  cv::Mat dst(mat.rows, mat.cols, mat.type(), out.pixels.data());
-  mat.copyTo(dst);
-  return out;
 }
 
 // Applies f(value, x, y, channel) -> new value to every sample, saturating.
@@ -101,7 +95,8 @@ cv::Mat rotate(const cv::Mat& in, double degrees, const cv::Scalar& fill) {
 // corner jitters inwards by up to a quarter of hi.
 cv::Mat perspective(const cv::Mat& in, double lo, double hi, const cv::Scalar& fill, Random& rng) {
   const float w = float(in.cols - 1), h = float(in.rows - 1);
-  const std::array<cv::Point2f, 4> src = {cv::Point2f(0, 0), cv::Point2f(w, 0), cv::Point2f(w, h), cv::Point2f(0, h)};
+  const std::array<cv::Point2f, 4> src = {cv::Point2f(0, 0), cv::Point2f(w, 0), cv::Point2f(w, h),
+                                          cv::Point2f(0, h)};
   const std::array<cv::Point2f, 4> inward = {cv::Point2f(1, 1), cv::Point2f(-1, 1), cv::Point2f(-1, -1),
                                              cv::Point2f(1, -1)};
   std::array<cv::Point2f, 4> dst;
@@ -139,7 +134,8 @@ cv::Mat jpeg(const cv::Mat& in, int quality) {
 
 void gamma(cv::Mat& mat, double g) {
   cv::Mat lut(1, 256, CV_8U);
-  for (int i = 0; i < 256; ++i) lut.at<std::uint8_t>(i) = cv::saturate_cast<std::uint8_t>(255 * std::pow(i / 255.0, g));
+  for (int i = 0; i < 256; ++i)
+    lut.at<std::uint8_t>(i) = cv::saturate_cast<std::uint8_t>(255 * std::pow(i / 255.0, g));
   cv::LUT(mat, lut, mat);
 }
 
@@ -287,10 +283,12 @@ cv::Mat printed_page(const cv::Mat& canvas, Random& rng) {
     return v * (1 - strength * dots);
   });
   const double scale = rng.uniform(0.70, 0.90);
-  const int w = static_cast<int>(std::lround(canvas.cols * scale)), h = static_cast<int>(std::lround(canvas.rows * scale));
+  const int w = static_cast<int>(std::lround(canvas.cols * scale)),
+            h = static_cast<int>(std::lround(canvas.rows * scale));
   cv::Mat small;
   cv::resize(print, small, cv::Size(w, h), 0, 0, cv::INTER_AREA);
-  cv::Mat page(canvas.size(), CV_8UC3, cv::Scalar(rng.integer(225, 250), rng.integer(222, 245), rng.integer(210, 235)));
+  cv::Mat page(canvas.size(), CV_8UC3,
+               cv::Scalar(rng.integer(225, 250), rng.integer(222, 245), rng.integer(210, 235)));
   small.copyTo(page(cv::Rect(rng.integer(0, canvas.cols - w), rng.integer(0, canvas.rows - h), w, h)));
   page = perspective(page, 0.04, 0.10, rng.colour(30, 120), rng);
   page = blur(page, rng.uniform(1.0, 2.5));
@@ -316,14 +314,22 @@ struct Named {
   const char* name;
 };
 constexpr Named kNames[] = {
-    {Distortion::kNone, "none"},           {Distortion::kCrop, "crop"},
-    {Distortion::kRotation, "rotation"},   {Distortion::kPerspective, "perspective"},
-    {Distortion::kBlur, "blur"},           {Distortion::kNoise, "noise"},
-    {Distortion::kJpeg, "jpeg"},           {Distortion::kLighting, "lighting"},
-    {Distortion::kGamma, "gamma"},         {Distortion::kClutter, "clutter"},
-    {Distortion::kOcclusion, "occlusion"}, {Distortion::kLowRes, "low-res"},
-    {Distortion::kMirror, "mirror"},       {Distortion::kScreenPhoto, "screen-photo"},
-    {Distortion::kPrintedPage, "printed-page"}, {Distortion::kPhone, "phone"},
+    {Distortion::kNone, "none"},
+    {Distortion::kCrop, "crop"},
+    {Distortion::kRotation, "rotation"},
+    {Distortion::kPerspective, "perspective"},
+    {Distortion::kBlur, "blur"},
+    {Distortion::kNoise, "noise"},
+    {Distortion::kJpeg, "jpeg"},
+    {Distortion::kLighting, "lighting"},
+    {Distortion::kGamma, "gamma"},
+    {Distortion::kClutter, "clutter"},
+    {Distortion::kOcclusion, "occlusion"},
+    {Distortion::kLowRes, "low-res"},
+    {Distortion::kMirror, "mirror"},
+    {Distortion::kScreenPhoto, "screen-photo"},
+    {Distortion::kPrintedPage, "printed-page"},
+    {Distortion::kPhone, "phone"},
 };
 
 }  // namespace

@@ -32,16 +32,19 @@ enum class Distortion {
   kBlur,         // Gaussian blur, sigma 1.5-3.5 px on the canvas (0.4-0.9 px at 28 px)
   kNoise,        // Gaussian sensor noise, sigma 12-30 grey levels per pixel and channel
   kJpeg,         // JPEG at quality 8-25
-  kLighting,     // contrast x0.55-1.45, brightness -45..+45, a side light (x0.6-1.0 to x1.0-1.3) and a colour cast
+  kLighting,     // contrast x0.55-1.45, brightness -45..+45, a side light (x0.6-1.0 to x1.0-1.3) and a colour
+                 // cast
   kGamma,        // gamma 0.45-2.2 (log-uniform)
-  kClutter,      // the product (its non-black pixels) shrunk to 50-75 % and placed on a random cluttered table
-  kOcclusion,    // a rectangle covering 15-25 % of the image (a finger, a sticker) in a random flat colour
-  kLowRes,       // downscaled to 12-20 px a side, then enlarged back (a far-away photo)
-  kMirror,       // mirrored left-right
+  kClutter,    // the product (its non-black pixels) shrunk to 50-75 % and placed on a random cluttered table
+  kOcclusion,  // a rectangle covering 15-25 % of the image (a finger, a sticker) in a random flat colour
+  kLowRes,     // downscaled to 12-20 px a side, then enlarged back (a far-away photo)
+  kMirror,     // mirrored left-right
   kScreenPhoto,  // a photo of a screen: raised black level, moire (two beating sine gratings, 12-22 % deep),
-                 // perspective 4-10 % (as above), blur sigma 1-2.5 px, gamma 0.7-1.5, noise sigma 6-14, JPEG quality 40-70
+                 // perspective 4-10 % (as above), blur sigma 1-2.5 px, gamma 0.7-1.5, noise sigma 6-14, JPEG
+                 // quality 40-70
   kPrintedPage,  // a photo of a printed page: printed at 70-90 % on white paper with reduced ink range and a
-                 // halftone dot pattern, then perspective 4-10 %, blur 1-2.5, gamma 0.7-1.5, warm light, noise 6-14
+                 // halftone dot pattern, then perspective 4-10 %, blur 1-2.5, gamma 0.7-1.5, warm light,
+                 // noise 6-14
   kPhone,        // an everyday phone photo: crop 80-95 %, rotation up to 12 degrees, perspective 0-6 %,
                  // blur sigma 0.8-2, lighting, noise sigma 4-10, JPEG quality 50-80
 };

@@ -1,4 +1,5 @@
 #include "image/image.h"
+#include "image/mat.h"
 
 #include <cstdio>
 #include <cstring>
@@ -389,6 +390,8 @@ cv::Mat oriented(const cv::Mat& img, int orientation) {
   return out;
 }
 
+}  // namespace
+
 Image to_image(const cv::Mat& mat) {
   Image image;
   image.width = mat.cols;
@@ -401,8 +404,6 @@ Image to_image(const cv::Mat& mat) {
   }
   return image;
 }
-
-}  // namespace
 
 const char* to_string(Format format) noexcept {
   switch (format) {

@@ -53,7 +53,9 @@ std::unique_ptr<embed::Embedder> load_embedder(const std::string& model) {
 void move_file(const fs::path& from, const fs::path& to) {
   std::error_code ec;
   fs::rename(from, to, ec);
-  if (ec) throw Error(ErrorKind::kIO, "cannot rename " + from.string() + " to " + to.string() + ": " + ec.message());
+  if (ec)
+    throw Error(ErrorKind::kIO,
+                "cannot rename " + from.string() + " to " + to.string() + ": " + ec.message());
   int fd = ::open(to.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
   if (fd < 0 || ::fsync(fd) != 0) {
     if (fd >= 0) ::close(fd);
@@ -78,7 +80,8 @@ void probe(const embed::Embedder& embedder, const std::string& name) {
     img.pixels.assign(32 * 32 * 3, which ? 230 : 20);
     for (int y = 8; y < 24; ++y) {
       for (int x = 8; x < 24; ++x) {
-        for (int c = 0; c < 3; ++c) img.pixels[static_cast<std::size_t>((y * 32 + x) * 3 + c)] = which ? 20 : 230;
+        for (int c = 0; c < 3; ++c)
+          img.pixels[static_cast<std::size_t>((y * 32 + x) * 3 + c)] = which ? 20 : 230;
       }
     }
   }
@@ -318,7 +321,8 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
   if (stored_identity) {
     engine->settle_model_files(/*after_crash=*/true);
     auto kind = store.get_meta(kMetaModelKind).value_or("file");
-    embedder = load_embedder(kind == kPixelsModel ? std::string(kPixelsModel) : (data_dir / kModelFile).string());
+    embedder =
+        load_embedder(kind == kPixelsModel ? std::string(kPixelsModel) : (data_dir / kModelFile).string());
     const std::string identity = embedder->info().identity();
     if (identity != *stored_identity) {
       throw Error(ErrorKind::kModelMismatch, "the model in " + data_dir.string() + " is " + identity +
@@ -329,9 +333,8 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
       if (requested != identity) {
         throw Error(ErrorKind::kModelMismatch,
                     "data folder " + data_dir.string() + " holds vectors of model " + identity + ", not of " +
-                        requested + " (" + options.model +
-                        "); switch it with `lookalike reindex --data " + data_dir.string() + " --model " +
-                        options.model + "`");
+                        requested + " (" + options.model + "); switch it with `lookalike reindex --data " +
+                        data_dir.string() + " --model " + options.model + "`");
       }
     }
   } else {
@@ -578,7 +581,8 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
     std::vector<catalog::ImageRecord> images;
     {
       std::lock_guard<std::mutex> lock(reader_mutex_);
-      if (!reader_->get_product(product_id)) throw Error(ErrorKind::kNotFound, "no product with id " + product_id);
+      if (!reader_->get_product(product_id))
+        throw Error(ErrorKind::kNotFound, "no product with id " + product_id);
       images = reader_->images_of(product_id, /*with_embeddings=*/true);
     }
     const std::string identity = snap->embedder->info().identity();
@@ -644,6 +648,7 @@ EngineInfo Engine::info() const {
   info.embedded = counts.embedded;
   info.model = snap->embedder->info().identity();
   info.previous_model = reader_->get_meta(kMetaPreviousModel).value_or("");
+  info.reindex = reindex_progress();
   info.index_factory = snap->index->factory();
   info.index_vectors = snap->index->size();
   std::error_code ec;
@@ -655,7 +660,8 @@ EngineInfo Engine::info() const {
 
 void Engine::settle_model_files(bool after_crash) {
   std::error_code ec;
-  const fs::path next = dir_ / kNextModelFile, active = dir_ / kModelFile, previous = dir_ / kPreviousModelFile;
+  const fs::path next = dir_ / kNextModelFile, active = dir_ / kModelFile,
+                 previous = dir_ / kPreviousModelFile;
   const auto stored = store_->get_meta(kMetaModel).value_or("");
   const auto kind = store_->get_meta(kMetaModelKind).value_or("file");
   if (fs::exists(next, ec)) {
@@ -690,8 +696,8 @@ void Engine::set_progress(std::size_t done, std::size_t total, const ReindexOpti
   if (options.on_progress) options.on_progress(done, total);
 }
 
-std::size_t Engine::embed_missing(const embed::Embedder& target, bool holding_write_lock, ReindexReport& report,
-                                  const ReindexOptions& options) {
+std::size_t Engine::embed_missing(const embed::Embedder& target, bool holding_write_lock,
+                                  ReindexReport& report, const ReindexOptions& options) {
   const std::string identity = target.info().identity();
   std::vector<catalog::ImageRecord> images;
   std::vector<std::int64_t> kept;
@@ -721,8 +727,9 @@ std::size_t Engine::embed_missing(const embed::Embedder& target, bool holding_wr
       const auto& img = *todo[begin + i];
       auto bytes = read_file(img.source, limits_.max_file_bytes);
       if (sha256_hex(bytes.data(), bytes.size()) != img.sha256) {
-        throw Error(ErrorKind::kIO, "image " + img.path + " of product " + img.product_id + " (" + img.source +
-                                        ") changed since it was imported; import the catalog again, then reindex");
+        throw Error(ErrorKind::kIO,
+                    "image " + img.path + " of product " + img.product_id + " (" + img.source +
+                        ") changed since it was imported; import the catalog again, then reindex");
       }
       image::preprocess(image::decode(bytes.data(), bytes.size(), limits_, min_side), spec,
                         inputs.data() + i * per_input);
@@ -775,7 +782,8 @@ ReindexReport Engine::reindex(const std::string& model, const ReindexOptions& op
       // Images imported meanwhile were embedded with the active model only.
       embed_missing(*target, /*holding_write_lock=*/true, report, options);
       const auto old_kind = store_->get_meta(kMetaModelKind).value_or("file");
-      if (!model_bytes.empty()) write_file_atomic(dir_ / kNextModelFile, model_bytes.data(), model_bytes.size());
+      if (!model_bytes.empty())
+        write_file_atomic(dir_ / kNextModelFile, model_bytes.data(), model_bytes.size());
       {
         catalog::Store::Transaction tx(*store_);
         store_->activate_kept_vectors(identity, report.from);
@@ -795,12 +803,20 @@ ReindexReport Engine::reindex(const std::string& model, const ReindexOptions& op
       std::lock_guard<std::mutex> lock(reader_mutex_);
       report.images = static_cast<std::size_t>(reader_->counts().images);
     }
-  } catch (const Error& e) {
+  } catch (...) {
+    // Also an exception thrown by on_progress to interrupt: the active model stays.
     std::error_code ec;
     fs::remove(dir_ / kNextModelFile, ec);
+    std::string why = "interrupted";
+    try {
+      throw;
+    } catch (const Error& e) {
+      why = e.what();
+    } catch (...) {
+    }
     std::lock_guard<std::mutex> lock(progress_mutex_);
     progress_.running = false;
-    progress_.last_error = e.what();
+    progress_.last_error = why;
     throw;
   }
   report.reused = report.images - report.embedded;
@@ -809,6 +825,12 @@ ReindexReport Engine::reindex(const std::string& model, const ReindexOptions& op
   progress_.running = false;
   progress_.done = progress_.total = report.images;
   return report;
+}
+
+std::string Engine::check_model(const std::string& model) {
+  auto embedder = load_embedder(model);
+  probe(*embedder, model);
+  return embedder->info().identity();
 }
 
 ReindexReport Engine::rollback(const ReindexOptions& options) {
@@ -828,8 +850,9 @@ ReindexReport Engine::rollback(const ReindexOptions& options) {
   write_file_atomic(copy, bytes.data(), bytes.size());
   try {
     if (embed::load_model(copy)->info().identity() != previous) {
-      throw Error(ErrorKind::kModelMismatch, (dir_ / kPreviousModelFile).string() + " is not the previous model " +
-                                                 previous + "; restore it with reindex --model FILE");
+      throw Error(ErrorKind::kModelMismatch, (dir_ / kPreviousModelFile).string() +
+                                                 " is not the previous model " + previous +
+                                                 "; restore it with reindex --model FILE");
     }
     auto report = reindex(copy.string(), options);
     std::error_code ec;

@@ -90,10 +90,10 @@ struct QueryResult {
 // How far a reindex has come (Engine::reindex_progress).
 struct ReindexProgress {
   bool running = false;
-  std::string target;         // identity of the model being switched to
-  std::size_t done = 0;       // images with a vector of the target model
-  std::size_t total = 0;      // images in the catalog when counted
-  std::string last_error;     // why the last reindex failed; empty when it did not
+  std::string target;      // identity of the model being switched to
+  std::size_t done = 0;    // images with a vector of the target model
+  std::size_t total = 0;   // images in the catalog when counted
+  std::string last_error;  // why the last reindex failed; empty when it did not
 };
 
 struct ReindexOptions {
@@ -102,11 +102,11 @@ struct ReindexOptions {
 };
 
 struct ReindexReport {
-  std::string from;            // identity of the model active before
-  std::string to;              // identity active now
-  std::size_t images = 0;      // images that have a vector of `to`
-  std::size_t embedded = 0;    // read, decoded and embedded by this reindex
-  std::size_t reused = 0;      // already had a vector of `to` (kept from before, or an earlier attempt)
+  std::string from;          // identity of the model active before
+  std::string to;            // identity active now
+  std::size_t images = 0;    // images that have a vector of `to`
+  std::size_t embedded = 0;  // read, decoded and embedded by this reindex
+  std::size_t reused = 0;    // already had a vector of `to` (kept from before, or an earlier attempt)
   double seconds = 0;
 };
 
@@ -114,8 +114,9 @@ struct EngineInfo {
   std::int64_t products = 0;
   std::int64_t images = 0;
   std::int64_t embedded = 0;
-  std::string model;             // identity of the active model
-  std::string previous_model;    // identity `reindex --rollback` restores; empty when none
+  std::string model;           // identity of the active model
+  std::string previous_model;  // identity `reindex --rollback` restores; empty when none
+  ReindexProgress reindex;     // the running or last reindex of this process
   std::string index_factory;
   std::size_t index_vectors = 0;
   std::uintmax_t index_bytes = 0;
@@ -194,6 +195,10 @@ class Engine {
   // kept). Throws Error(kNotFound) when there is none.
   ReindexReport rollback(const ReindexOptions& options);
 
+  // Loads and probes a model (file or kPixelsModel) as reindex does first; returns
+  // its identity. Throws like reindex for a missing, corrupt or broken model.
+  static std::string check_model(const std::string& model);
+
   ReindexProgress reindex_progress() const;
 
   static constexpr int kMaxK = 1000;
@@ -214,7 +219,7 @@ class Engine {
   std::shared_ptr<const Snapshot> snapshot() const;
   // Builds the index of embedder's vectors and publishes both as the new snapshot.
   void publish_index(std::shared_ptr<const embed::Embedder> embedder,
-                     const std::string& why);                             // requires write_mutex_
+                     const std::string& why);                                   // requires write_mutex_
   void load_or_rebuild_index(std::shared_ptr<const embed::Embedder> embedder);  // requires write_mutex_
   // Puts the model files in line with the store after a switch's commit (also one a crash interrupted).
   void settle_model_files(bool after_crash);
@@ -234,7 +239,7 @@ class Engine {
   std::string index_factory_;
   std::function<void(const std::string&)> on_message_;
 
-  std::mutex reindex_mutex_;                      // one reindex at a time
+  std::mutex reindex_mutex_;  // one reindex at a time
   mutable std::mutex progress_mutex_;
   ReindexProgress progress_;
 

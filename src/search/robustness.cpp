@@ -100,7 +100,8 @@ RobustnessReport evaluate_robustness(const Engine& engine, const RobustnessOptio
     for (std::size_t d = 0; d < distortions.size(); ++d) {
       std::vector<image::Image> queries;
       for (std::size_t i = begin; i < end; ++i) {
-        queries.push_back(image::distort(items[i].second, distortions[d], mix(options.seed) ^ hash_id(items[i].first)));
+        queries.push_back(
+            image::distort(items[i].second, distortions[d], mix(options.seed) ^ hash_id(items[i].first)));
       }
       auto results = engine.search(queries, kDepth, /*with_details=*/false);
       for (std::size_t i = begin; i < end; ++i) tallies[d].count(results[i - begin], items[i].first);

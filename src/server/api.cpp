@@ -266,7 +266,8 @@ image::CropBox crop_from_json(const json& doc) {
           json_int(doc["width"], "crop width", 1, kMax), json_int(doc["height"], "crop height", 1, kMax)};
 }
 
-json results_json(const std::vector<search::ProductHit>& hits, const Page& page, double took_ms) {
+json results_json(const search::QueryResult& result, const Page& page, double took_ms) {
+  const auto& hits = result.hits;
   json results = json::array();
   for (std::size_t i = static_cast<std::size_t>(page.offset); i < hits.size(); ++i) {
     const auto& hit = hits[i];
@@ -274,7 +275,11 @@ json results_json(const std::vector<search::ProductHit>& hits, const Page& page,
     for (const auto& field : page.fields) r[field] = product_field(hit.product, field);
     results.push_back(std::move(r));
   }
-  return {{"results", results}, {"k", page.k}, {"offset", page.offset}, {"took_ms", rounded(took_ms, 100)}};
+  return {{"results", results},
+          {"k", page.k},
+          {"offset", page.offset},
+          {"took_ms", rounded(took_ms, 100)},
+          {"model", result.model}};
 }
 
 json product_json(const catalog::Product& p) {
@@ -392,24 +397,19 @@ std::shared_ptr<search::Engine> EngineSlot::get() const {
   return engine_;
 }
 
-int EngineSlot::min_side() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return min_side_;
-}
-
 void EngineSlot::set(std::shared_ptr<search::Engine> engine) {
-  int min_side = engine ? engine->query_min_side() : 0;
   std::lock_guard<std::mutex> lock(mutex_);
   engine_ = std::move(engine);
-  min_side_ = min_side;
 }
 
-Api::Api(ApiOptions options, ApiKeys keys, EngineSlot& engine, Metrics& metrics, ImportQueue& imports)
+Api::Api(ApiOptions options, ApiKeys keys, EngineSlot& engine, Metrics& metrics, ImportQueue& imports,
+         ReindexRunner& reindexer)
     : options_(std::move(options)),
       keys_(std::move(keys)),
       engine_(engine),
       metrics_(metrics),
       imports_(imports),
+      reindexer_(reindexer),
       openapi_(dump(openapi_spec(options_.public_search))) {}
 
 std::shared_ptr<search::Engine> Api::engine() const {
@@ -572,6 +572,12 @@ void Api::handle(const Request& req, Response& res, RequestState& state) {
       case RouteId::kPostImport:
         post_import(req, res);
         break;
+      case RouteId::kPostReindex:
+        post_reindex(req, res);
+        break;
+      case RouteId::kGetReindex:
+        get_reindex(res);
+        break;
       case RouteId::kGetImport:
         get_import(res, param("task_id"));
         break;
@@ -721,12 +727,12 @@ void Api::search(const Request& req, Response& res) const {
   if (size == 0) throw bad_request("the query image is empty");
   check_page(page);
 
-  const int min_side = engine_.min_side();
+  const int min_side = engine->query_min_side();
   image::Image query = crop ? image::decode_crop(data, size, engine->limits(), *crop, min_side)
                             : image::decode(data, size, engine->limits(), min_side);
   auto results = engine->search({query}, page.k + page.offset, /*with_details=*/true);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
-  send_json(res, 200, results_json(results.front().hits, page, took_ms));
+  send_json(res, 200, results_json(results.front(), page, took_ms));
 }
 
 void Api::get_product(Response& res, const std::string& id) const {
@@ -742,7 +748,7 @@ void Api::similar(const Request& req, Response& res, const std::string& id) cons
   check_page(page);
   auto result = engine->similar_products(id, page.k + page.offset, /*with_details=*/true);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
-  send_json(res, 200, results_json(result.hits, page, took_ms));
+  send_json(res, 200, results_json(result, page, took_ms));
 }
 
 void Api::image(const Request& req, Response& res, const std::string& id, const std::string& n) const {
@@ -834,7 +840,7 @@ void Api::put_product(const Request& req, Response& res, const std::string& id) 
     try {
       if (bytes.empty()) throw bad_request("is empty");
       const auto format = image::sniff_format(bytes.data(), bytes.size());
-      image::decode(bytes.data(), bytes.size(), engine->limits(), engine_.min_side());
+      image::decode(bytes.data(), bytes.size(), engine->limits(), engine->query_min_side());
       names.push_back(sha256_hex(bytes.data(), bytes.size()) + "." + extension_of(format));
     } catch (const Error& e) {
       ApiError mapped = to_api_error(e);
@@ -898,6 +904,55 @@ void Api::get_import(Response& res, const std::string& task_id) const {
   auto status = imports_.status(task_id);
   if (!status) throw not_found("no import task " + task_id.substr(0, 100));
   send_json(res, 200, *status);
+}
+
+json reindex_json(const search::Engine& engine, bool started) {
+  auto info = engine.info();
+  json out{{"model", info.model},
+           {"previous_model", info.previous_model},
+           {"running", started || info.reindex.running},
+           {"target", info.reindex.target},
+           {"images_done", info.reindex.done},
+           {"images_total", info.reindex.total}};
+  if (!info.reindex.last_error.empty()) out["last_error"] = info.reindex.last_error;
+  return out;
+}
+
+void Api::post_reindex(const Request& req, Response& res) const {
+  auto engine = this->engine();
+  json doc = parse_json_body(req.body, "the body");
+  std::string model;
+  bool rollback = false;
+  for (const auto& [key, value] : doc.items()) {
+    if (key == "model") {
+      if (!value.is_string() || value.get_ref<const std::string&>().empty())
+        throw bad_request("model must be a non-empty string: a model file on the server, or \"pixels\"");
+      model = value.get<std::string>();
+    } else if (key == "rollback") {
+      if (!value.is_boolean()) throw bad_request("rollback must be true or false");
+      rollback = value.get<bool>();
+    } else {
+      throw bad_request("unknown key \"" + key.substr(0, 64) + "\" in the reindex request");
+    }
+  }
+  if (model.empty() == !rollback) throw bad_request("send either \"model\" or \"rollback\": true");
+  if (rollback && engine->info().previous_model.empty()) {
+    throw not_found("there is no previous model to restore");
+  }
+  // A bad file is answered now (400 naming it), not found later in the task's status.
+  if (!rollback) search::Engine::check_model(model);
+  if (!reindexer_.start(engine, model)) {
+    throw ApiError{
+        409, "conflict", "a reindex is already running; GET /v1/admin/reindex shows its progress", {}};
+  }
+  res.set_header("Location", "/v1/admin/reindex");
+  send_json(res, 202, reindex_json(*engine, true));
+}
+
+void Api::get_reindex(Response& res) const {
+  // The runner's flag first: it is set before the engine's progress says so.
+  const bool running = reindexer_.running();
+  send_json(res, 200, reindex_json(*engine(), running));
 }
 
 }  // namespace lookalike::server

@@ -24,6 +24,7 @@ namespace lookalike::server {
 
 class ImportQueue;
 class Metrics;
+class ReindexRunner;
 
 // An answer other than success, thrown by handlers and admission.
 struct ApiError {
@@ -40,13 +41,11 @@ ApiError to_api_error(const Error& error);
 class EngineSlot {
  public:
   std::shared_ptr<search::Engine> get() const;
-  int min_side() const;  // the model's input side, for reduced JPEG decoding
   void set(std::shared_ptr<search::Engine> engine);
 
  private:
   mutable std::mutex mutex_;
   std::shared_ptr<search::Engine> engine_;
-  int min_side_ = 0;
 };
 
 struct ApiOptions {
@@ -62,7 +61,8 @@ class Api final : public RequestHandler {
   static constexpr int kMaxPageSize = 100;
   static constexpr std::size_t kMaxUploadImages = 16;
 
-  Api(ApiOptions options, ApiKeys keys, EngineSlot& engine, Metrics& metrics, ImportQueue& imports);
+  Api(ApiOptions options, ApiKeys keys, EngineSlot& engine, Metrics& metrics, ImportQueue& imports,
+      ReindexRunner& reindexer);
 
   bool admit(const httplib::Request& req, httplib::Response& res, RequestState& state) override;
   void handle(const httplib::Request& req, httplib::Response& res, RequestState& state) override;
@@ -87,12 +87,15 @@ class Api final : public RequestHandler {
   void delete_product(httplib::Response& res, const std::string& id) const;
   void post_import(const httplib::Request& req, httplib::Response& res) const;
   void get_import(httplib::Response& res, const std::string& task_id) const;
+  void post_reindex(const httplib::Request& req, httplib::Response& res) const;
+  void get_reindex(httplib::Response& res) const;
 
   const ApiOptions options_;
   const ApiKeys keys_;
   EngineSlot& engine_;
   Metrics& metrics_;
   ImportQueue& imports_;
+  ReindexRunner& reindexer_;
   const std::string openapi_;
 };
 

@@ -168,4 +168,46 @@ void ImportQueue::run_task(const std::shared_ptr<Task>& task) {
   }
 }
 
+ReindexRunner::~ReindexRunner() { stop(); }
+
+bool ReindexRunner::start(std::shared_ptr<search::Engine> engine, const std::string& model) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (running_ || stopping_) return false;
+  if (thread_.joinable()) thread_.join();  // the last one has finished
+  running_ = true;
+  thread_ = std::thread([this, engine = std::move(engine), model] {
+    search::ReindexOptions options;
+    options.on_progress = [this](std::size_t, std::size_t) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) throw Interrupted{};
+    };
+    try {
+      auto report = model.empty() ? engine->rollback(options) : engine->reindex(model, options);
+      std::cerr << "lookalike: switched from model " << report.from << " to " << report.to << " ("
+                << report.embedded << " images embedded, " << report.reused << " reused)\n";
+    } catch (const Interrupted&) {
+      std::cerr << "lookalike: reindex interrupted by server shutdown; the active model is unchanged\n";
+    } catch (const std::exception& e) {
+      // The engine keeps the reason in its progress, where GET /v1/admin/reindex shows it.
+      std::cerr << "lookalike: reindex failed: " << e.what() << "\n";
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_ = false;
+  });
+  return true;
+}
+
+bool ReindexRunner::running() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return running_;
+}
+
+void ReindexRunner::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
 }  // namespace lookalike::server

@@ -74,4 +74,30 @@ class ImportQueue {
   std::thread thread_;
 };
 
+// Model switches over the API (POST /v1/admin/reindex): one Engine::reindex or
+// rollback at a time, on the runner's one thread, while the server keeps serving.
+// Progress is read from the engine (Engine::reindex_progress).
+class ReindexRunner {
+ public:
+  ReindexRunner() = default;
+  ~ReindexRunner();  // stop()
+
+  // Starts a switch to model (a file on the server, or "pixels"), or a rollback
+  // when model is empty. False when one is already running or the runner stops.
+  bool start(std::shared_ptr<search::Engine> engine, const std::string& model);
+
+  // True from a successful start() until its switch has finished or failed.
+  bool running() const;
+
+  // Interrupts a running switch at its next batch (the active model stays; the
+  // vectors embedded so far are kept for the next attempt) and joins. Idempotent.
+  void stop();
+
+ private:
+  mutable std::mutex mutex_;
+  bool running_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 }  // namespace lookalike::server

@@ -105,6 +105,15 @@ std::string Metrics::render(const search::EngineInfo* info) const {
     out << "lookalike_index_vectors " << info->index_vectors << '\n';
     header(out, "lookalike_index_size_bytes", "gauge", "Size of the index file on disk.");
     out << "lookalike_index_size_bytes " << info->index_bytes << '\n';
+    header(out, "lookalike_model_info", "gauge", "The active model (identity label); always 1.");
+    out << "lookalike_model_info{model=" << label(info->model) << "} 1\n";
+    header(out, "lookalike_reindex_running", "gauge", "1 while a reindex (model switch) runs, else 0.");
+    out << "lookalike_reindex_running " << (info->reindex.running ? 1 : 0) << '\n';
+    header(out, "lookalike_reindex_images_done", "gauge",
+           "Images with a vector of the model the running or last reindex switches to.");
+    out << "lookalike_reindex_images_done " << info->reindex.done << '\n';
+    header(out, "lookalike_reindex_images_total", "gauge", "Images that reindex has to cover.");
+    out << "lookalike_reindex_images_total " << info->reindex.total << '\n';
   }
 
   header(out, "lookalike_ingest_images_total", "counter",

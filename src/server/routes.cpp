@@ -171,6 +171,26 @@ std::vector<Route> make_routes() {
        {},
        kNoBody,
        {200, 401, 403, 404}},
+      {RouteId::kPostReindex,
+       "POST",
+       "/v1/admin/reindex",
+       Access::kAdmin,
+       true,
+       false,
+       "Switch to another model file on the server (or roll back) in the background while search goes on",
+       {},
+       {"application/json"},
+       {202, 400, 401, 403, 409, 411, 413, 415, 503}},
+      {RouteId::kGetReindex,
+       "GET",
+       "/v1/admin/reindex",
+       Access::kAdmin,
+       true,
+       false,
+       "The active and previous model, and how far a running or the last reindex has come",
+       {},
+       kNoBody,
+       {200, 401, 403, 503}},
   };
 }
 
@@ -292,6 +312,9 @@ json success_content(RouteId id) {
       return ref("ImportAccepted");
     case RouteId::kGetImport:
       return ref("ImportStatus");
+    case RouteId::kPostReindex:
+    case RouteId::kGetReindex:
+      return ref("ReindexStatus");
   }
   return json::object();
 }
@@ -302,9 +325,11 @@ json request_body(const Route& route) {
   for (const auto& type : route.body_types) {
     if (type == "*") continue;
     if (type == "application/json") {
-      content[type] = {{"schema",
-                        {{"$ref", route.id == RouteId::kSearch ? "#/components/schemas/SearchRequest"
-                                                               : "#/components/schemas/ProductWrite"}}}};
+      content[type] = {
+          {"schema",
+           {{"$ref", route.id == RouteId::kSearch        ? "#/components/schemas/SearchRequest"
+                     : route.id == RouteId::kPostReindex ? "#/components/schemas/ReindexRequest"
+                                                         : "#/components/schemas/ProductWrite"}}}};
     } else if (type == "multipart/form-data") {
       json props =
           route.id == RouteId::kSearch
@@ -343,9 +368,10 @@ const char* kComponents = R"json({
       "currency": {"type": "string"}, "rating": {"type": "number"}, "rating_count": {"type": "integer"},
       "stock": {"type": "integer"}, "image_url": {"type": "string", "nullable": true},
       "attributes": {"type": "object", "additionalProperties": {"type": "string"}}, "group_id": {"type": "string"}}},
-    "SearchResponse": {"type": "object", "required": ["results", "k", "offset", "took_ms"], "properties": {
+    "SearchResponse": {"type": "object", "required": ["results", "k", "offset", "took_ms", "model"], "properties": {
       "results": {"type": "array", "items": {"$ref": "#/components/schemas/SearchResult"}},
-      "k": {"type": "integer"}, "offset": {"type": "integer"}, "took_ms": {"type": "number"}}},
+      "k": {"type": "integer"}, "offset": {"type": "integer"}, "took_ms": {"type": "number"},
+      "model": {"type": "string", "description": "identity of the model that made every score in results"}}},
     "Product": {"type": "object", "required": ["product_id"], "properties": {
       "product_id": {"type": "string"}, "title": {"type": "string"}, "brand": {"type": "string"},
       "category": {"type": "string"}, "price": {"type": "number"}, "currency": {"type": "string"},
@@ -372,7 +398,15 @@ const char* kComponents = R"json({
       "images_embedded": {"type": "integer"}, "images_reused": {"type": "integer"},
       "errors": {"type": "array", "items": {"type": "object", "properties": {"line": {"type": "integer"},
         "image": {"type": "string"}, "message": {"type": "string"}}}},
-      "errors_truncated": {"type": "boolean"}, "error": {"type": "string"}, "seconds": {"type": "number"}}}
+      "errors_truncated": {"type": "boolean"}, "error": {"type": "string"}, "seconds": {"type": "number"}}},
+    "ReindexRequest": {"type": "object", "properties": {
+      "model": {"type": "string", "description": "path of a model file on the server, or \"pixels\""},
+      "rollback": {"type": "boolean", "description": "restore the previous model instead"}}},
+    "ReindexStatus": {"type": "object", "properties": {
+      "model": {"type": "string"}, "previous_model": {"type": "string"},
+      "running": {"type": "boolean"}, "target": {"type": "string"},
+      "images_done": {"type": "integer"}, "images_total": {"type": "integer"},
+      "last_error": {"type": "string"}}}
   }
 })json";
 

@@ -24,6 +24,8 @@ enum class RouteId {
   kDeleteProduct,
   kPostImport,
   kGetImport,
+  kPostReindex,
+  kGetReindex,
 };
 
 enum class Access { kPublic, kSearch, kAdmin };

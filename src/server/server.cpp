@@ -68,6 +68,7 @@ struct Server::Impl {
   EngineSlot engine;
   Metrics metrics;
   std::unique_ptr<ImportQueue> imports;
+  std::unique_ptr<ReindexRunner> reindexer;
   std::unique_ptr<Api> api;
   std::unique_ptr<Transport> transport;
   int port = 0;
@@ -101,9 +102,10 @@ void Server::start() {
   remove_stale_temp_files(o.data_dir / "imports");
   d.keys = resolve_keys(o.data_dir, o.admin_key, o.search_key, o.on_message);
   d.imports = std::make_unique<ImportQueue>(o.data_dir, d.metrics);
+  d.reindexer = std::make_unique<ReindexRunner>();
   d.api = std::make_unique<Api>(
       ApiOptions{o.data_dir, o.web_dir, o.max_body_bytes, o.public_search, o.cors_origin}, d.keys, d.engine,
-      d.metrics, *d.imports);
+      d.metrics, *d.imports, *d.reindexer);
 
   TransportOptions t;
   t.host = o.host;
@@ -138,6 +140,7 @@ void Server::stop() {
   std::call_once(d.stop_once, [&] {
     if (d.transport) d.transport->stop();
     if (d.imports) d.imports->stop();
+    if (d.reindexer) d.reindexer->stop();
     std::lock_guard<std::mutex> lock(d.mutex);
     d.stopped = true;
     d.stopped_cv.notify_all();

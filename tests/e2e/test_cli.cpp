@@ -798,7 +798,90 @@ TEST_F(CliE2E, PhotoOfACatalogItemFindsItFirst) {
   EXPECT_NE(missing.err.find("absent.png"), std::string::npos) << describe(missing);
 }
 
-// ---- 11. help ----
+// ---- 11. robustness suite and model switches ----
+
+TEST_F(CliE2E, EvalRobustnessPrintsRecallPerDistortion) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  Outcome r = run({"eval-robustness", "--data", base().string(), "--items", "40", "--distortions",
+                   "blur,rotation", "--json"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  json j = parse_one_json_line(r);
+  EXPECT_EQ(j.value("items", 0), 40) << j.dump();
+  ASSERT_EQ(j["distortions"].size(), 3u) << j.dump();  // the control, then the two asked for
+  EXPECT_EQ(j["distortions"][0]["distortion"], "none");
+  EXPECT_EQ(j["distortions"][1]["distortion"], "blur");
+  EXPECT_EQ(j["distortions"][2]["distortion"], "rotation");
+  EXPECT_EQ(j["overall"]["queries"], 80) << j.dump();
+  // The same seed gives the same figures; the table names every row.
+  Outcome again = run({"eval-robustness", "--data", base().string(), "--items", "40", "--distortions",
+                       "blur,rotation", "--json"});
+  EXPECT_EQ(parse_one_json_line(again)["overall"], j["overall"]);
+  Outcome table =
+      run({"eval-robustness", "--data", base().string(), "--items", "10", "--distortions", "mirror"});
+  EXPECT_EQ(table.status, 0) << describe(table);
+  EXPECT_NE(table.out.find("mirror"), std::string::npos) << describe(table);
+  EXPECT_NE(table.out.find("overall"), std::string::npos) << describe(table);
+  Outcome bad = run({"eval-robustness", "--data", base().string(), "--distortions", "sepia"});
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("sepia"), std::string::npos) << describe(bad);
+  EXPECT_NE(bad.err.find("perspective"), std::string::npos)
+      << "the message should list the known ones" << describe(bad);
+}
+
+TEST_F(CliE2E, ReindexSwitchesTheModelAndRollbackRestoresIt) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  fs::path data = CopyOfBase("reindex");
+  const std::vector<std::string> before = Ids(Search(data, query_photo(3)));
+  Outcome r = run({"reindex", "--data", data.string(), "--model", "pixels", "--json"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  json switched = parse_one_json_line(r);
+  EXPECT_NE(switched.value("from", "").find("fashion-cnn"), std::string::npos) << switched.dump();
+  EXPECT_NE(switched.value("to", "").find("pixels"), std::string::npos) << switched.dump();
+  EXPECT_EQ(switched.value("embedded", 0), int(kProducts));
+  json info = parse_one_json_line(run({"info", "--data", data.string(), "--json"}));
+  EXPECT_NE(info.value("model", "").find("pixels"), std::string::npos) << info.dump();
+  EXPECT_NE(info.value("previous_model", "").find("fashion-cnn"), std::string::npos) << info.dump();
+
+  r = run({"reindex", "--data", data.string(), "--rollback", "--json"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(parse_one_json_line(r).value("embedded", -1), 0) << describe(r);
+  EXPECT_EQ(Ids(Search(data, query_photo(3))), before);
+
+  Outcome neither = run({"reindex", "--data", data.string()});
+  EXPECT_NE(neither.status, 0);
+  EXPECT_NE(neither.err.find("--rollback"), std::string::npos) << describe(neither);
+  Outcome missing = run({"reindex", "--data", data.string(), "--model", (root() / "nope.lkm").string()});
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.err.find("nope.lkm"), std::string::npos) << describe(missing);
+}
+
+TEST_F(CliE2E, ExportedTorchScriptModelServesTheSameResults) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  const fs::path pt = root() / "exported.pt";
+  Outcome r = run(
+      {"export-model", "--model", lookalike::search::shipped_model_path().string(), "--out", pt.string()});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.out.find("-torchscript/28x28x1/d128/"), std::string::npos) << describe(r);
+  fs::path data = CopyOfBase("torchscript");
+  const std::vector<std::string> before = Ids(Search(data, query_photo(5)));
+  r = run({"reindex", "--data", data.string(), "--model", pt.string()});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(Ids(Search(data, query_photo(5))), before);
+
+  // A foreign TorchScript file is packaged with a config, checked against the model.
+  write_text(
+      root() / "wrong.json",
+      R"({"name": "x", "version": "1", "input": {"width": 28, "height": 28, "channels": 1, "mean": [0.286],)"
+      R"( "std": [0.353]}, "dim": 64})");
+  Outcome bad = run({"export-model", "--torchscript", pt.string(), "--config",
+                     (root() / "wrong.json").string(), "--out", (root() / "wrong.pt").string()});
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("128"), std::string::npos)
+      << "the message should give the real output size" << describe(bad);
+  EXPECT_FALSE(fs::exists(root() / "wrong.pt"));
+}
+
+// ---- 12. help ----
 
 TEST_F(CliE2E, HelpLeadsWithExamples) {
   Outcome r = run({"--help"});

@@ -15,8 +15,8 @@
 
 #include "common/error.h"
 #include "common/files.h"
-#include "search/demo_catalog.h"
 #include "search/engine.h"
+#include "support/demo_fixture.h"
 #include "support/test_support.h"
 
 namespace lookalike::search {
@@ -34,17 +34,14 @@ class Reindex : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = new TempDir();
-    demo::DemoCatalogOptions options;
-    options.max_products = kProducts;
-    options.max_queries = 1;
-    demo::write_demo_catalog(root_->path() / "demo", options);
+    lookalike::testing::write_small_demo(root_->path() / "demo", kProducts);
     // What each model answers, from folders that only ever had that model.
     queries_ = new std::vector<image::Image>();
     for (int i = 0; i < 16; ++i) {
       queries_->push_back(image::load_file(Photo(i * 61), image::DecodeLimits{}));
     }
     expected_ = new std::map<std::string, std::vector<QueryResult>>();
-    for (const std::string model : {shipped_model_path().string(), std::string(kPixelsModel)}) {
+    for (const std::string& model : {shipped_model_path().string(), std::string(kPixelsModel)}) {
       auto engine = Open(root_->path() / ("only-" + fs::path(model).stem().string()), model);
       engine->ingest(Catalog(), {});
       auto results = engine->search(*queries_, kK, false);
@@ -84,7 +81,8 @@ class Reindex : public ::testing::Test {
     const auto& want = it->second[query].hits;
     if (want.size() != result.hits.size()) return "wrong number of hits for " + result.model;
     for (std::size_t i = 0; i < want.size(); ++i) {
-      if (want[i].product_id != result.hits[i].product_id || std::abs(want[i].score - result.hits[i].score) > 1e-4) {
+      if (want[i].product_id != result.hits[i].product_id ||
+          std::abs(want[i].score - result.hits[i].score) > 1e-4) {
         return "hit " + std::to_string(i) + " is " + result.hits[i].product_id + " " +
                std::to_string(result.hits[i].score) + ", model " + result.model + " alone gives " +
                want[i].product_id + " " + std::to_string(want[i].score);
@@ -246,7 +244,8 @@ TEST_F(Reindex, CorruptOrForeignModelFilesAreRefusedAndTheActiveModelKeepsServin
   for (const fs::path& bad : {corrupt, truncated, text, root_->path() / "absent.lkm"}) {
     auto err = error_from([&] { engine->reindex(bad.string(), {}); });
     ASSERT_TRUE(err) << bad;
-    EXPECT_TRUE(contains(err->what(), bad.filename().string())) << "the message should name the file: " << err->what();
+    EXPECT_TRUE(contains(err->what(), bad.filename().string()))
+        << "the message should name the file: " << err->what();
     EXPECT_EQ(engine->info().model, cnn);
     EXPECT_EQ(Check(engine->search({queries_->front()}, kK, false).front(), 0), "");
   }
@@ -272,8 +271,8 @@ TEST_F(Reindex, AnImageChangedOnDiskStopsTheSwitchWithItsNameAndNothingChanges) 
   std::string catalog;
   for (int i = 0; i < 3; ++i) {
     fs::copy_file(Photo(i), folder / "images" / Photo(i).filename());
-    catalog += "{\"id\": \"p" + std::to_string(i) + "\", \"images\": [\"images/" + Photo(i).filename().string() +
-               "\"]}\n";
+    catalog += "{\"id\": \"p" + std::to_string(i) + "\", \"images\": [\"images/" +
+               Photo(i).filename().string() + "\"]}\n";
   }
   lookalike::testing::write_text(folder / "catalog.jsonl", catalog);
   auto engine = Open(folder / "data");

@@ -11,9 +11,9 @@
 #include <map>
 #include <string>
 
-#include "search/demo_catalog.h"
 #include "search/engine.h"
 #include "search/robustness.h"
+#include "support/demo_fixture.h"
 #include "support/test_support.h"
 
 namespace lookalike::search {
@@ -29,10 +29,7 @@ class Robustness : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = new TempDir();
-    demo::DemoCatalogOptions options;
-    options.max_products = kProducts;
-    options.max_queries = 1;
-    demo::write_demo_catalog(root_->path() / "demo", options);
+    lookalike::testing::write_small_demo(root_->path() / "demo", kProducts);
   }
   static void TearDownTestSuite() {
     delete root_;
@@ -66,7 +63,8 @@ TempDir* Robustness::root_ = nullptr;
 void Print(const std::string& name, const RobustnessReport& report) {
   std::cout << "[ suite    ] " << name << ":";
   for (const auto& row : report.rows) std::cout << " " << row.distortion << " " << row.recall_at_1;
-  std::cout << "; overall R@1 " << report.overall.recall_at_1 << " R@10 " << report.overall.recall_at_10 << "\n";
+  std::cout << "; overall R@1 " << report.overall.recall_at_1 << " R@10 " << report.overall.recall_at_10
+            << "\n";
 }
 
 TEST_F(Robustness, SuiteSeparatesEasyFromHardAndShippedModelHoldsItsFloors) {
@@ -88,7 +86,8 @@ TEST_F(Robustness, SuiteSeparatesEasyFromHardAndShippedModelHoldsItsFloors) {
   auto px = ByName(pixels);
   EXPECT_EQ(px["none"].recall_at_1, 1.0);
   for (const char* easy : {"noise", "jpeg", "gamma", "blur"}) EXPECT_GE(px[easy].recall_at_1, 0.9) << easy;
-  for (const char* hard : {"rotation", "clutter", "printed-page"}) EXPECT_LE(px[hard].recall_at_1, 0.2) << hard;
+  for (const char* hard : {"rotation", "clutter", "printed-page"})
+    EXPECT_LE(px[hard].recall_at_1, 0.2) << hard;
 
   // The shipped model, trained for categories, measured 0.39 overall Recall@10
   // and 0.50 for perspective (raw pixels 0.27): floors a little below, so that a

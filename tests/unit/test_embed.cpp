@@ -484,6 +484,109 @@ TEST(FoldedInference, MatchesTheNetworkAsTrained) {
   for (std::size_t i = 0; i < actual.size(); ++i) ASSERT_NEAR(actual[i], expected[i], 1e-4) << "value " << i;
 }
 
+// ---- bring your own model: TorchScript ----
+
+std::string exported_config(const fs::path& pt) {
+  // The config is a file in the zip archive; stored uncompressed, so it can be read back as text.
+  std::string bytes = read_text(pt);
+  auto start = bytes.find("{\"dim\"");
+  auto end = bytes.find("}", bytes.find("\"version\"", start));
+  return start == std::string::npos || end == std::string::npos ? "" : bytes.substr(start, end - start + 1);
+}
+
+TEST(TorchScript, ExportedModelGivesTheNativeVectors) {
+  TempDir dir;
+  for (const fs::path& native :
+       {trained_model(1), fs::path(LOOKALIKE_SOURCE_DIR) / "models" / "fashion-cnn.lkm"}) {
+    const fs::path pt = dir / (native.stem().string() + ".pt");
+    export_torchscript(native, pt);
+    auto original = load_model(native);
+    auto exported = load_model(pt);  // recognised as TorchScript by its bytes
+    EXPECT_EQ(exported->info().name, original->info().name);
+    EXPECT_EQ(exported->info().version, original->info().version + "-torchscript");
+    EXPECT_EQ(exported->info().dim, original->info().dim);
+    EXPECT_NE(exported->info().identity(), original->info().identity()) << "another file is another identity";
+    const LabelledSet queries = synthetic_set(40, 700);
+    auto expected = embed_all(*original, queries);
+    auto actual = embed_all(*exported, queries);
+    ASSERT_EQ(actual.size(), expected.size());
+    for (std::size_t i = 0; i < actual.size(); ++i)
+      ASSERT_NEAR(actual[i], expected[i], 1e-4) << native << " value " << i;
+  }
+}
+
+TEST(TorchScript, CorruptOrForeignFilesAreRefusedNamingTheFile) {
+  TempDir dir;
+  const fs::path pt = dir / "model.pt";
+  export_torchscript(trained_model(1), pt);
+  Bytes bytes = read_bytes(pt);
+  Bytes flipped = bytes;
+  for (std::size_t i = bytes.size() / 3; i < bytes.size() / 3 + 64; ++i) flipped[i] ^= 0x5a;
+  write_bytes(dir / "flipped.pt", flipped);
+  write_bytes(dir / "truncated.pt",
+              Bytes(bytes.begin(), bytes.begin() + static_cast<long>(bytes.size() / 2)));
+  write_bytes(dir / "zip.pt", Bytes{'P', 'K', 3, 4, 1, 2, 3, 4, 5, 6, 7, 8});
+  for (const char* name : {"flipped.pt", "truncated.pt", "zip.pt"}) {
+    auto e = error_from([&] { load_model(dir / name); });
+    ASSERT_TRUE(e) << name;
+    EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput) << name;
+    EXPECT_TRUE(contains(e->what(), name)) << e->what();
+  }
+}
+
+TEST(TorchScript, PackagingChecksTheConfigAgainstTheModel) {
+  TempDir dir;
+  const fs::path pt = dir / "model.pt";
+  export_torchscript(trained_model(1), pt);
+  nlohmann::json config = nlohmann::json::parse(exported_config(pt));
+  ASSERT_EQ(config["dim"], 16) << exported_config(pt);
+
+  // A valid config under another name loads and gives the same vectors.
+  config["name"] = "shop-net";
+  package_torchscript(pt, config.dump(), dir / "shop.pt");
+  auto shop = load_model(dir / "shop.pt");
+  EXPECT_EQ(shop->info().name, "shop-net");
+  const LabelledSet queries = synthetic_set(6, 800);
+  auto a = embed_all(*shop, queries);
+  auto b = embed_all(*load_model(trained_model(1)), queries);
+  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4);
+
+  auto refused = [&](nlohmann::json bad, const std::string& expect) {
+    auto e = error_from([&] { package_torchscript(pt, bad.dump(), dir / "bad.pt"); });
+    ASSERT_TRUE(e) << bad.dump();
+    EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+    EXPECT_TRUE(contains(e->what(), expect)) << "expected \"" << expect << "\" in: " << e->what();
+    EXPECT_TRUE(contains(e->what(), "model.pt")) << e->what();
+    EXPECT_FALSE(fs::exists(dir / "bad.pt"));
+  };
+  auto wrong_dim = config;
+  wrong_dim["dim"] = 17;
+  refused(wrong_dim, "16");  // the output is n x 16, the config says 17
+  auto typo = config;
+  typo["normalise"] = true;
+  refused(typo, "normalise");
+  auto means = config;
+  means["input"]["mean"] = {0.1, 0.2};
+  refused(means, "mean");
+  auto output = config;
+  output["output"] = 1;
+  refused(output, "single value");
+  auto pooled = config;
+  pooled["pooling"] = "avg";
+  refused(pooled, "H x W");
+  auto order = config;
+  order["input"]["channel_order"] = "bgr";
+  refused(order, "3 channels");
+  auto channels = config;
+  channels["input"]["channels"] = 3;
+  channels["input"]["mean"] = {0, 0, 0};
+  channels["input"]["std"] = {1, 1, 1};
+  refused(channels, "forward()");  // the network's first convolution takes one channel
+  auto e = error_from([&] { package_torchscript(pt, "{not json", dir / "bad.pt"); });
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(contains(e->what(), "not JSON")) << e->what();
+}
+
 // ---- concurrency ----
 
 TEST(EmbedConcurrency, TwoThreadsAtOnceGiveTheSameResultsAsSequentialCalls) {

@@ -1,18 +1,17 @@
-#include "image/image.h"
-#include "image/distort.h"
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
-
 #include "common/error.h"
+#include "image/distort.h"
+#include "image/image.h"
 #include "support/test_support.h"
 
 namespace lookalike::image {
@@ -800,7 +799,8 @@ TEST(Distort, ClutterReplacesTheBlackBackgroundButKeepsTheProduct) {
   // The product's brightest grey (246) survives somewhere, shrunk onto the table.
   int product_pixels = 0;
   for (std::size_t i = 0; i < photo.pixels.size(); i += 3) {
-    bool grey = std::abs(photo.pixels[i] - photo.pixels[i + 1]) < 4 && std::abs(photo.pixels[i] - photo.pixels[i + 2]) < 4;
+    bool grey = std::abs(photo.pixels[i] - photo.pixels[i + 1]) < 4 &&
+                std::abs(photo.pixels[i] - photo.pixels[i + 2]) < 4;
     product_pixels += grey && photo.pixels[i] > 180;
   }
   EXPECT_GT(product_pixels, 100);

@@ -1191,3 +1191,97 @@ TEST_F(ServerTest, PublicSearchNeedsNoKeyButWritesStillDo) {
 
 }  // namespace
 }  // namespace lookalike::server
+
+namespace lookalike::server {
+namespace {
+
+// --- model switches over the API -------------------------------------------
+
+// A server of its own: switching models must not disturb the shared one.
+TEST_F(ServerTest, ReindexSwitchesModelsInTheBackgroundAndRollsBack) {
+  search::OpenOptions open;
+  open.model = search::kPixelsModel;
+  const fs::path dir = root_->path() / "reindex-data";
+  auto engine = std::shared_ptr<search::Engine>(search::Engine::open(dir, open));
+  engine->ingest(shared_demo_catalog() / "catalog.jsonl", {});
+  ServerOptions o = options();
+  o.data_dir = dir;
+  Server server(o, engine);
+  server.start();
+  auto c = client(server.port());
+  const std::string pixels = engine->info().model;
+  const std::string photo = as_string(read_bytes(items_->at(42).image));
+  auto search = [&] {
+    auto r = c.Post("/v1/search?k=3", auth(), photo, "image/png");
+    EXPECT_TRUE(r && r->status == 200);
+    return r && r->status == 200 ? json::parse(r->body) : json::object();
+  };
+  auto wait_idle = [&] {
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    json status;
+    do {
+      auto r = c.Get("/v1/admin/reindex", auth(kAdminKey));
+      EXPECT_TRUE(r && r->status == 200);
+      if (!r || r->status != 200) return json::object();
+      status = json::parse(r->body);
+      if (!status["running"].get<bool>()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } while (Clock::now() < deadline);
+    return status;
+  };
+  EXPECT_EQ(search()["model"], pixels);
+
+  // Writes need the admin key; bad requests and bad files are answered at once.
+  expect_error(c.Post("/v1/admin/reindex", auth(), R"({"rollback": true})", "application/json"), 403,
+               "forbidden");
+  expect_error(c.Post("/v1/admin/reindex", auth(kAdminKey), R"({})", "application/json"), 400, "bad_request");
+  expect_error(c.Post("/v1/admin/reindex", auth(kAdminKey), R"({"model": 7})", "application/json"), 400,
+               "bad_request");
+  expect_error(c.Post("/v1/admin/reindex", auth(kAdminKey), R"({"rollback": true})", "application/json"), 404,
+               "not_found");
+  const fs::path garbage = root_->path() / "garbage.lkm";
+  testing::write_text(garbage, "not a model");
+  auto bad = c.Post("/v1/admin/reindex", auth(kAdminKey), json{{"model", garbage.string()}}.dump(),
+                    "application/json");
+  expect_error(bad, 400, "bad_request");
+  EXPECT_NE(bad->body.find("garbage.lkm"), std::string::npos) << bad->body;
+
+  const std::string shipped = search::shipped_model_path().string();
+  auto started =
+      c.Post("/v1/admin/reindex", auth(kAdminKey), json{{"model", shipped}}.dump(), "application/json");
+  ASSERT_TRUE(started);
+  ASSERT_EQ(started->status, 202) << started->body;
+  EXPECT_EQ(started->get_header_value("Location"), "/v1/admin/reindex");
+  // Searches keep answering while it runs, each from one model.
+  for (int i = 0; i < 5; ++i) {
+    json r = search();
+    EXPECT_TRUE(r["model"] == pixels || testing::contains(r["model"].get<std::string>(), "fashion-cnn"))
+        << r.dump();
+  }
+  json status = wait_idle();
+  EXPECT_TRUE(testing::contains(status["model"].get<std::string>(), "fashion-cnn")) << status.dump();
+  EXPECT_EQ(status["previous_model"], pixels);
+  EXPECT_EQ(status["images_done"], status["images_total"]);
+  EXPECT_EQ(status["images_total"], items_->size());
+  EXPECT_FALSE(status.contains("last_error")) << status.dump();
+  json after = search();
+  EXPECT_EQ(after["model"], status["model"]);
+  EXPECT_EQ(after["results"][0]["product_id"], items_->at(42).id);
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(
+      metrics->body.find("lookalike_model_info{model=\"" + status["model"].get<std::string>() + "\"} 1"),
+      std::string::npos);
+  EXPECT_NE(metrics->body.find("lookalike_reindex_running 0"), std::string::npos);
+
+  auto back = c.Post("/v1/admin/reindex", auth(kAdminKey), R"({"rollback": true})", "application/json");
+  ASSERT_TRUE(back);
+  ASSERT_EQ(back->status, 202) << back->body;
+  status = wait_idle();
+  EXPECT_EQ(status["model"], pixels);
+  EXPECT_EQ(search()["model"], pixels);
+  server.stop();
+}
+
+}  // namespace
+}  // namespace lookalike::server
