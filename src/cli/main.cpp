@@ -17,6 +17,8 @@
 #include "search/demo_catalog.h"
 #include "search/engine.h"
 #include "search/eval.h"
+#include "catalog/event.h"
+#include "rank/rank.h"
 #include "search/training_data.h"
 #include "cli/runtime.h"
 #include "cli/serve.h"
@@ -37,30 +39,35 @@ Examples:
   lookalike ingest --data demo-data --catalog demo-data/catalog.jsonl
   lookalike search --data demo-data --image demo-data/queries/00000.png --k 10
   lookalike search --data demo-data --queries paths.txt --k 10 --json
+  lookalike search --data demo-data --image photo.jpg --profile default --user u42 --price 40 --explain
+  lookalike events --data demo-data --file events.jsonl
   lookalike eval   --data demo-data --queries demo-data/queries.jsonl
   lookalike train  --catalog demo-data/catalog.jsonl --out models/fashion-cnn.lkm --seed 1
   lookalike info   --data demo-data
   lookalike serve  --data demo-data --port 8080
 )";
 
-json hit_json(const search::ProductHit& hit) {
-  return {{"product_id", hit.product_id}, {"score", hit.score},           {"title", hit.product.title},
-          {"brand", hit.product.brand},   {"category", hit.product.category}, {"price", hit.product.price},
-          {"currency", hit.product.currency}, {"rating", hit.product.rating}, {"stock", hit.product.stock}};
+json hit_json(const search::ProductHit& hit, bool explain) {
+  json out{{"product_id", hit.product_id}, {"score", hit.score},           {"similarity", hit.similarity},
+           {"title", hit.product.title},   {"brand", hit.product.brand},   {"category", hit.product.category},
+           {"price", hit.product.price},   {"currency", hit.product.currency}, {"rating", hit.product.rating},
+           {"stock", hit.product.stock}};
+  if (explain && hit.ranking) out["explain"] = json::parse(rank::explain_json(*hit.ranking));
+  return out;
 }
 
-json result_json(const std::string& query, const search::QueryResult& result) {
+json result_json(const std::string& query, const search::QueryResult& result, bool explain) {
   json out{{"query", query}};
   if (!result.error.empty()) {
     out["error"] = result.error;
     return out;
   }
   out["results"] = json::array();
-  for (const auto& hit : result.hits) out["results"].push_back(hit_json(hit));
+  for (const auto& hit : result.hits) out["results"].push_back(hit_json(hit, explain));
   return out;
 }
 
-void print_result_table(const std::string& query, const search::QueryResult& result) {
+void print_result_table(const std::string& query, const search::QueryResult& result, bool explain) {
   if (!result.error.empty()) {
     std::cerr << query << ": " << result.error << "\n";
     return;
@@ -71,6 +78,15 @@ void print_result_table(const std::string& query, const search::QueryResult& res
     const auto& p = hit.product;
     std::printf("%3d  %.3f  %-10s  %-40s  %-12s  %8.2f %s  stock %lld\n", ++rank, hit.score, hit.product_id.c_str(),
                 p.title.c_str(), p.category.c_str(), p.price, p.currency.c_str(), static_cast<long long>(p.stock));
+    if (!explain || !hit.ranking) continue;
+    std::printf("      =");
+    for (std::size_t c = 0; c < rank::kComponentCount; ++c) {
+      const auto& part = hit.ranking->parts[c];
+      if (part.weight == 0) continue;
+      std::printf(" %s %+.3f (%.3f x %g)", rank::component_name(static_cast<rank::Component>(c)),
+                  part.contribution(), part.value, part.weight);
+    }
+    std::printf("; rating %.2f Bayesian\n", hit.ranking->rating_average);
   }
 }
 
@@ -144,6 +160,30 @@ int main(int argc, char** argv) {
       ->excludes(image_opt);
   search_cmd->add_option("--k", k, "Number of products")->check(CLI::Range(1, search::Engine::kMaxK));
   search_cmd->add_flag("--json", as_json, "One JSON object per query on stdout");
+  search::RankRequest rank_request;
+  bool explain = false;
+  double price_target = -1, price_min = -1, price_max = -1;
+  search_cmd->add_option("--profile", rank_request.profile,
+                         "Ranking profile: a stored one, 'default' (business signals) or 'visual' (look only)");
+  search_cmd->add_option("--user", rank_request.user_id, "Shopper id whose taste counts (from their events)");
+  search_cmd->add_option("--depth", rank_request.depth,
+                         "Candidates re-ranked per query, 1..1000 (default: the profile's, 100)")
+      ->check(CLI::Range(1, rank::kMaxCandidateDepth));
+  search_cmd->add_option("--price", price_target, "Target price: closer prices rank higher")->check(CLI::PositiveNumber);
+  search_cmd->add_option("--price-min", price_min, "Lower end of the wanted price range")->check(CLI::NonNegativeNumber);
+  search_cmd->add_option("--price-max", price_max, "Upper end of the wanted price range")->check(CLI::PositiveNumber);
+  search_cmd->add_flag("--explain", explain, "Show each result's score broken down by component");
+
+  // events
+  auto* events_cmd = app.add_subcommand(
+      "events", "Record shopper events (view, click, add_to_cart, purchase) from a JSONL file");
+  std::string events_file;
+  events_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
+  events_cmd->add_option("--file", events_file,
+                         "JSONL, one {\"type\", \"product_id\", \"user_id\", \"time\"} per line")
+      ->required();
+  events_cmd->add_flag("--strict", strict, "Exit with status 3 when any line was rejected");
+  events_cmd->add_flag("--json", as_json, "Print the summary as JSON");
 
   // eval
   auto* eval_cmd = app.add_subcommand("eval", "Category retrieval quality: P@1, P@10, mAP@100 and throughput");
@@ -245,6 +285,12 @@ int main(int argc, char** argv) {
     }
     if (*search_cmd) {
       if (image_file.empty() && queries_file.empty()) throw CLI::RequiredError("--image or --queries");
+      if (price_target > 0) rank_request.price.target = price_target;
+      if (price_min >= 0) rank_request.price.min = price_min;
+      if (price_max > 0) rank_request.price.max = price_max;
+      if (price_min >= 0 && price_max > 0 && price_min > price_max) {
+        throw Error(ErrorKind::kInvalidInput, "--price-min is above --price-max");
+      }
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       std::vector<std::string> paths;
       if (!image_file.empty()) {
@@ -262,17 +308,58 @@ int main(int argc, char** argv) {
       for (std::size_t begin = 0; begin < paths.size(); begin += kBatch) {
         std::vector<fs::path> files(paths.begin() + static_cast<long>(begin),
                                     paths.begin() + static_cast<long>(std::min(paths.size(), begin + kBatch)));
-        auto results = engine->search_files(files, k, /*with_details=*/true);
+        auto results = engine->search_files(files, k, /*with_details=*/true, &rank_request);
         for (std::size_t i = 0; i < results.size(); ++i) {
           any_failed = any_failed || !results[i].error.empty();
           if (as_json) {
-            std::cout << result_json(paths[begin + i], results[i]).dump() << "\n";
+            std::cout << result_json(paths[begin + i], results[i], explain).dump() << "\n";
           } else {
-            print_result_table(paths[begin + i], results[i]);
+            print_result_table(paths[begin + i], results[i], explain);
           }
         }
       }
       return any_failed && !image_file.empty() ? kExitError : 0;
+    }
+    if (*events_cmd) {
+      auto engine = search::Engine::open(data_dir, open_options("", ""));
+      std::ifstream in(events_file, std::ios::binary);
+      if (!in) throw Error(ErrorKind::kNotFound, "cannot open " + events_file);
+      const catalog::EventLimits limits;
+      constexpr std::size_t kBatch = 1000;
+      std::size_t line_number = 0, accepted = 0, rejected = 0;
+      std::vector<catalog::Event> batch;
+      std::vector<std::size_t> batch_lines;
+      auto flush = [&] {
+        auto report = engine->record_events(batch);
+        accepted += report.accepted;
+        for (const auto& [index, why] : report.rejected) {
+          ++rejected;
+          std::cerr << events_file << ":" << batch_lines[index] << ": " << why << "\n";
+        }
+        batch.clear();
+        batch_lines.clear();
+      };
+      for (std::string line; std::getline(in, line);) {
+        ++line_number;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.find_first_not_of(" \t") == std::string::npos) continue;
+        try {
+          batch.push_back(catalog::parse_event(line, catalog::unix_now_ms(), limits));
+          batch_lines.push_back(line_number);
+        } catch (const Error& e) {
+          ++rejected;
+          std::cerr << events_file << ":" << line_number << ": " << e.what() << "\n";
+        }
+        if (batch.size() >= kBatch) flush();
+      }
+      if (in.bad()) throw Error(ErrorKind::kIO, "cannot read " + events_file);
+      flush();
+      if (as_json) {
+        std::cout << json{{"lines", line_number}, {"accepted", accepted}, {"rejected", rejected}}.dump() << "\n";
+      } else {
+        std::printf("recorded %zu events from %zu lines; rejected %zu\n", accepted, line_number, rejected);
+      }
+      return strict && rejected > 0 ? kExitSkipped : 0;
     }
     if (*eval_cmd) {
       auto engine = search::Engine::open(data_dir, open_options("", ""));

@@ -258,6 +258,7 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
     tx.commit();
   }
   engine->reader_ = catalog::Store::open(data_dir / kStoreFile);
+  engine->signals_ = catalog::Store::open(data_dir / kStoreFile);
   std::lock_guard<std::mutex> lock(engine->write_mutex_);
   engine->load_or_rebuild_index();
   return engine;
@@ -406,18 +407,21 @@ void Engine::fill_details(std::vector<QueryResult>& results) const {
   }
 }
 
-std::vector<QueryResult> Engine::search(const std::vector<image::Image>& queries, int k, bool with_details) const {
+std::vector<QueryResult> Engine::search(const std::vector<image::Image>& queries, int k, bool with_details,
+                                        const RankRequest* ranking) const {
+  const auto prepared = prepare_ranking(ranking, k);
   const auto& spec = embedder_->info().input;
   const std::size_t per_input = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
   std::vector<float> inputs(queries.size() * per_input);
   for (std::size_t i = 0; i < queries.size(); ++i) image::preprocess(queries[i], spec, inputs.data() + i * per_input);
   auto vectors = embed_all(*embedder_, inputs, queries.size());
-  auto results = search_vectors(*snapshot(), vectors.data(), queries.size(), k, "");
-  if (with_details) fill_details(results);
+  auto results = search_vectors(*snapshot(), vectors.data(), queries.size(), prepared ? prepared->depth : k, "");
+  finish_results(results, k, ranking, prepared, with_details);
   return results;
 }
 
-std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files, int k, bool with_details) const {
+std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files, int k, bool with_details,
+                                              const RankRequest* ranking) const {
   std::vector<QueryResult> results(files.size());
   std::vector<image::Image> decoded;
   std::vector<std::size_t> positions;
@@ -430,12 +434,15 @@ std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files
       results[i].error = e.what();
     }
   }
-  auto found = search(decoded, k, with_details);
+  auto found = search(decoded, k, with_details, ranking);
   for (std::size_t j = 0; j < positions.size(); ++j) results[positions[j]] = std::move(found[j]);
   return results;
 }
 
-QueryResult Engine::similar_products(const std::string& product_id, int k, bool with_details) const {
+QueryResult Engine::similar_products(const std::string& product_id, int k, bool with_details,
+                                     const RankRequest* ranking) const {
+  const auto prepared = prepare_ranking(ranking, k);
+  const int depth = prepared ? prepared->depth : k;
   std::vector<catalog::ImageRecord> images;
   {
     std::lock_guard<std::mutex> lock(reader_mutex_);
@@ -453,7 +460,7 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   QueryResult merged;
   const std::size_t n = vectors.size() / dim;
   if (n == 0) return merged;  // a product without images has no look to match
-  auto per_image = search_vectors(*snapshot(), vectors.data(), n, k, product_id);
+  auto per_image = search_vectors(*snapshot(), vectors.data(), n, depth, product_id);
   // A product that looks like any of this product's photos qualifies, by its best score.
   std::unordered_map<std::string, ProductHit> best;
   for (auto& result : per_image) {
@@ -466,9 +473,9 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   std::sort(merged.hits.begin(), merged.hits.end(), [](const ProductHit& a, const ProductHit& b) {
     return a.score != b.score ? a.score > b.score : a.product_id < b.product_id;
   });
-  if (merged.hits.size() > static_cast<std::size_t>(k)) merged.hits.resize(static_cast<std::size_t>(k));
+  if (merged.hits.size() > static_cast<std::size_t>(depth)) merged.hits.resize(static_cast<std::size_t>(depth));
   std::vector<QueryResult> results{std::move(merged)};
-  if (with_details) fill_details(results);
+  finish_results(results, k, ranking, prepared, with_details);
   return std::move(results.front());
 }
 

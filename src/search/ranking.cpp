@@ -1,0 +1,108 @@
+// The re-ranking step of a search: gathers each candidate's current signals from the
+// store and hands them to rank::rerank. Kept apart from candidate generation
+// (engine.cpp), which only decides how deep to look.
+#include <algorithm>
+#include <cmath>
+
+#include "catalog/store.h"
+#include "common/error.h"
+#include "embed/embedder.h"
+#include "search/engine.h"
+
+namespace lookalike::search {
+
+namespace {
+
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size() || a.empty()) return 0;
+  double dot = 0, na = 0, nb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    dot += static_cast<double>(a[i]) * b[i];
+    na += static_cast<double>(a[i]) * a[i];
+    nb += static_cast<double>(b[i]) * b[i];
+  }
+  return na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0;
+}
+
+constexpr double kMsPerDay = 86400e3;
+
+}  // namespace
+
+std::optional<Engine::PreparedRanking> Engine::prepare_ranking(const RankRequest* ranking, int k) const {
+  if (!ranking) return std::nullopt;
+  if (k < 1 || k > kMaxK) {
+    throw Error(ErrorKind::kInvalidInput, "k must be between 1 and " + std::to_string(kMaxK));
+  }
+  if (ranking->depth < 0 || ranking->depth > rank::kMaxCandidateDepth) {
+    throw Error(ErrorKind::kInvalidInput,
+                "depth must be between 1 and " + std::to_string(rank::kMaxCandidateDepth));
+  }
+  PreparedRanking prepared{ranking_profile(ranking->profile), 0};
+  const int depth = ranking->depth > 0 ? ranking->depth : prepared.profile.candidate_depth;
+  prepared.depth = std::min(std::max(depth, k), kMaxK);
+  return prepared;
+}
+
+void Engine::finish_results(std::vector<QueryResult>& results, int k, const RankRequest* ranking,
+                            const std::optional<PreparedRanking>& prepared, bool with_details) const {
+  for (auto& result : results) {
+    for (auto& hit : result.hits) hit.similarity = hit.score;
+  }
+  if (!ranking || !prepared) {
+    for (auto& result : results) {
+      if (result.hits.size() > static_cast<std::size_t>(k)) result.hits.resize(static_cast<std::size_t>(k));
+    }
+    if (with_details) fill_details(results);
+    return;
+  }
+  const rank::Profile& profile = prepared->profile;
+  const std::int64_t now = catalog::unix_now_ms();
+  const std::string identity = embedder_->info().identity();
+  std::lock_guard<std::mutex> lock(reader_mutex_);
+  std::optional<catalog::Taste> taste;
+  if (!ranking->user_id.empty() && profile.weights[rank::kTaste] != 0) {
+    taste = reader_->taste(ranking->user_id);
+    if (taste && (taste->model != identity || taste->weight <= 0)) taste.reset();
+  }
+  for (auto& result : results) {
+    std::vector<ProductHit> hits;
+    std::vector<rank::Candidate> candidates;
+    hits.reserve(result.hits.size());
+    candidates.reserve(result.hits.size());
+    for (auto& hit : result.hits) {
+      auto product = reader_->get_product(hit.product_id);
+      if (!product) continue;  // deleted since the index snapshot was taken
+      rank::Candidate c;
+      c.visual = hit.similarity;
+      c.price = product->price;
+      c.stock = product->stock;
+      c.rating = product->rating;
+      c.rating_count = product->rating_count;
+      if (auto popularity = reader_->popularity(hit.product_id)) {
+        c.popularity = popularity->score *
+                       catalog::decay_factor(popularity->at_ms, now, catalog::kPopularityHalfLifeDays);
+      }
+      if (auto first_seen = reader_->first_seen(hit.product_id)) {
+        c.age_days = static_cast<double>(now - *first_seen) / kMsPerDay;
+      }
+      if (taste) {
+        if (auto image = reader_->get_image(hit.image_id, /*with_embedding=*/true)) {
+          c.taste = cosine(image->embedding, taste->vector);
+        }
+      }
+      hit.product = std::move(*product);
+      hits.push_back(std::move(hit));
+      candidates.push_back(c);
+    }
+    const auto ranked = rank::rerank(profile, ranking->price, candidates);
+    result.hits.clear();
+    for (std::size_t i = 0; i < ranked.size() && i < static_cast<std::size_t>(k); ++i) {
+      ProductHit& hit = hits[ranked[i].index];
+      hit.score = static_cast<float>(ranked[i].score.total);
+      hit.ranking = ranked[i].score;
+      result.hits.push_back(std::move(hit));
+    }
+  }
+}
+
+}  // namespace lookalike::search
