@@ -86,7 +86,9 @@ struct ProductHit {
 // How a search is re-ranked (rank/rank.h): the nearest `depth` products by look are
 // the candidates, the profile scores them, the best k are returned.
 struct RankRequest {
-  std::string profile = rank::kDefaultProfile;  // a stored profile's name, "default" or "visual"
+  // A stored profile's name, or "default", or "visual": the look order itself, not
+  // re-ranked (score = similarity, no ranking parts).
+  std::string profile = rank::kDefaultProfile;
   std::string user_id;                          // whose taste counts; empty: nobody's
   rank::PriceTarget price;
   int depth = 0;  // candidates per query, 1..rank::kMaxCandidateDepth; 0: the profile's candidate_depth

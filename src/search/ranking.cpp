@@ -37,6 +37,8 @@ std::optional<Engine::PreparedRanking> Engine::prepare_ranking(const RankRequest
     throw Error(ErrorKind::kInvalidInput,
                 "depth must be between 1 and " + std::to_string(rank::kMaxCandidateDepth));
   }
+  // The visual profile is the look order itself: nothing to re-rank, and the score stays the cosine.
+  if (ranking->profile == rank::kVisualProfile) return std::nullopt;
   PreparedRanking prepared{ranking_profile(ranking->profile), 0};
   const int depth = ranking->depth > 0 ? ranking->depth : prepared.profile.candidate_depth;
   prepared.depth = std::min(std::max(depth, k), kMaxK);
@@ -48,7 +50,7 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
   for (auto& result : results) {
     for (auto& hit : result.hits) hit.similarity = hit.score;
   }
-  if (!ranking || !prepared) {
+  if (!prepared) {
     for (auto& result : results) {
       if (result.hits.size() > static_cast<std::size_t>(k)) result.hits.resize(static_cast<std::size_t>(k));
     }

@@ -24,6 +24,13 @@ enum class RouteId {
   kDeleteProduct,
   kPostImport,
   kGetImport,
+  kPostEvents,
+  kListProfiles,
+  kGetProfile,
+  kPutProfile,
+  kDeleteProfile,
+  kGetUser,
+  kDeleteUser,
 };
 
 enum class Access { kPublic, kSearch, kAdmin };

@@ -287,10 +287,10 @@ class CliE2E : public ::testing::Test {
     return dir;
   }
 
-  // `search --json` for one photo; fails the test unless it succeeds.
+  // `search --json` for one photo, by look alone (--profile visual); fails the test unless it succeeds.
   static json Search(const fs::path& data, const fs::path& image, int k = 10, Outcome* raw = nullptr) {
-    Outcome r = run(
-        {"search", "--data", data.string(), "--image", image.string(), "--k", std::to_string(k), "--json"});
+    Outcome r = run({"search", "--data", data.string(), "--image", image.string(), "--k", std::to_string(k),
+                     "--json", "--profile", "visual"});
     if (raw) *raw = r;
     EXPECT_EQ(r.status, 0) << describe(r);
     json j = parse_one_json_line(r);
@@ -298,15 +298,15 @@ class CliE2E : public ::testing::Test {
     return j.value("results", json::array());
   }
 
-  // Batch `search --queries FILE --json`: one results array per photo, in order;
+  // Batch `search --queries FILE --json --profile visual`: one results array per photo, in order;
   // fails the test unless every query succeeds.
   static std::vector<json> SearchMany(const fs::path& data, const std::vector<fs::path>& photos, int k = 10) {
     fs::path file = root() / ("queries-" + std::to_string(++batch_files_) + ".txt");
     std::string text;
     for (const auto& p : photos) text += p.string() + "\n";
     write_text(file, text);
-    Outcome r = run(
-        {"search", "--data", data.string(), "--queries", file.string(), "--k", std::to_string(k), "--json"});
+    Outcome r = run({"search", "--data", data.string(), "--queries", file.string(), "--k", std::to_string(k),
+                     "--json", "--profile", "visual"});
     EXPECT_EQ(r.status, 0) << describe(r);
     std::vector<json> out;
     auto lines = lines_of(r.out);
@@ -609,7 +609,8 @@ TEST_F(CliE2E, LostOrCorruptIndexIsRebuiltWithIdenticalResults) {
   for (std::size_t i = 0; i < 5; ++i) text += photo_of(i * 101).string() + "\n";
   write_text(paths, text);
   auto batch = [&] {
-    return run({"search", "--data", data.string(), "--queries", paths.string(), "--k", "10", "--json"});
+    return run({"search", "--data", data.string(), "--queries", paths.string(), "--k", "10", "--json", "--profile",
+                "visual"});
   };
   Outcome before = batch();
   ASSERT_EQ(before.status, 0) << describe(before);
@@ -779,7 +780,8 @@ TEST_F(CliE2E, BatchSearchPrintsOneJsonLinePerQueryInInputOrder) {
   for (const auto& p : paths) text += p + "\n";
   write_text(file, text);
 
-  Outcome r = run({"search", "--data", base().string(), "--queries", file.string(), "--k", "10", "--json"});
+  Outcome r = run({"search", "--data", base().string(), "--queries", file.string(), "--k", "10", "--json",
+                   "--profile", "visual"});
   EXPECT_EQ(r.status, 0) << "a failed query in batch mode is reported in its line" << describe(r);
   auto out = lines_of(r.out);
   ASSERT_EQ(out.size(), paths.size()) << describe(r);
@@ -864,7 +866,8 @@ TEST_F(CliE2E, PhotoOfACatalogItemFindsItFirst) {
     EXPECT_GT(results[0].value("score", 0.0), 0.99) << describe(raw);
   }
   // The table output shows the same product first.
-  Outcome table = run({"search", "--data", base().string(), "--image", photo_of(1234).string(), "--k", "3"});
+  Outcome table = run({"search", "--data", base().string(), "--image", photo_of(1234).string(), "--k", "3",
+                       "--profile", "visual"});
   EXPECT_EQ(table.status, 0) << describe(table);
   auto rows = lines_of(table.out);
   ASSERT_GE(rows.size(), 2u) << describe(table);
