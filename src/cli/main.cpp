@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -329,13 +330,15 @@ int main(int argc, char** argv) {
       std::size_t line_number = 0, accepted = 0, rejected = 0;
       std::vector<catalog::Event> batch;
       std::vector<std::size_t> batch_lines;
+      std::vector<std::pair<std::size_t, std::string>> errors;  // of this batch's lines, printed in line order
       auto flush = [&] {
         auto report = engine->record_events(batch);
         accepted += report.accepted;
-        for (const auto& [index, why] : report.rejected) {
-          ++rejected;
-          std::cerr << events_file << ":" << batch_lines[index] << ": " << why << "\n";
-        }
+        for (const auto& [index, why] : report.rejected) errors.emplace_back(batch_lines[index], why);
+        std::sort(errors.begin(), errors.end());
+        for (const auto& [line, why] : errors) std::cerr << events_file << ":" << line << ": " << why << "\n";
+        rejected += errors.size();
+        errors.clear();
         batch.clear();
         batch_lines.clear();
       };
@@ -347,8 +350,7 @@ int main(int argc, char** argv) {
           batch.push_back(catalog::parse_event(line, catalog::unix_now_ms(), limits));
           batch_lines.push_back(line_number);
         } catch (const Error& e) {
-          ++rejected;
-          std::cerr << events_file << ":" << line_number << ": " << e.what() << "\n";
+          errors.emplace_back(line_number, e.what());
         }
         if (batch.size() >= kBatch) flush();
       }

@@ -906,4 +906,54 @@ TEST_F(CliE2E, WrongSubcommandOrMissingArgumentsExitNonZero) {
   EXPECT_NE(r.status, 0) << "search needs --image or --queries" << describe(r);
 }
 
+TEST_F(CliE2E, EventsFromAFileLiftWhatShoppersBuyAndExplainShowsWhy) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  fs::path data = CopyOfBase("events");
+  json visual = Search(data, query_photo(3), 50);
+  ASSERT_EQ(visual.size(), 50u);
+  const std::string lifted = visual[35].value("product_id", "");
+  std::string lines;
+  for (int i = 0; i < 8; ++i) {
+    lines += json{{"type", "purchase"}, {"product_id", lifted}, {"user_id", "shopper-" + std::to_string(i)},
+                  {"time", "2026-11-20T10:00:00Z"}}
+                 .dump() +
+             "\n";
+  }
+  lines += "{\"type\": \"wishlist\", \"product_id\": \"" + lifted + "\", \"user_id\": \"x\"}\n";  // line 9
+  lines += json{{"type", "view"}, {"product_id", "no-such-product"}, {"user_id", "x"}}.dump() + "\n";  // line 10
+  fs::path file = root() / "events.jsonl";
+  write_text(file, lines);
+
+  Outcome r = run({"events", "--data", data.string(), "--file", file.string(), "--json"});
+  EXPECT_EQ(r.status, 0) << describe(r);
+  json summary = parse_one_json_line(r);
+  EXPECT_EQ(summary.value("accepted", -1), 8) << describe(r);
+  EXPECT_EQ(summary.value("rejected", -1), 2) << describe(r);
+  EXPECT_NE(r.err.find("events.jsonl:9: type must be"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("events.jsonl:10: no product with id no-such-product"), std::string::npos) << describe(r);
+  Outcome strict = run({"events", "--data", data.string(), "--file", file.string(), "--strict"});
+  EXPECT_EQ(strict.status, 3) << describe(strict);
+
+  // The default profile lifts the bought product from rank 36 into the top 10, and says why.
+  Outcome ranked = run({"search", "--data", data.string(), "--image", query_photo(3).string(), "--k", "10",
+                        "--json", "--explain"});
+  ASSERT_EQ(ranked.status, 0) << describe(ranked);
+  json results = parse_one_json_line(ranked)["results"];
+  bool found = false;
+  for (const auto& hit : results) {
+    ASSERT_TRUE(hit.contains("explain")) << hit.dump();
+    double sum = 0;
+    for (const auto& [name, part] : hit["explain"]["components"].items()) sum += part["contribution"].get<double>();
+    EXPECT_NEAR(sum, hit["score"].get<double>(), 1e-4) << hit.dump();
+    if (hit["product_id"] == lifted) {
+      found = true;
+      EXPECT_GT(hit["explain"]["components"]["popularity"]["value"].get<double>(), 0.5) << hit.dump();
+    }
+  }
+  EXPECT_TRUE(found) << lifted << " not in the top 10: " << results.dump();
+  Outcome table = run({"search", "--data", data.string(), "--image", query_photo(3).string(), "--k", "2",
+                       "--explain"});
+  EXPECT_NE(table.out.find("popularity"), std::string::npos) << describe(table);
+}
+
 }  // namespace
