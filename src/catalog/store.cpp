@@ -128,6 +128,7 @@ enum Sql : std::size_t {
   kPutProfile,
   kDeleteProfile,
   kProfileNames,
+  kRankingSignals,
   kSqlCount
 };
 
@@ -227,6 +228,10 @@ const char* const kSqlText[] = {
     "DELETE FROM profiles WHERE name = ?1",
     // kProfileNames
     "SELECT name FROM profiles ORDER BY name",
+    // kRankingSignals
+    "SELECT p.price, p.stock, p.rating, p.rating_count, s.score, s.at_ms, f.at_ms FROM products p "
+    "LEFT JOIN popularity s ON s.product_id = p.id LEFT JOIN first_seen f ON f.product_id = p.id "
+    "WHERE p.id = ?1",
 };
 static_assert(std::size(kSqlText) == kSqlCount, "one SQL text per Sql value");
 
@@ -757,8 +762,8 @@ std::vector<Event> Store::events_of(const std::string& user_id) const {
   while (query.step()) {
     const std::int64_t type = query.int_at(0);
     if (type < 0 || type > static_cast<int>(EventType::kPurchase)) {
-      throw Error(ErrorKind::kInternal, "an event of user " + user_id + " has unknown type " +
-                                            std::to_string(type));
+      throw Error(ErrorKind::kInternal,
+                  "an event of user " + user_id + " has unknown type " + std::to_string(type));
     }
     events.push_back({static_cast<EventType>(type), query.text_at(1), query.text_at(2), query.int_at(3)});
   }
@@ -788,6 +793,20 @@ void Store::set_popularity(const std::string& product_id, const Popularity& popu
     }
     throw;
   }
+}
+
+std::optional<RankingSignals> Store::ranking_signals(const std::string& product_id) const {
+  Query query(*statements_, kRankingSignals, "ranking_signals");
+  query.bind_text(1, product_id);
+  if (!query.step()) return std::nullopt;
+  RankingSignals signals;
+  signals.price = query.real_at(0);
+  signals.stock = query.int_at(1);
+  signals.rating = query.real_at(2);
+  signals.rating_count = query.int_at(3);
+  if (!query.is_null(4)) signals.popularity = Popularity{query.real_at(4), query.int_at(5)};
+  if (!query.is_null(6)) signals.first_seen_ms = query.int_at(6);
+  return signals;
 }
 
 std::optional<std::int64_t> Store::first_seen(const std::string& product_id) const {

@@ -48,6 +48,16 @@ struct Taste {
   std::int64_t at_ms = 0;
 };
 
+// What ranking reads of a product, in one lookup.
+struct RankingSignals {
+  double price = 0;
+  std::int64_t stock = 0;
+  double rating = 0;
+  std::int64_t rating_count = 0;
+  Popularity popularity;                   // zero when it has no events
+  std::optional<std::int64_t> first_seen_ms;
+};
+
 struct Counts {
   std::int64_t products = 0;
   std::int64_t images = 0;
@@ -121,6 +131,8 @@ class Store {
   std::vector<Event> events_of(const std::string& user_id) const;  // oldest first
   std::size_t delete_events_of(const std::string& user_id);        // how many there were
   std::optional<Popularity> popularity(const std::string& product_id) const;
+  // The product's current price, stock, rating, popularity and first-seen time; nullopt when absent.
+  std::optional<RankingSignals> ranking_signals(const std::string& product_id) const;
   // Throws Error(kNotFound) when there is no such product.
   void set_popularity(const std::string& product_id, const Popularity& popularity);
   // When the product was first stored (Unix ms); kept across updates of the product.
@@ -132,7 +144,7 @@ class Store {
   // Ranking profiles, as JSON text by name (rank/rank.h reads and writes the text).
   std::optional<std::string> get_profile(const std::string& name) const;
   void put_profile(const std::string& name, const std::string& json_text);
-  bool delete_profile(const std::string& name);  // false if absent
+  bool delete_profile(const std::string& name);    // false if absent
   std::vector<std::string> profile_names() const;  // sorted
 
  private:

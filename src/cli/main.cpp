@@ -13,13 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "catalog/event.h"
 #include "common/error.h"
 #include "embed/train.h"
+#include "rank/rank.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
 #include "search/eval.h"
-#include "catalog/event.h"
-#include "rank/rank.h"
 #include "search/training_data.h"
 #include "cli/runtime.h"
 #include "cli/serve.h"
@@ -49,10 +49,11 @@ Examples:
 )";
 
 json hit_json(const search::ProductHit& hit, bool explain) {
-  json out{{"product_id", hit.product_id}, {"score", hit.score},           {"similarity", hit.similarity},
-           {"title", hit.product.title},   {"brand", hit.product.brand},   {"category", hit.product.category},
-           {"price", hit.product.price},   {"currency", hit.product.currency}, {"rating", hit.product.rating},
-           {"stock", hit.product.stock}};
+  json out{{"product_id", hit.product_id}, {"score", hit.score},
+           {"similarity", hit.similarity}, {"title", hit.product.title},
+           {"brand", hit.product.brand},   {"category", hit.product.category},
+           {"price", hit.product.price},   {"currency", hit.product.currency},
+           {"rating", hit.product.rating}, {"stock", hit.product.stock}};
   if (explain && hit.ranking) out["explain"] = json::parse(rank::explain_json(*hit.ranking));
   return out;
 }
@@ -164,15 +165,20 @@ int main(int argc, char** argv) {
   search::RankRequest rank_request;
   bool explain = false;
   double price_target = -1, price_min = -1, price_max = -1;
-  search_cmd->add_option("--profile", rank_request.profile,
-                         "Ranking profile: a stored one, 'default' (business signals) or 'visual' (look only)");
+  search_cmd->add_option(
+      "--profile", rank_request.profile,
+      "Ranking profile: a stored one, 'default' (business signals) or 'visual' (look only)");
   search_cmd->add_option("--user", rank_request.user_id, "Shopper id whose taste counts (from their events)");
-  search_cmd->add_option("--depth", rank_request.depth,
-                         "Candidates re-ranked per query, 1..1000 (default: the profile's, 100)")
+  search_cmd
+      ->add_option("--depth", rank_request.depth,
+                   "Candidates re-ranked per query, 1..1000 (default: the profile's, 100)")
       ->check(CLI::Range(1, rank::kMaxCandidateDepth));
-  search_cmd->add_option("--price", price_target, "Target price: closer prices rank higher")->check(CLI::PositiveNumber);
-  search_cmd->add_option("--price-min", price_min, "Lower end of the wanted price range")->check(CLI::NonNegativeNumber);
-  search_cmd->add_option("--price-max", price_max, "Upper end of the wanted price range")->check(CLI::PositiveNumber);
+  search_cmd->add_option("--price", price_target, "Target price: closer prices rank higher")
+      ->check(CLI::PositiveNumber);
+  search_cmd->add_option("--price-min", price_min, "Lower end of the wanted price range")
+      ->check(CLI::NonNegativeNumber);
+  search_cmd->add_option("--price-max", price_max, "Upper end of the wanted price range")
+      ->check(CLI::PositiveNumber);
   search_cmd->add_flag("--explain", explain, "Show each result's score broken down by component");
 
   // events
@@ -180,8 +186,9 @@ int main(int argc, char** argv) {
       "events", "Record shopper events (view, click, add_to_cart, purchase) from a JSONL file");
   std::string events_file;
   events_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
-  events_cmd->add_option("--file", events_file,
-                         "JSONL, one {\"type\", \"product_id\", \"user_id\", \"time\"} per line")
+  events_cmd
+      ->add_option("--file", events_file,
+                   "JSONL, one {\"type\", \"product_id\", \"user_id\", \"time\"} per line")
       ->required();
   events_cmd->add_flag("--strict", strict, "Exit with status 3 when any line was rejected");
   events_cmd->add_flag("--json", as_json, "Print the summary as JSON");
@@ -330,7 +337,8 @@ int main(int argc, char** argv) {
       std::size_t line_number = 0, accepted = 0, rejected = 0;
       std::vector<catalog::Event> batch;
       std::vector<std::size_t> batch_lines;
-      std::vector<std::pair<std::size_t, std::string>> errors;  // of this batch's lines, printed in line order
+      std::vector<std::pair<std::size_t, std::string>>
+          errors;  // of this batch's lines, printed in line order
       auto flush = [&] {
         auto report = engine->record_events(batch);
         accepted += report.accepted;
@@ -357,7 +365,8 @@ int main(int argc, char** argv) {
       if (in.bad()) throw Error(ErrorKind::kIO, "cannot read " + events_file);
       flush();
       if (as_json) {
-        std::cout << json{{"lines", line_number}, {"accepted", accepted}, {"rejected", rejected}}.dump() << "\n";
+        std::cout << json{{"lines", line_number}, {"accepted", accepted}, {"rejected", rejected}}.dump()
+                  << "\n";
       } else {
         std::printf("recorded %zu events from %zu lines; rejected %zu\n", accepted, line_number, rejected);
       }

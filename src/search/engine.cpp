@@ -415,7 +415,8 @@ std::vector<QueryResult> Engine::search(const std::vector<image::Image>& queries
   std::vector<float> inputs(queries.size() * per_input);
   for (std::size_t i = 0; i < queries.size(); ++i) image::preprocess(queries[i], spec, inputs.data() + i * per_input);
   auto vectors = embed_all(*embedder_, inputs, queries.size());
-  auto results = search_vectors(*snapshot(), vectors.data(), queries.size(), prepared ? prepared->depth : k, "");
+  auto results =
+      search_vectors(*snapshot(), vectors.data(), queries.size(), prepared ? prepared->depth : k, "");
   finish_results(results, k, ranking, prepared, with_details);
   return results;
 }
@@ -473,7 +474,8 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   std::sort(merged.hits.begin(), merged.hits.end(), [](const ProductHit& a, const ProductHit& b) {
     return a.score != b.score ? a.score > b.score : a.product_id < b.product_id;
   });
-  if (merged.hits.size() > static_cast<std::size_t>(depth)) merged.hits.resize(static_cast<std::size_t>(depth));
+  if (merged.hits.size() > static_cast<std::size_t>(depth))
+    merged.hits.resize(static_cast<std::size_t>(depth));
   std::vector<QueryResult> results{std::move(merged)};
   finish_results(results, k, ranking, prepared, with_details);
   return std::move(results.front());

@@ -76,10 +76,10 @@ struct IngestReport {
 
 struct ProductHit {
   std::string product_id;
-  float score = 0;              // the final score: the similarity, or the ranking profile's score
-  std::int64_t image_id = 0;    // the product's best-matching image
-  catalog::Product product;     // filled when details are asked for (always when re-ranked)
-  float similarity = 0;         // best cosine similarity among the product's images
+  float score = 0;            // the final score: the similarity, or the ranking profile's score
+  std::int64_t image_id = 0;  // the product's best-matching image
+  catalog::Product product;   // filled when details are asked for
+  float similarity = 0;       // best cosine similarity among the product's images
   std::optional<rank::Score> ranking = std::nullopt;  // the score's parts, when the search was re-ranked
 };
 
@@ -89,7 +89,7 @@ struct RankRequest {
   // A stored profile's name, or "default", or "visual": the look order itself, not
   // re-ranked (score = similarity, no ranking parts).
   std::string profile = rank::kDefaultProfile;
-  std::string user_id;                          // whose taste counts; empty: nobody's
+  std::string user_id;  // whose taste counts; empty: nobody's
   rank::PriceTarget price;
   int depth = 0;  // candidates per query, 1..rank::kMaxCandidateDepth; 0: the profile's candidate_depth
 };
@@ -240,7 +240,7 @@ class Engine {
   std::unique_ptr<catalog::Store> reader_;       // the readers' connection (WAL: never blocked by writers)
   std::shared_ptr<const Snapshot> snapshot_;     // accessed with std::atomic_load/atomic_store
   mutable std::mutex signals_mutex_;
-  std::unique_ptr<catalog::Store> signals_;      // events and profiles: not held up by a long import
+  std::unique_ptr<catalog::Store> signals_;  // events and profiles: not held up by a long import
 };
 
 }  // namespace lookalike::search

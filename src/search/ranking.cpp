@@ -72,27 +72,22 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
     hits.reserve(result.hits.size());
     candidates.reserve(result.hits.size());
     for (auto& hit : result.hits) {
-      auto product = reader_->get_product(hit.product_id);
-      if (!product) continue;  // deleted since the index snapshot was taken
+      auto signals = reader_->ranking_signals(hit.product_id);
+      if (!signals) continue;  // deleted since the index snapshot was taken
       rank::Candidate c;
       c.visual = hit.similarity;
-      c.price = product->price;
-      c.stock = product->stock;
-      c.rating = product->rating;
-      c.rating_count = product->rating_count;
-      if (auto popularity = reader_->popularity(hit.product_id)) {
-        c.popularity = popularity->score *
-                       catalog::decay_factor(popularity->at_ms, now, catalog::kPopularityHalfLifeDays);
-      }
-      if (auto first_seen = reader_->first_seen(hit.product_id)) {
-        c.age_days = static_cast<double>(now - *first_seen) / kMsPerDay;
-      }
+      c.price = signals->price;
+      c.stock = signals->stock;
+      c.rating = signals->rating;
+      c.rating_count = signals->rating_count;
+      c.popularity = signals->popularity.score * catalog::decay_factor(signals->popularity.at_ms, now,
+                                                                       catalog::kPopularityHalfLifeDays);
+      if (signals->first_seen_ms) c.age_days = static_cast<double>(now - *signals->first_seen_ms) / kMsPerDay;
       if (taste) {
         if (auto image = reader_->get_image(hit.image_id, /*with_embedding=*/true)) {
           c.taste = cosine(image->embedding, taste->vector);
         }
       }
-      hit.product = std::move(*product);
       hits.push_back(std::move(hit));
       candidates.push_back(c);
     }
@@ -102,6 +97,12 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
       ProductHit& hit = hits[ranked[i].index];
       hit.score = static_cast<float>(ranked[i].score.total);
       hit.ranking = ranked[i].score;
+      // Details for the k shown only: the candidates needed their signals, not their whole record.
+      if (with_details) {
+        auto product = reader_->get_product(hit.product_id);
+        if (!product) continue;
+        hit.product = std::move(*product);
+      }
       result.hits.push_back(std::move(hit));
     }
   }

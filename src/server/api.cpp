@@ -37,8 +37,8 @@ const char* kHtmlSecurityPolicy =
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'";
 
-const std::vector<std::string> kDefaultFields = {"similarity", "title",        "brand", "category",
-                                                 "price",      "currency",     "rating", "rating_count",
+const std::vector<std::string> kDefaultFields = {"similarity", "title",    "brand",  "category",
+                                                 "price",      "currency", "rating", "rating_count",
                                                  "stock",      "image_url"};
 const std::set<std::string> kAllowedFields = {"title",     "brand",      "category",     "price",
                                               "currency",  "rating",     "rating_count", "stock",
@@ -307,7 +307,8 @@ void check_ranking(const Page& page) {
   const auto& price = page.ranking.price;
   if (price.min && price.max && *price.min > *price.max) throw bad_request("price_min is above price_max");
   if (price.target && *price.target <= 0) throw bad_request("price must be above 0");
-  if (page.ranking.user_id.size() > catalog::EventLimits{}.max_id_bytes) throw bad_request("user is too long");
+  if (page.ranking.user_id.size() > catalog::EventLimits{}.max_id_bytes)
+    throw bad_request("user is too long");
 }
 
 void check_page(const Page& page) {
@@ -353,7 +354,8 @@ json results_json(const std::vector<search::ProductHit>& hits, const Page& page,
     const auto& hit = hits[i];
     json r{{"product_id", hit.product_id}, {"score", rounded(hit.score, 1e6)}};
     for (const auto& field : page.fields) {
-      r[field] = field == "similarity" ? json(rounded(hit.similarity, 1e6)) : product_field(hit.product, field);
+      r[field] =
+          field == "similarity" ? json(rounded(hit.similarity, 1e6)) : product_field(hit.product, field);
     }
     if (page.explain && hit.ranking) r["explain"] = json::parse(rank::explain_json(*hit.ranking));
     results.push_back(std::move(r));
@@ -1098,7 +1100,8 @@ void Api::put_profile(const Request& req, Response& res, const std::string& name
 
 void Api::delete_profile(Response& res, const std::string& name) const {
   const bool deleted = engine()->delete_ranking_profile(name);
-  if (!deleted && name != rank::kDefaultProfile) throw not_found("no ranking profile named " + name.substr(0, 80));
+  if (!deleted && name != rank::kDefaultProfile)
+    throw not_found("no ranking profile named " + name.substr(0, 80));
   send_json(res, 200, {{"name", name}, {"deleted", deleted}});
 }
 

@@ -24,14 +24,15 @@ const std::vector<QueryParam> kPageParams = {
 // Re-ranking (docs/API.md, "Ranking"), for search and "more like this".
 std::vector<QueryParam> ranked_params() {
   auto params = kPageParams;
-  params.insert(params.end(),
-                {{"profile", "string", "ranking profile: a stored one, default (the default) or visual (look only)"},
-                 {"user", "string", "shopper id whose taste (from their events) counts"},
-                 {"depth", "integer", "candidates re-ranked, 1..1000 (default: the profile's, 100)"},
-                 {"price", "number", "target price: closer prices rank higher"},
-                 {"price_min", "number", "lower end of the wanted price range"},
-                 {"price_max", "number", "upper end of the wanted price range"},
-                 {"explain", "boolean", "true: each result carries its score broken down by component"}});
+  params.insert(
+      params.end(),
+      {{"profile", "string", "ranking profile: a stored one, default (the default) or visual (look only)"},
+       {"user", "string", "shopper id whose taste (from their events) counts"},
+       {"depth", "integer", "candidates re-ranked, 1..1000 (default: the profile's, 100)"},
+       {"price", "number", "target price: closer prices rank higher"},
+       {"price_min", "number", "lower end of the wanted price range"},
+       {"price_max", "number", "upper end of the wanted price range"},
+       {"explain", "boolean", "true: each result carries its score broken down by component"}});
   return params;
 }
 

@@ -609,8 +609,8 @@ TEST_F(CliE2E, LostOrCorruptIndexIsRebuiltWithIdenticalResults) {
   for (std::size_t i = 0; i < 5; ++i) text += photo_of(i * 101).string() + "\n";
   write_text(paths, text);
   auto batch = [&] {
-    return run({"search", "--data", data.string(), "--queries", paths.string(), "--k", "10", "--json", "--profile",
-                "visual"});
+    return run({"search", "--data", data.string(), "--queries", paths.string(), "--k", "10", "--json",
+                "--profile", "visual"});
   };
   Outcome before = batch();
   ASSERT_EQ(before.status, 0) << describe(before);
@@ -914,13 +914,16 @@ TEST_F(CliE2E, EventsFromAFileLiftWhatShoppersBuyAndExplainShowsWhy) {
   const std::string lifted = visual[35].value("product_id", "");
   std::string lines;
   for (int i = 0; i < 8; ++i) {
-    lines += json{{"type", "purchase"}, {"product_id", lifted}, {"user_id", "shopper-" + std::to_string(i)},
+    lines += json{{"type", "purchase"},
+                  {"product_id", lifted},
+                  {"user_id", "shopper-" + std::to_string(i)},
                   {"time", "2026-11-20T10:00:00Z"}}
                  .dump() +
              "\n";
   }
   lines += "{\"type\": \"wishlist\", \"product_id\": \"" + lifted + "\", \"user_id\": \"x\"}\n";  // line 9
-  lines += json{{"type", "view"}, {"product_id", "no-such-product"}, {"user_id", "x"}}.dump() + "\n";  // line 10
+  lines +=
+      json{{"type", "view"}, {"product_id", "no-such-product"}, {"user_id", "x"}}.dump() + "\n";  // line 10
   fs::path file = root() / "events.jsonl";
   write_text(file, lines);
 
@@ -930,7 +933,8 @@ TEST_F(CliE2E, EventsFromAFileLiftWhatShoppersBuyAndExplainShowsWhy) {
   EXPECT_EQ(summary.value("accepted", -1), 8) << describe(r);
   EXPECT_EQ(summary.value("rejected", -1), 2) << describe(r);
   EXPECT_NE(r.err.find("events.jsonl:9: type must be"), std::string::npos) << describe(r);
-  EXPECT_NE(r.err.find("events.jsonl:10: no product with id no-such-product"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("events.jsonl:10: no product with id no-such-product"), std::string::npos)
+      << describe(r);
   Outcome strict = run({"events", "--data", data.string(), "--file", file.string(), "--strict"});
   EXPECT_EQ(strict.status, 3) << describe(strict);
 
@@ -943,7 +947,8 @@ TEST_F(CliE2E, EventsFromAFileLiftWhatShoppersBuyAndExplainShowsWhy) {
   for (const auto& hit : results) {
     ASSERT_TRUE(hit.contains("explain")) << hit.dump();
     double sum = 0;
-    for (const auto& [name, part] : hit["explain"]["components"].items()) sum += part["contribution"].get<double>();
+    for (const auto& [name, part] : hit["explain"]["components"].items())
+      sum += part["contribution"].get<double>();
     EXPECT_NEAR(sum, hit["score"].get<double>(), 1e-4) << hit.dump();
     if (hit["product_id"] == lifted) {
       found = true;
@@ -951,8 +956,8 @@ TEST_F(CliE2E, EventsFromAFileLiftWhatShoppersBuyAndExplainShowsWhy) {
     }
   }
   EXPECT_TRUE(found) << lifted << " not in the top 10: " << results.dump();
-  Outcome table = run({"search", "--data", data.string(), "--image", query_photo(3).string(), "--k", "2",
-                       "--explain"});
+  Outcome table =
+      run({"search", "--data", data.string(), "--image", query_photo(3).string(), "--k", "2", "--explain"});
   EXPECT_NE(table.out.find("popularity"), std::string::npos) << describe(table);
 }
 

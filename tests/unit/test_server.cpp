@@ -514,8 +514,8 @@ TEST_F(ServerTest, CropSearchesOnlyTheBox) {
   ASSERT_EQ(left.height, right.height);
   const Bytes both = image::encode_png(side_by_side(left, right));
   // By look alone (profile=visual): the default profile may rank a popular neighbour first.
-  json r_left = search_png(both, "?k=1&profile=visual&crop=0,0," + std::to_string(left.width) + "," +
-                                     std::to_string(left.height));
+  json r_left = search_png(
+      both, "?k=1&profile=visual&crop=0,0," + std::to_string(left.width) + "," + std::to_string(left.height));
   EXPECT_EQ(r_left["results"][0]["product_id"], a.id);
   json r_right = search_png(both, "?k=1&profile=visual&crop=" + std::to_string(left.width) + ",0," +
                                       std::to_string(right.width) + "," + std::to_string(right.height));
@@ -967,7 +967,8 @@ TEST_F(ServerTest, ImportRunsInBackgroundWhileSearchesStayConsistent) {
       auto c = client();
       for (int n = 0; importing || n < 3; ++n) {
         const auto& item = items_->at(static_cast<std::size_t>((t * 7 + n) % 20));
-        auto r = c.Post("/v1/search?k=10&profile=visual", auth(), as_string(read_bytes(item.image)), "image/png");
+        auto r =
+            c.Post("/v1/search?k=10&profile=visual", auth(), as_string(read_bytes(item.image)), "image/png");
         ++searches;
         if (importing) ++during;
         if (!r || r->status != 200) {
@@ -1213,23 +1214,27 @@ class RankingApiTest : public ServerTest {
 
 TEST_F(RankingApiTest, EventsOneByOneAndInBatchesWithPerLineErrors) {
   const std::string a = items_->at(30).id, b = items_->at(31).id;
-  json one = post_events(json{{"type", "view"}, {"product_id", a}, {"user_id", "u-1"}}.dump(), "application/json");
+  json one =
+      post_events(json{{"type", "view"}, {"product_id", a}, {"user_id", "u-1"}}.dump(), "application/json");
   EXPECT_EQ(one["accepted"], 1);
   EXPECT_EQ(one["rejected"], 0);
 
-  json array = json::array({{{"type", "click"}, {"product_id", a}, {"user_id", "u-1"}, {"time", "2026-01-02T03:04:05Z"}},
-                            {{"type", "purchase"}, {"product_id", "nope"}, {"user_id", "u-1"}},
-                            {{"type", "add_to_cart"}, {"product_id", b}, {"user_id", "u-2"}, {"time", 1767225600}}});
+  json array = json::array(
+      {{{"type", "click"}, {"product_id", a}, {"user_id", "u-1"}, {"time", "2026-01-02T03:04:05Z"}},
+       {{"type", "purchase"}, {"product_id", "nope"}, {"user_id", "u-1"}},
+       {{"type", "add_to_cart"}, {"product_id", b}, {"user_id", "u-2"}, {"time", 1767225600}}});
   json batch = post_events(array.dump(), "application/json");
   EXPECT_EQ(batch["accepted"], 2);
   EXPECT_EQ(batch["rejected"], 1);
   ASSERT_EQ(batch["errors"].size(), 1u);
   EXPECT_EQ(batch["errors"][0]["line"], 2);
-  EXPECT_NE(batch["errors"][0]["message"].get<std::string>().find("no product with id nope"), std::string::npos);
+  EXPECT_NE(batch["errors"][0]["message"].get<std::string>().find("no product with id nope"),
+            std::string::npos);
 
   const std::string jsonl = json{{"type", "view"}, {"product_id", b}, {"user_id", "u-2"}}.dump() + "\n\n" +
                             "{\"type\": \"like\", \"product_id\": \"" + b + "\", \"user_id\": \"u-2\"}\n" +
-                            "not json\n" + json{{"type", "purchase"}, {"product_id", b}, {"user_id", "u-3"}}.dump();
+                            "not json\n" +
+                            json{{"type", "purchase"}, {"product_id", b}, {"user_id", "u-3"}}.dump();
   json lines = post_events(jsonl, "application/x-ndjson");
   EXPECT_EQ(lines["accepted"], 2);
   EXPECT_EQ(lines["rejected"], 2);
@@ -1239,17 +1244,19 @@ TEST_F(RankingApiTest, EventsOneByOneAndInBatchesWithPerLineErrors) {
   EXPECT_EQ(lines["errors"][1]["line"], 4);
 
   auto c = client();
-  expect_error(c.Post("/v1/events", auth(kAdminKey), json{{"type", "view"}, {"product_id", "nope"}, {"user_id", "u"}}.dump(),
-                      "application/json"),
-               404, "not_found");
-  expect_error(c.Post("/v1/events", auth(kAdminKey), R"({"type": "view", "product_id": "x"})", "application/json"), 400,
-               "bad_request");
+  expect_error(
+      c.Post("/v1/events", auth(kAdminKey),
+             json{{"type", "view"}, {"product_id", "nope"}, {"user_id", "u"}}.dump(), "application/json"),
+      404, "not_found");
+  expect_error(
+      c.Post("/v1/events", auth(kAdminKey), R"({"type": "view", "product_id": "x"})", "application/json"),
+      400, "bad_request");
   expect_error(c.Post("/v1/events", auth(kAdminKey), "\n\n", "application/x-ndjson"), 400, "bad_request");
   std::string too_many;
   for (std::size_t i = 0; i <= 10000; ++i) too_many += "{}\n";  // the limit is 10,000 per request
   expect_error(c.Post("/v1/events", auth(kAdminKey), too_many, "application/x-ndjson"), 400, "bad_request");
-  expect_error(c.Post("/v1/events", auth(), json{{"type", "view"}, {"product_id", a}, {"user_id", "u"}}.dump(),
-                      "application/json"),
+  expect_error(c.Post("/v1/events", auth(),
+                      json{{"type", "view"}, {"product_id", a}, {"user_id", "u"}}.dump(), "application/json"),
                403, "forbidden");
 
   auto user = c.Get("/v1/users/u-2", auth(kAdminKey));
@@ -1266,7 +1273,9 @@ TEST_F(RankingApiTest, ExplainBreaksTheScoreDownAndEventsShowAtOnce) {
   const std::string lifted = visual["results"][25]["product_id"];
   std::string jsonl;
   for (int i = 0; i < 10; ++i) {
-    jsonl += json{{"type", "purchase"}, {"product_id", lifted}, {"user_id", "buyer-" + std::to_string(i)}}.dump() + "\n";
+    jsonl +=
+        json{{"type", "purchase"}, {"product_id", lifted}, {"user_id", "buyer-" + std::to_string(i)}}.dump() +
+        "\n";
   }
   EXPECT_EQ(post_events(jsonl, "application/x-ndjson")["accepted"], 10);
 
@@ -1278,7 +1287,8 @@ TEST_F(RankingApiTest, ExplainBreaksTheScoreDownAndEventsShowAtOnce) {
     const json& explain = hit["explain"];
     double sum = 0;
     for (const auto& [name, part] : explain["components"].items()) {
-      EXPECT_NEAR(part["contribution"].get<double>(), part["value"].get<double>() * part["weight"].get<double>(), 1e-5);
+      EXPECT_NEAR(part["contribution"].get<double>(),
+                  part["value"].get<double>() * part["weight"].get<double>(), 1e-5);
       sum += part["contribution"].get<double>();
     }
     EXPECT_EQ(explain["components"].size(), 7u);
@@ -1290,12 +1300,14 @@ TEST_F(RankingApiTest, ExplainBreaksTheScoreDownAndEventsShowAtOnce) {
 
   // The JSON form takes the same parameters; a price target shows as price_fit.
   auto c = client();
-  json body{{"image_base64", base64(png)}, {"k", 3}, {"explain", true}, {"price", 30}, {"profile", "default"}};
+  json body{
+      {"image_base64", base64(png)}, {"k", 3}, {"explain", true}, {"price", 30}, {"profile", "default"}};
   auto r = c.Post("/v1/search", auth(), body.dump(), "application/json");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_TRUE(json::parse(r->body)["results"][0]["explain"].contains("price_fit"));
-  for (const char* bad : {"?depth=0", "?depth=1001", "?price=-1", "?price_min=50&price_max=10", "?explain=maybe"}) {
+  for (const char* bad :
+       {"?depth=0", "?depth=1001", "?price=-1", "?price_min=50&price_max=10", "?explain=maybe"}) {
     expect_error(c.Post((std::string("/v1/search") + bad).c_str(), auth(), as_string(png), "image/png"), 400,
                  "bad_request");
   }
@@ -1365,7 +1377,9 @@ TEST_F(RankingApiTest, DeletingAUserForgetsTheirEventsAndTaste) {
   json visual = search_png(png, "?k=20&profile=visual");
   std::string jsonl;
   for (std::size_t i = 15; i < 20; ++i) {
-    jsonl += json{{"type", "add_to_cart"}, {"product_id", visual["results"][i]["product_id"]}, {"user_id", "forget-me"}}
+    jsonl += json{{"type", "add_to_cart"},
+                  {"product_id", visual["results"][i]["product_id"]},
+                  {"user_id", "forget-me"}}
                  .dump() +
              "\n";
   }
@@ -1398,8 +1412,13 @@ TEST_F(RankingApiTest, PriceAndStockChangesByPutShowInTheNextSearch) {
   const Bytes png = read_bytes(item.image);
   auto c = client();
   auto put = [&](double price, int stock) {
-    json body{{"title", "Runner"}, {"category", item.category}, {"price", price}, {"stock", stock},
-              {"rating", 4.5}, {"rating_count", 10}, {"images_base64", {base64(png)}}};
+    json body{{"title", "Runner"},
+              {"category", item.category},
+              {"price", price},
+              {"stock", stock},
+              {"rating", 4.5},
+              {"rating_count", 10},
+              {"images_base64", {base64(png)}}};
     auto r = c.Put(("/v1/products/" + item.id).c_str(), auth(kAdminKey), body.dump(), "application/json");
     ASSERT_TRUE(r);
     ASSERT_EQ(r->status, 200) << r->body;
