@@ -20,7 +20,8 @@ double number_in(const json& value, const std::string& field, double min, double
   if (!value.is_number()) throw invalid(field + " must be a number");
   const double v = value.get<double>();
   if (!std::isfinite(v) || v < min || v > max || (min_exclusive && v == min)) {
-    throw invalid(field + " must be " + (min_exclusive ? "above " : "from ") + json(min).dump() + " to " +
+    throw invalid(field + (min_exclusive ? " must be above " + json(min).dump() + " and at most "
+                                          : " must be from " + json(min).dump() + " to ") +
                   json(max).dump());
   }
   return v;
