@@ -241,6 +241,12 @@ class Engine {
   std::shared_ptr<const Snapshot> snapshot_;     // accessed with std::atomic_load/atomic_store
   mutable std::mutex signals_mutex_;
   std::unique_ptr<catalog::Store> signals_;  // events and profiles: not held up by a long import
+  // Connections for re-ranking, one per concurrent search (opened on demand, then
+  // reused), so that concurrent searches do not queue for reader_.
+  std::unique_ptr<catalog::Store> take_ranking_reader() const;
+  void return_ranking_reader(std::unique_ptr<catalog::Store> reader) const;
+  mutable std::mutex ranking_readers_mutex_;
+  mutable std::vector<std::unique_ptr<catalog::Store>> ranking_readers_;
 };
 
 }  // namespace lookalike::search

@@ -28,6 +28,23 @@ constexpr double kMsPerDay = 86400e3;
 
 }  // namespace
 
+std::unique_ptr<catalog::Store> Engine::take_ranking_reader() const {
+  {
+    std::lock_guard<std::mutex> lock(ranking_readers_mutex_);
+    if (!ranking_readers_.empty()) {
+      auto reader = std::move(ranking_readers_.back());
+      ranking_readers_.pop_back();
+      return reader;
+    }
+  }
+  return catalog::Store::open(dir_ / "catalog.db");  // the data folder's store (engine.cpp: kStoreFile)
+}
+
+void Engine::return_ranking_reader(std::unique_ptr<catalog::Store> reader) const {
+  std::lock_guard<std::mutex> lock(ranking_readers_mutex_);
+  ranking_readers_.push_back(std::move(reader));
+}
+
 std::optional<Engine::PreparedRanking> Engine::prepare_ranking(const RankRequest* ranking, int k) const {
   if (!ranking) return std::nullopt;
   if (k < 1 || k > kMaxK) {
@@ -60,10 +77,16 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
   const rank::Profile& profile = prepared->profile;
   const std::int64_t now = catalog::unix_now_ms();
   const std::string identity = embedder_->info().identity();
-  std::lock_guard<std::mutex> lock(reader_mutex_);
+  // Returned to the pool on the way out, also when a lookup throws.
+  std::unique_ptr<catalog::Store> reader = take_ranking_reader();
+  struct Return {
+    const Engine& engine;
+    std::unique_ptr<catalog::Store>& reader;
+    ~Return() { engine.return_ranking_reader(std::move(reader)); }
+  } give_back{*this, reader};
   std::optional<catalog::Taste> taste;
   if (!ranking->user_id.empty() && profile.weights[rank::kTaste] != 0) {
-    taste = reader_->taste(ranking->user_id);
+    taste = reader->taste(ranking->user_id);
     if (taste && (taste->model != identity || taste->weight <= 0)) taste.reset();
   }
   for (auto& result : results) {
@@ -72,7 +95,7 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
     hits.reserve(result.hits.size());
     candidates.reserve(result.hits.size());
     for (auto& hit : result.hits) {
-      auto signals = reader_->ranking_signals(hit.product_id);
+      auto signals = reader->ranking_signals(hit.product_id);
       if (!signals) continue;  // deleted since the index snapshot was taken
       rank::Candidate c;
       c.visual = hit.similarity;
@@ -84,7 +107,7 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
                                                                        catalog::kPopularityHalfLifeDays);
       if (signals->first_seen_ms) c.age_days = static_cast<double>(now - *signals->first_seen_ms) / kMsPerDay;
       if (taste) {
-        if (auto image = reader_->get_image(hit.image_id, /*with_embedding=*/true)) {
+        if (auto image = reader->get_image(hit.image_id, /*with_embedding=*/true)) {
           c.taste = cosine(image->embedding, taste->vector);
         }
       }
@@ -99,7 +122,7 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
       hit.ranking = ranked[i].score;
       // Details for the k shown only: the candidates needed their signals, not their whole record.
       if (with_details) {
-        auto product = reader_->get_product(hit.product_id);
+        auto product = reader->get_product(hit.product_id);
         if (!product) continue;
         hit.product = std::move(*product);
       }
