@@ -6,6 +6,7 @@
 # same machine and takes CPU from the server: say so when recording figures.
 #
 #   bench/http_search.sh [DEMO_DIR] [SECONDS]   (default demo-data, 10 s per level)
+#   SEARCH_PARAMS=profile=visual bench/http_search.sh ...   adds query parameters to the search
 #
 # DEMO_DIR is a data folder holding the demo catalog (scripts/demo.sh makes one);
 # it is built and ingested here when missing. Needs wrk (Debian package `wrk`).
@@ -62,7 +63,7 @@ end
 LUA
 
 export BENCH_PNG="$query" BENCH_KEY="$key"
-url="http://127.0.0.1:$port/v1/search?k=10"
+url="http://127.0.0.1:$port/v1/search?k=10${SEARCH_PARAMS:+&$SEARCH_PARAMS}"
 products=$(sed -n 's|.*ready: \([0-9]*\) products.*|\1|p' "$work/serve.log")
 # Sanity check and warm-up.
 curl -sf -H "Authorization: Bearer $key" -H 'Content-Type: image/png' --data-binary "@$query" "$url" > /dev/null
@@ -70,7 +71,7 @@ wrk -t1 -c1 -d2s -s "$work/post.lua" "$url" > /dev/null
 
 echo "### $(date -u +%Y-%m-%d) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo
-echo "POST /v1/search?k=10 with a 28x28 PNG ($(stat -c %s "$query") bytes), $products products, ${seconds} s per level, wrk on the same machine (loopback):"
+echo "POST /v1/search?k=10${SEARCH_PARAMS:+&$SEARCH_PARAMS} with a 28x28 PNG ($(stat -c %s "$query") bytes), $products products, ${seconds} s per level, wrk on the same machine (loopback):"
 echo
 echo "| clients | requests | requests/s | p50 ms | p99 ms | errors |"
 echo "|---|---|---|---|---|---|"

@@ -248,6 +248,46 @@
     };
   }
 
+  // What each part of a score means to a shopper (docs/API.md, "Ranking").
+  const WHY_LABELS = {
+    visual: 'Looks like your photo', popularity: 'Popular with shoppers', rating: 'Rating',
+    stock: 'Out of stock', price: 'Price fit', recency: 'New in', taste: 'Your taste',
+  };
+
+  function signed(n) { return `${n >= 0 ? '+' : '−'}${Math.abs(n).toFixed(2)}`; }
+
+  // The score broken down by component: a collapsed "Why this result?" under the card.
+  function whyNode(explain) {
+    if (!explain || typeof explain.components !== 'object') return null;
+    const details = make('details', 'why');
+    const summary = make('summary', 'why__toggle', 'Why this result?');
+    details.append(summary);
+    const list = make('ul', 'why__list');
+    const parts = Object.entries(explain.components)
+      .filter(([, c]) => c && typeof c.contribution === 'number' && c.weight !== 0 && c.contribution !== 0)
+      .sort((a, b) => Math.abs(b[1].contribution) - Math.abs(a[1].contribution));
+    for (const [name, c] of parts) {
+      const row = make('li', `why__part ${c.contribution < 0 ? 'why__part--minus' : 'why__part--plus'}`);
+      row.dataset.component = name;
+      row.dataset.contribution = String(c.contribution);
+      let label = WHY_LABELS[name] || name;
+      if (name === 'visual' && typeof explain.similarity === 'number') {
+        label += ` (similarity ${explain.similarity.toFixed(3)})`;
+      } else if (name === 'rating' && typeof explain.rating_average === 'number') {
+        label += ` ${explain.rating_average.toFixed(2)} after weighing the number of reviews`;
+      } else if (name === 'price' && typeof explain.price_fit === 'number') {
+        label += ` ${Math.round(explain.price_fit * 100)}%`;
+      }
+      row.append(make('span', 'why__label', label), make('span', 'why__value', signed(c.contribution)));
+      list.append(row);
+    }
+    details.append(list);
+    const total = make('p', 'why__total');
+    total.append(make('span', 'why__label', 'Score'), make('span', 'why__value', explain.score.toFixed(2)));
+    details.append(total);
+    return details;
+  }
+
   function cardNode(result, index) {
     const p = productSummary(result);
     const li = make('li', 'grid__item');
@@ -289,6 +329,8 @@
     similar.setAttribute('aria-label', `More like this: ${p.title}`);
     similar.addEventListener('click', () => showSimilar(p));
     body.append(similar);
+    const why = whyNode(result.explain);
+    if (why) body.append(why);
 
     card.append(media, body);
     li.append(card);
@@ -336,7 +378,8 @@
     try {
       data = state.mode === 'similar'
         ? await api(`/v1/products/${encodeURIComponent(state.similarOf.id)}/similar?` +
-            new URLSearchParams({ k: PAGE_SIZE, offset: state.offset }), { signal: controller.signal })
+            new URLSearchParams({ k: PAGE_SIZE, offset: state.offset, explain: 'true' }),
+          { signal: controller.signal })
         : await searchByPhoto(controller.signal);
     } catch (err) {
       if (seq !== state.seq || (err && err.name === 'AbortError')) return;
@@ -352,7 +395,7 @@
   }
 
   function searchByPhoto(signal) {
-    const params = new URLSearchParams({ k: PAGE_SIZE, offset: state.offset });
+    const params = new URLSearchParams({ k: PAGE_SIZE, offset: state.offset, explain: 'true' });
     if (isCropped()) {
       const c = state.crop;
       params.set('crop', [c.x, c.y, c.width, c.height].join(','));

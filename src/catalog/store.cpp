@@ -69,6 +69,39 @@ CREATE TABLE kept_vectors (
 ) WITHOUT ROWID;
 CREATE INDEX kept_vectors_by_image ON kept_vectors (image_id);
 )sql",
+    // Behaviour signals and ranking profiles. first_seen is kept by a trigger so that
+    // no product write has to know about it.
+    R"sql(
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY,
+  user_id TEXT NOT NULL,
+  product_id TEXT NOT NULL,
+  type INTEGER NOT NULL,
+  time_ms INTEGER NOT NULL
+);
+CREATE INDEX events_by_user ON events (user_id, time_ms);
+CREATE TABLE popularity (
+  product_id TEXT PRIMARY KEY NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+  score REAL NOT NULL,
+  at_ms INTEGER NOT NULL
+);
+CREATE TABLE first_seen (
+  product_id TEXT PRIMARY KEY NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+  at_ms INTEGER NOT NULL
+);
+INSERT INTO first_seen (product_id, at_ms) SELECT id, updated_at FROM products;
+CREATE TRIGGER products_first_seen AFTER INSERT ON products BEGIN
+  INSERT OR IGNORE INTO first_seen (product_id, at_ms) VALUES (new.id, new.updated_at);
+END;
+CREATE TABLE tastes (
+  user_id TEXT PRIMARY KEY NOT NULL,
+  model TEXT NOT NULL,
+  vector BLOB NOT NULL,
+  weight REAL NOT NULL,
+  at_ms INTEGER NOT NULL
+);
+CREATE TABLE profiles (name TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, updated_at INTEGER NOT NULL);
+)sql",
 };
 constexpr std::int64_t kSchemaVersion = std::size(kMigrations);
 
@@ -100,6 +133,20 @@ enum Sql : std::size_t {
   kStashActive,
   kActivateKept,
   kDropKept,
+  kInsertEvent,
+  kEventsOf,
+  kDeleteEventsOf,
+  kGetPopularity,
+  kSetPopularity,
+  kFirstSeen,
+  kGetTaste,
+  kSetTaste,
+  kDeleteTaste,
+  kGetProfile,
+  kPutProfile,
+  kDeleteProfile,
+  kProfileNames,
+  kRankingSignals,
   kSqlCount
 };
 
@@ -185,6 +232,40 @@ const char* const kSqlText[] = {
     "WHERE EXISTS (SELECT 1 FROM kept_vectors k WHERE k.model = ?1 AND k.image_id = images.id)",
     // kDropKept
     "DELETE FROM kept_vectors WHERE model <> ?1",
+    // kInsertEvent
+    "INSERT INTO events (user_id, product_id, type, time_ms) VALUES (?1, ?2, ?3, ?4)",
+    // kEventsOf
+    "SELECT type, product_id, user_id, time_ms FROM events WHERE user_id = ?1 ORDER BY time_ms, id",
+    // kDeleteEventsOf
+    "DELETE FROM events WHERE user_id = ?1",
+    // kGetPopularity
+    "SELECT score, at_ms FROM popularity WHERE product_id = ?1",
+    // kSetPopularity
+    "INSERT INTO popularity (product_id, score, at_ms) VALUES (?1, ?2, ?3) "
+    "ON CONFLICT (product_id) DO UPDATE SET score = excluded.score, at_ms = excluded.at_ms",
+    // kFirstSeen
+    "SELECT at_ms FROM first_seen WHERE product_id = ?1",
+    // kGetTaste
+    "SELECT model, vector, weight, at_ms FROM tastes WHERE user_id = ?1",
+    // kSetTaste
+    "INSERT INTO tastes (user_id, model, vector, weight, at_ms) VALUES (?1, ?2, ?3, ?4, ?5) "
+    "ON CONFLICT (user_id) DO UPDATE SET model = excluded.model, vector = excluded.vector, "
+    "weight = excluded.weight, at_ms = excluded.at_ms",
+    // kDeleteTaste
+    "DELETE FROM tastes WHERE user_id = ?1",
+    // kGetProfile
+    "SELECT body FROM profiles WHERE name = ?1",
+    // kPutProfile
+    "INSERT INTO profiles (name, body, updated_at) VALUES (?1, ?2, ?3) "
+    "ON CONFLICT (name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+    // kDeleteProfile
+    "DELETE FROM profiles WHERE name = ?1",
+    // kProfileNames
+    "SELECT name FROM profiles ORDER BY name",
+    // kRankingSignals
+    "SELECT p.price, p.stock, p.rating, p.rating_count, s.score, s.at_ms, f.at_ms FROM products p "
+    "LEFT JOIN popularity s ON s.product_id = p.id LEFT JOIN first_seen f ON f.product_id = p.id "
+    "WHERE p.id = ?1",
 };
 static_assert(std::size(kSqlText) == kSqlCount, "one SQL text per Sql value");
 
@@ -805,6 +886,130 @@ void Store::backup_to(const fs::path& dest) const {
     fs::remove(fs::path(dest.string() + "-journal"), ec);
     throw Error(ErrorKind::kIO, "cannot back up the catalog store to " + dest.string() + ": " + error);
   }
+}
+
+void Store::add_event(const Event& event) {
+  Query(*statements_, kInsertEvent, "add_event")
+      .bind_text(1, event.user_id)
+      .bind_text(2, event.product_id)
+      .bind_int(3, static_cast<int>(event.type))
+      .bind_int(4, event.time_ms)
+      .run();
+}
+
+std::vector<Event> Store::events_of(const std::string& user_id) const {
+  Query query(*statements_, kEventsOf, "events_of");
+  query.bind_text(1, user_id);
+  std::vector<Event> events;
+  while (query.step()) {
+    const std::int64_t type = query.int_at(0);
+    if (type < 0 || type > static_cast<int>(EventType::kPurchase)) {
+      throw Error(ErrorKind::kInternal,
+                  "an event of user " + user_id + " has unknown type " + std::to_string(type));
+    }
+    events.push_back({static_cast<EventType>(type), query.text_at(1), query.text_at(2), query.int_at(3)});
+  }
+  return events;
+}
+
+std::size_t Store::delete_events_of(const std::string& user_id) {
+  Query(*statements_, kDeleteEventsOf, "delete_events_of").bind_text(1, user_id).run();
+  return static_cast<std::size_t>(sqlite3_changes(db_));
+}
+
+std::optional<Popularity> Store::popularity(const std::string& product_id) const {
+  Query query(*statements_, kGetPopularity, "popularity");
+  query.bind_text(1, product_id);
+  if (!query.step()) return std::nullopt;
+  return Popularity{query.real_at(0), query.int_at(1)};
+}
+
+void Store::set_popularity(const std::string& product_id, const Popularity& popularity) {
+  Query query(*statements_, kSetPopularity, "set_popularity");
+  query.bind_text(1, product_id).bind_real(2, popularity.score).bind_int(3, popularity.at_ms);
+  try {
+    query.run();
+  } catch (const SqliteError& e) {
+    if (e.code() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw Error(ErrorKind::kNotFound, "no product with id " + product_id);
+    }
+    throw;
+  }
+}
+
+std::optional<RankingSignals> Store::ranking_signals(const std::string& product_id) const {
+  Query query(*statements_, kRankingSignals, "ranking_signals");
+  query.bind_text(1, product_id);
+  if (!query.step()) return std::nullopt;
+  RankingSignals signals;
+  signals.price = query.real_at(0);
+  signals.stock = query.int_at(1);
+  signals.rating = query.real_at(2);
+  signals.rating_count = query.int_at(3);
+  if (!query.is_null(4)) signals.popularity = Popularity{query.real_at(4), query.int_at(5)};
+  if (!query.is_null(6)) signals.first_seen_ms = query.int_at(6);
+  return signals;
+}
+
+std::optional<std::int64_t> Store::first_seen(const std::string& product_id) const {
+  Query query(*statements_, kFirstSeen, "first_seen");
+  query.bind_text(1, product_id);
+  if (!query.step()) return std::nullopt;
+  return query.int_at(0);
+}
+
+std::optional<Taste> Store::taste(const std::string& user_id) const {
+  Query query(*statements_, kGetTaste, "taste");
+  query.bind_text(1, user_id);
+  if (!query.step()) return std::nullopt;
+  Taste taste;
+  taste.model = query.text_at(0);
+  decode_embedding(query, 1, 0, taste.vector);
+  taste.weight = query.real_at(2);
+  taste.at_ms = query.int_at(3);
+  return taste;
+}
+
+void Store::set_taste(const std::string& user_id, const Taste& taste) {
+  Query(*statements_, kSetTaste, "set_taste")
+      .bind_text(1, user_id)
+      .bind_text(2, taste.model)
+      .bind_blob(3, encode_embedding(taste.vector))
+      .bind_real(4, taste.weight)
+      .bind_int(5, taste.at_ms)
+      .run();
+}
+
+bool Store::delete_taste(const std::string& user_id) {
+  Query(*statements_, kDeleteTaste, "delete_taste").bind_text(1, user_id).run();
+  return sqlite3_changes(db_) > 0;
+}
+
+std::optional<std::string> Store::get_profile(const std::string& name) const {
+  Query query(*statements_, kGetProfile, "get_profile");
+  query.bind_text(1, name);
+  if (!query.step()) return std::nullopt;
+  return query.text_at(0);
+}
+
+void Store::put_profile(const std::string& name, const std::string& json_text) {
+  Query(*statements_, kPutProfile, "put_profile")
+      .bind_text(1, name)
+      .bind_text(2, json_text)
+      .bind_int(3, now_ms())
+      .run();
+}
+
+bool Store::delete_profile(const std::string& name) {
+  Query(*statements_, kDeleteProfile, "delete_profile").bind_text(1, name).run();
+  return sqlite3_changes(db_) > 0;
+}
+
+std::vector<std::string> Store::profile_names() const {
+  Query query(*statements_, kProfileNames, "profile_names");
+  std::vector<std::string> names;
+  while (query.step()) names.push_back(query.text_at(0));
+  return names;
 }
 
 }  // namespace lookalike::catalog

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "catalog/event.h"
 #include "catalog/product.h"
 
 struct sqlite3;
@@ -29,6 +30,32 @@ struct ImageRecord {
   std::string sha256;       // lower-case hex of the file's bytes
   std::string model;        // identity of the model that made `embedding`; empty if none
   std::vector<float> embedding;
+};
+
+// A product's popularity: its decayed, type-weighted event count as of at_ms
+// (catalog/event.h: event_weight, kPopularityHalfLifeDays).
+struct Popularity {
+  double score = 0;
+  std::int64_t at_ms = 0;
+};
+
+// A shopper's taste: the decayed, type-weighted sum of the vectors of the products
+// they engaged with (kTasteHalfLifeDays), as of at_ms, made with `model`.
+struct Taste {
+  std::string model;
+  std::vector<float> vector;
+  double weight = 0;  // decayed sum of the event weights, as of at_ms
+  std::int64_t at_ms = 0;
+};
+
+// What ranking reads of a product, in one lookup.
+struct RankingSignals {
+  double price = 0;
+  std::int64_t stock = 0;
+  double rating = 0;
+  std::int64_t rating_count = 0;
+  Popularity popularity;                   // zero when it has no events
+  std::optional<std::int64_t> first_seen_ms;
 };
 
 struct Counts {
@@ -128,6 +155,29 @@ class Store {
   // and processes keep reading and writing meanwhile. dest is synced before the
   // call returns. Throws Error(kIO), leaving no file at dest, on failure.
   void backup_to(const std::filesystem::path& dest) const;
+
+  // Behaviour signals and ranking profiles. They live in the same file as the
+  // products, so they are as durable, and a product's popularity goes with it when it
+  // is deleted. Events are a log: they stay when their product is deleted.
+  void add_event(const Event& event);
+  std::vector<Event> events_of(const std::string& user_id) const;  // oldest first
+  std::size_t delete_events_of(const std::string& user_id);        // how many there were
+  std::optional<Popularity> popularity(const std::string& product_id) const;
+  // The product's current price, stock, rating, popularity and first-seen time; nullopt when absent.
+  std::optional<RankingSignals> ranking_signals(const std::string& product_id) const;
+  // Throws Error(kNotFound) when there is no such product.
+  void set_popularity(const std::string& product_id, const Popularity& popularity);
+  // When the product was first stored (Unix ms); kept across updates of the product.
+  std::optional<std::int64_t> first_seen(const std::string& product_id) const;
+  std::optional<Taste> taste(const std::string& user_id) const;
+  void set_taste(const std::string& user_id, const Taste& taste);
+  bool delete_taste(const std::string& user_id);  // false if there was none
+
+  // Ranking profiles, as JSON text by name (rank/rank.h reads and writes the text).
+  std::optional<std::string> get_profile(const std::string& name) const;
+  void put_profile(const std::string& name, const std::string& json_text);
+  bool delete_profile(const std::string& name);    // false if absent
+  std::vector<std::string> profile_names() const;  // sorted
 
  private:
   struct Statements;  // the connection's prepared statements, defined in store.cpp

@@ -3,20 +3,24 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "cli/runtime.h"
 #include "cli/serve.h"
+#include "catalog/event.h"
 #include "common/error.h"
 #include "common/files.h"
 #include "embed/embedder.h"
 #include "embed/train.h"
+#include "rank/rank.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
 #include "search/eval.h"
@@ -40,6 +44,8 @@ Examples:
   lookalike ingest --data demo-data --catalog demo-data/catalog.jsonl
   lookalike search --data demo-data --image demo-data/queries/00000.png --k 10
   lookalike search --data demo-data --queries paths.txt --k 10 --json
+  lookalike search --data demo-data --image photo.jpg --profile default --user u42 --price 40 --explain
+  lookalike events --data demo-data --file events.jsonl
   lookalike eval   --data demo-data --queries demo-data/queries.jsonl
   lookalike eval-robustness --data demo-data --items 2000 --seed 1
   lookalike reindex --data demo-data --model new-model.lkm
@@ -51,24 +57,28 @@ Examples:
   lookalike restore  --from backups/demo-1 --data demo-data --force
 )";
 
-json hit_json(const search::ProductHit& hit) {
-  return {{"product_id", hit.product_id}, {"score", hit.score},           {"title", hit.product.title},
-          {"brand", hit.product.brand},   {"category", hit.product.category}, {"price", hit.product.price},
-          {"currency", hit.product.currency}, {"rating", hit.product.rating}, {"stock", hit.product.stock}};
+json hit_json(const search::ProductHit& hit, bool explain) {
+  json out{{"product_id", hit.product_id}, {"score", hit.score},
+           {"similarity", hit.similarity}, {"title", hit.product.title},
+           {"brand", hit.product.brand},   {"category", hit.product.category},
+           {"price", hit.product.price},   {"currency", hit.product.currency},
+           {"rating", hit.product.rating}, {"stock", hit.product.stock}};
+  if (explain && hit.ranking) out["explain"] = json::parse(rank::explain_json(*hit.ranking));
+  return out;
 }
 
-json result_json(const std::string& query, const search::QueryResult& result) {
+json result_json(const std::string& query, const search::QueryResult& result, bool explain) {
   json out{{"query", query}};
   if (!result.error.empty()) {
     out["error"] = result.error;
     return out;
   }
   out["results"] = json::array();
-  for (const auto& hit : result.hits) out["results"].push_back(hit_json(hit));
+  for (const auto& hit : result.hits) out["results"].push_back(hit_json(hit, explain));
   return out;
 }
 
-void print_result_table(const std::string& query, const search::QueryResult& result) {
+void print_result_table(const std::string& query, const search::QueryResult& result, bool explain) {
   if (!result.error.empty()) {
     std::cerr << query << ": " << result.error << "\n";
     return;
@@ -79,6 +89,15 @@ void print_result_table(const std::string& query, const search::QueryResult& res
     const auto& p = hit.product;
     std::printf("%3d  %.3f  %-10s  %-40s  %-12s  %8.2f %s  stock %lld\n", ++rank, hit.score, hit.product_id.c_str(),
                 p.title.c_str(), p.category.c_str(), p.price, p.currency.c_str(), static_cast<long long>(p.stock));
+    if (!explain || !hit.ranking) continue;
+    std::printf("      =");
+    for (std::size_t c = 0; c < rank::kComponentCount; ++c) {
+      const auto& part = hit.ranking->parts[c];
+      if (part.weight == 0) continue;
+      std::printf(" %s %+.3f (%.3f x %g)", rank::component_name(static_cast<rank::Component>(c)),
+                  part.contribution(), part.value, part.weight);
+    }
+    std::printf("; rating %.2f Bayesian\n", hit.ranking->rating_average);
   }
 }
 
@@ -152,6 +171,36 @@ int main(int argc, char** argv) {
       ->excludes(image_opt);
   search_cmd->add_option("--k", k, "Number of products")->check(CLI::Range(1, search::Engine::kMaxK));
   search_cmd->add_flag("--json", as_json, "One JSON object per query on stdout");
+  search::RankRequest rank_request;
+  bool explain = false;
+  double price_target = -1, price_min = -1, price_max = -1;
+  search_cmd->add_option(
+      "--profile", rank_request.profile,
+      "Ranking profile: a stored one, 'default' (business signals) or 'visual' (look only)");
+  search_cmd->add_option("--user", rank_request.user_id, "Shopper id whose taste counts (from their events)");
+  search_cmd
+      ->add_option("--depth", rank_request.depth,
+                   "Candidates re-ranked per query, 1..1000 (default: the profile's, 100)")
+      ->check(CLI::Range(1, rank::kMaxCandidateDepth));
+  search_cmd->add_option("--price", price_target, "Target price: closer prices rank higher")
+      ->check(CLI::PositiveNumber);
+  search_cmd->add_option("--price-min", price_min, "Lower end of the wanted price range")
+      ->check(CLI::NonNegativeNumber);
+  search_cmd->add_option("--price-max", price_max, "Upper end of the wanted price range")
+      ->check(CLI::PositiveNumber);
+  search_cmd->add_flag("--explain", explain, "Show each result's score broken down by component");
+
+  // events
+  auto* events_cmd = app.add_subcommand(
+      "events", "Record shopper events (view, click, add_to_cart, purchase) from a JSONL file");
+  std::string events_file;
+  events_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
+  events_cmd
+      ->add_option("--file", events_file,
+                   "JSONL, one {\"type\", \"product_id\", \"user_id\", \"time\"} per line")
+      ->required();
+  events_cmd->add_flag("--strict", strict, "Exit with status 3 when any line was rejected");
+  events_cmd->add_flag("--json", as_json, "Print the summary as JSON");
 
   // eval
   auto* eval_cmd = app.add_subcommand("eval", "Category retrieval quality: P@1, P@10, mAP@100 and throughput");
@@ -338,6 +387,12 @@ int main(int argc, char** argv) {
     }
     if (*search_cmd) {
       if (image_file.empty() && queries_file.empty()) throw CLI::RequiredError("--image or --queries");
+      if (price_target > 0) rank_request.price.target = price_target;
+      if (price_min >= 0) rank_request.price.min = price_min;
+      if (price_max > 0) rank_request.price.max = price_max;
+      if (price_min >= 0 && price_max > 0 && price_min > price_max) {
+        throw Error(ErrorKind::kInvalidInput, "--price-min is above --price-max");
+      }
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       std::vector<std::string> paths;
       if (!image_file.empty()) {
@@ -355,17 +410,61 @@ int main(int argc, char** argv) {
       for (std::size_t begin = 0; begin < paths.size(); begin += kBatch) {
         std::vector<fs::path> files(paths.begin() + static_cast<long>(begin),
                                     paths.begin() + static_cast<long>(std::min(paths.size(), begin + kBatch)));
-        auto results = engine->search_files(files, k, /*with_details=*/true);
+        auto results = engine->search_files(files, k, /*with_details=*/true, &rank_request);
         for (std::size_t i = 0; i < results.size(); ++i) {
           any_failed = any_failed || !results[i].error.empty();
           if (as_json) {
-            std::cout << result_json(paths[begin + i], results[i]).dump() << "\n";
+            std::cout << result_json(paths[begin + i], results[i], explain).dump() << "\n";
           } else {
-            print_result_table(paths[begin + i], results[i]);
+            print_result_table(paths[begin + i], results[i], explain);
           }
         }
       }
       return any_failed && !image_file.empty() ? kExitError : 0;
+    }
+    if (*events_cmd) {
+      auto engine = search::Engine::open(data_dir, open_options("", ""));
+      std::ifstream in(events_file, std::ios::binary);
+      if (!in) throw Error(ErrorKind::kNotFound, "cannot open " + events_file);
+      const catalog::EventLimits limits;
+      constexpr std::size_t kBatch = 1000;
+      std::size_t line_number = 0, accepted = 0, rejected = 0;
+      std::vector<catalog::Event> batch;
+      std::vector<std::size_t> batch_lines;
+      std::vector<std::pair<std::size_t, std::string>>
+          errors;  // of this batch's lines, printed in line order
+      auto flush = [&] {
+        auto report = engine->record_events(batch);
+        accepted += report.accepted;
+        for (const auto& [index, why] : report.rejected) errors.emplace_back(batch_lines[index], why);
+        std::sort(errors.begin(), errors.end());
+        for (const auto& [line, why] : errors) std::cerr << events_file << ":" << line << ": " << why << "\n";
+        rejected += errors.size();
+        errors.clear();
+        batch.clear();
+        batch_lines.clear();
+      };
+      for (std::string line; std::getline(in, line);) {
+        ++line_number;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.find_first_not_of(" \t") == std::string::npos) continue;
+        try {
+          batch.push_back(catalog::parse_event(line, catalog::unix_now_ms(), limits));
+          batch_lines.push_back(line_number);
+        } catch (const Error& e) {
+          errors.emplace_back(line_number, e.what());
+        }
+        if (batch.size() >= kBatch) flush();
+      }
+      if (in.bad()) throw Error(ErrorKind::kIO, "cannot read " + events_file);
+      flush();
+      if (as_json) {
+        std::cout << json{{"lines", line_number}, {"accepted", accepted}, {"rejected", rejected}}.dump()
+                  << "\n";
+      } else {
+        std::printf("recorded %zu events from %zu lines; rejected %zu\n", accepted, line_number, rejected);
+      }
+      return strict && rejected > 0 ? kExitSkipped : 0;
     }
     if (*eval_cmd) {
       auto engine = search::Engine::open(data_dir, open_options("", ""));

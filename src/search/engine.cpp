@@ -351,6 +351,7 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
     tx.commit();
   }
   engine->reader_ = catalog::Store::open(data_dir / kStoreFile);
+  engine->signals_ = catalog::Store::open(data_dir / kStoreFile);
   std::lock_guard<std::mutex> lock(engine->write_mutex_);
   engine->load_or_rebuild_index(std::move(embedder));
   return engine;
@@ -540,19 +541,22 @@ void Engine::fill_details(std::vector<QueryResult>& results) const {
   }
 }
 
-std::vector<QueryResult> Engine::search(const std::vector<image::Image>& queries, int k, bool with_details) const {
+std::vector<QueryResult> Engine::search(const std::vector<image::Image>& queries, int k, bool with_details,
+                                        const RankRequest* ranking) const {
+  const auto prepared = prepare_ranking(ranking, k);
   const auto snap = snapshot();  // one model and its index for the whole batch
   const auto& spec = snap->embedder->info().input;
   const std::size_t per_input = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
   std::vector<float> inputs(queries.size() * per_input);
   for (std::size_t i = 0; i < queries.size(); ++i) image::preprocess(queries[i], spec, inputs.data() + i * per_input);
   auto vectors = embed_all(*snap->embedder, inputs, queries.size());
-  auto results = search_vectors(*snap, vectors.data(), queries.size(), k, "");
-  if (with_details) fill_details(results);
+  auto results = search_vectors(*snap, vectors.data(), queries.size(), prepared ? prepared->depth : k, "");
+  finish_results(results, k, ranking, prepared, with_details);
   return results;
 }
 
-std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files, int k, bool with_details) const {
+std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files, int k, bool with_details,
+                                              const RankRequest* ranking) const {
   std::vector<QueryResult> results(files.size());
   std::vector<image::Image> decoded;
   std::vector<std::size_t> positions;
@@ -565,12 +569,15 @@ std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files
       results[i].error = e.what();
     }
   }
-  auto found = search(decoded, k, with_details);
+  auto found = search(decoded, k, with_details, ranking);
   for (std::size_t j = 0; j < positions.size(); ++j) results[positions[j]] = std::move(found[j]);
   return results;
 }
 
-QueryResult Engine::similar_products(const std::string& product_id, int k, bool with_details) const {
+QueryResult Engine::similar_products(const std::string& product_id, int k, bool with_details,
+                                     const RankRequest* ranking) const {
+  const auto prepared = prepare_ranking(ranking, k);
+  const int depth = prepared ? prepared->depth : k;
   std::shared_ptr<const Snapshot> snap;
   std::vector<float> vectors;
   std::size_t dim = 0;
@@ -599,7 +606,7 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   merged.model = snap->embedder->info().identity();
   const std::size_t n = vectors.size() / dim;
   if (n == 0) return merged;  // a product without images has no look to match
-  auto per_image = search_vectors(*snap, vectors.data(), n, k, product_id);
+  auto per_image = search_vectors(*snap, vectors.data(), n, depth, product_id);
   // A product that looks like any of this product's photos qualifies, by its best score.
   std::unordered_map<std::string, ProductHit> best;
   for (auto& result : per_image) {
@@ -612,9 +619,10 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   std::sort(merged.hits.begin(), merged.hits.end(), [](const ProductHit& a, const ProductHit& b) {
     return a.score != b.score ? a.score > b.score : a.product_id < b.product_id;
   });
-  if (merged.hits.size() > static_cast<std::size_t>(k)) merged.hits.resize(static_cast<std::size_t>(k));
+  if (merged.hits.size() > static_cast<std::size_t>(depth))
+    merged.hits.resize(static_cast<std::size_t>(depth));
   std::vector<QueryResult> results{std::move(merged)};
-  if (with_details) fill_details(results);
+  finish_results(results, k, ranking, prepared, with_details);
   return std::move(results.front());
 }
 

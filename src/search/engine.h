@@ -19,8 +19,10 @@
 #include <string>
 #include <vector>
 
+#include "catalog/event.h"
 #include "catalog/product.h"
 #include "image/image.h"
+#include "rank/rank.h"
 
 namespace lookalike::catalog {
 class Store;
@@ -74,9 +76,32 @@ struct IngestReport {
 
 struct ProductHit {
   std::string product_id;
-  float score = 0;              // best cosine similarity among the product's images
-  std::int64_t image_id = 0;    // that best image
-  catalog::Product product;     // filled when details are asked for
+  float score = 0;            // the final score: the similarity, or the ranking profile's score
+  std::int64_t image_id = 0;  // the product's best-matching image
+  catalog::Product product;   // filled when details are asked for
+  float similarity = 0;       // best cosine similarity among the product's images
+  std::optional<rank::Score> ranking = std::nullopt;  // the score's parts, when the search was re-ranked
+};
+
+// How a search is re-ranked (rank/rank.h): the nearest `depth` products by look are
+// the candidates, the profile scores them, the best k are returned.
+struct RankRequest {
+  // A stored profile's name, or "default", or "visual": the look order itself, not
+  // re-ranked (score = similarity, no ranking parts).
+  std::string profile = rank::kDefaultProfile;
+  std::string user_id;  // whose taste counts; empty: nobody's
+  rank::PriceTarget price;
+  int depth = 0;  // candidates per query, 1..rank::kMaxCandidateDepth; 0: the profile's candidate_depth
+};
+
+struct EventReport {
+  std::size_t accepted = 0;
+  std::vector<std::pair<std::size_t, std::string>> rejected;  // (index in the batch, why)
+};
+
+struct UserSummary {
+  std::size_t events = 0;
+  bool has_taste = false;
 };
 
 struct QueryResult {
@@ -151,20 +176,47 @@ class Engine {
   std::size_t delete_products(const std::vector<std::string>& ids);
 
   // Searches with decoded query images; one result per query with up to k
-  // products (fewer only when the catalog has fewer), each product once, ranked
-  // by its best-matching image. with_details fills ProductHit::product.
-  // Throws Error(kInvalidInput) when k is outside 1..kMaxK.
-  std::vector<QueryResult> search(const std::vector<image::Image>& queries, int k, bool with_details) const;
+  // products (fewer only when the catalog has fewer, or the profile hides some),
+  // each product once, ranked by its best-matching image, or re-ranked by
+  // `ranking` when given (it reads the current price, stock, rating and
+  // popularity of each candidate). with_details fills ProductHit::product.
+  // Throws Error(kInvalidInput) when k is outside 1..kMaxK or the request's depth
+  // is out of range, Error(kNotFound) for an unknown profile.
+  std::vector<QueryResult> search(const std::vector<image::Image>& queries, int k, bool with_details,
+                                  const RankRequest* ranking = nullptr) const;
 
   // Decodes files (bounded by the decode limits) and searches; a file that cannot
   // be read or decoded gets an error in its result, the others are searched.
   std::vector<QueryResult> search_files(const std::vector<std::filesystem::path>& files, int k,
-                                        bool with_details) const;
+                                        bool with_details, const RankRequest* ranking = nullptr) const;
 
   // Products that look like the given product ("more like this"): its own
   // stored image vectors are the query; the product itself is left out.
   // Throws Error(kNotFound) for an unknown id.
-  QueryResult similar_products(const std::string& product_id, int k, bool with_details) const;
+  QueryResult similar_products(const std::string& product_id, int k, bool with_details,
+                               const RankRequest* ranking = nullptr) const;
+
+  // Behaviour events (catalog/event.h). Each accepted event is stored and updates its
+  // product's popularity and its user's taste in place, without re-embedding or
+  // rebuilding the index; searches see it when this returns. An event naming an
+  // unknown product is rejected (with its index and why), the others are accepted,
+  // all in one transaction. Runs alongside imports (it does not wait for a whole
+  // import, only for the store's write lock between its batches).
+  EventReport record_events(const std::vector<catalog::Event>& events);
+
+  // Forgets a shopper: removes their events and taste, and takes their events back
+  // out of the products' popularity. Returns false when nothing was known of them.
+  bool forget_user(const std::string& user_id);
+  std::optional<UserSummary> user(const std::string& user_id) const;  // nullopt: unknown
+
+  // Ranking profiles (rank/rank.h). "default" always exists (the built-in one until
+  // it is replaced; deleting it restores the built-in); "visual" is built in and
+  // fixed. Throws Error(kNotFound) for an unknown name, Error(kInvalidInput) on an
+  // attempt to change "visual".
+  rank::Profile ranking_profile(const std::string& name) const;
+  std::vector<rank::Profile> ranking_profiles() const;  // default, visual, then the others by name
+  void put_ranking_profile(const rank::Profile& profile);
+  bool delete_ranking_profile(const std::string& name);  // false when there was no such profile
 
   // The file an image of a product was read from (position from 0), if any.
   std::optional<std::filesystem::path> image_source(const std::string& product_id, int position) const;
@@ -233,6 +285,15 @@ class Engine {
   std::vector<QueryResult> search_vectors(const Snapshot& snap, const float* vectors, std::size_t n, int k,
                                           const std::string& exclude) const;
   void fill_details(std::vector<QueryResult>& results) const;
+  // The profile and candidate depth of a search; nullopt without ranking (src/search/ranking.cpp).
+  struct PreparedRanking {
+    rank::Profile profile;
+    int depth = 0;
+  };
+  std::optional<PreparedRanking> prepare_ranking(const RankRequest* ranking, int k) const;
+  // Sets each hit's similarity, re-ranks the candidates when asked, keeps the best k.
+  void finish_results(std::vector<QueryResult>& results, int k, const RankRequest* ranking,
+                      const std::optional<PreparedRanking>& prepared, bool with_details) const;
 
   std::filesystem::path dir_;
   image::DecodeLimits limits_;
@@ -248,6 +309,14 @@ class Engine {
   mutable std::mutex reader_mutex_;
   std::unique_ptr<catalog::Store> reader_;       // the readers' connection (WAL: never blocked by writers)
   std::shared_ptr<const Snapshot> snapshot_;     // accessed with std::atomic_load/atomic_store
+  mutable std::mutex signals_mutex_;
+  std::unique_ptr<catalog::Store> signals_;  // events and profiles: not held up by a long import
+  // Connections for re-ranking, one per concurrent search (opened on demand, then
+  // reused), so that concurrent searches do not queue for reader_.
+  std::unique_ptr<catalog::Store> take_ranking_reader() const;
+  void return_ranking_reader(std::unique_ptr<catalog::Store> reader) const;
+  mutable std::mutex ranking_readers_mutex_;
+  mutable std::vector<std::unique_ptr<catalog::Store>> ranking_readers_;
 };
 
 }  // namespace lookalike::search

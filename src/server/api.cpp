@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 
+#include "catalog/event.h"
 #include "catalog/product.h"
 #include "common/error.h"
 #include "common/files.h"
@@ -36,8 +37,9 @@ const char* kHtmlSecurityPolicy =
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'";
 
-const std::vector<std::string> kDefaultFields = {"title",  "brand",        "category", "price",    "currency",
-                                                 "rating", "rating_count", "stock",    "image_url"};
+const std::vector<std::string> kDefaultFields = {"similarity", "title",    "brand",  "category",
+                                                 "price",      "currency", "rating", "rating_count",
+                                                 "stock",      "image_url"};
 const std::set<std::string> kAllowedFields = {"title",     "brand",      "category",     "price",
                                               "currency",  "rating",     "rating_count", "stock",
                                               "image_url", "attributes", "group_id"};
@@ -206,7 +208,7 @@ std::vector<std::string> parse_fields(const std::vector<std::string>& names) {
   for (const auto& raw : names) {
     std::string name = trim(raw);
     if (name.empty() || name == "product_id" || name == "score") continue;
-    if (!kAllowedFields.count(name))
+    if (!kAllowedFields.count(name) && name != "similarity")
       throw bad_request("unknown field \"" + name.substr(0, 64) + "\" in fields");
     if (std::find(fields.begin(), fields.end(), name) == fields.end()) fields.push_back(name);
   }
@@ -229,12 +231,91 @@ struct Page {
   int k = kDefaultPageSize;
   int offset = 0;
   std::vector<std::string> fields = kDefaultFields;
+  search::RankRequest ranking;  // searches are re-ranked, by the default profile unless told otherwise
+  bool explain = false;
 };
+
+double parse_price(const std::string& name, const std::string& text) {
+  double value = 0;
+  std::size_t used = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (text.empty() || used != text.size() || !std::isfinite(value) || value < 0 || value > 1e12) {
+    throw bad_request(name + " must be a number from 0 to 1e12, not \"" + text.substr(0, 32) + "\"");
+  }
+  return value;
+}
+
+bool parse_bool(const std::string& name, const std::string& text) {
+  if (text == "true" || text == "1") return true;
+  if (text == "false" || text == "0") return false;
+  throw bad_request(name + " must be true or false");
+}
+
+double json_price(const json& value, const std::string& name) {
+  if (!value.is_number()) throw bad_request(name + " must be a number");
+  return parse_price(name, value.dump());
+}
+
+std::string json_string(const json& value, const std::string& name) {
+  if (!value.is_string()) throw bad_request(name + " must be a string");
+  return value.get<std::string>();
+}
+
+// The ranking parameters a query string may carry (docs/API.md, "Ranking").
+void ranking_from_query(const Request& req, Page& page) {
+  auto& r = page.ranking;
+  if (req.has_param("profile")) r.profile = req.get_param_value("profile");
+  if (req.has_param("user")) r.user_id = req.get_param_value("user");
+  if (req.has_param("depth")) {
+    r.depth = parse_int("depth", req.get_param_value("depth"), 1, rank::kMaxCandidateDepth);
+  }
+  if (req.has_param("price")) r.price.target = parse_price("price", req.get_param_value("price"));
+  if (req.has_param("price_min")) r.price.min = parse_price("price_min", req.get_param_value("price_min"));
+  if (req.has_param("price_max")) r.price.max = parse_price("price_max", req.get_param_value("price_max"));
+  if (req.has_param("explain")) page.explain = parse_bool("explain", req.get_param_value("explain"));
+}
+
+// One ranking key of a JSON search body; false when the key is not one.
+bool ranking_from_json(const std::string& key, const json& value, Page& page) {
+  auto& r = page.ranking;
+  if (key == "profile") {
+    r.profile = json_string(value, "profile");
+  } else if (key == "user") {
+    r.user_id = json_string(value, "user");
+  } else if (key == "depth") {
+    r.depth = json_int(value, "depth", 1, rank::kMaxCandidateDepth);
+  } else if (key == "price") {
+    r.price.target = json_price(value, "price");
+  } else if (key == "price_min") {
+    r.price.min = json_price(value, "price_min");
+  } else if (key == "price_max") {
+    r.price.max = json_price(value, "price_max");
+  } else if (key == "explain") {
+    if (!value.is_boolean()) throw bad_request("explain must be true or false");
+    page.explain = value.get<bool>();
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void check_ranking(const Page& page) {
+  const auto& price = page.ranking.price;
+  if (price.min && price.max && *price.min > *price.max) throw bad_request("price_min is above price_max");
+  if (price.target && *price.target <= 0) throw bad_request("price must be above 0");
+  if (page.ranking.user_id.size() > catalog::EventLimits{}.max_id_bytes)
+    throw bad_request("user is too long");
+}
 
 void check_page(const Page& page) {
   if (page.k + page.offset > search::Engine::kMaxK) {
     throw bad_request("k + offset must be at most " + std::to_string(search::Engine::kMaxK));
   }
+  check_ranking(page);
 }
 
 Page page_from_query(const Request& req) {
@@ -244,6 +325,7 @@ Page page_from_query(const Request& req) {
     page.offset = parse_int("offset", req.get_param_value("offset"), 0, search::Engine::kMaxK);
   }
   if (req.has_param("fields")) page.fields = parse_fields(split_commas(req.get_param_value("fields")));
+  ranking_from_query(req, page);
   return page;
 }
 
@@ -272,7 +354,11 @@ json results_json(const search::QueryResult& result, const Page& page, double to
   for (std::size_t i = static_cast<std::size_t>(page.offset); i < hits.size(); ++i) {
     const auto& hit = hits[i];
     json r{{"product_id", hit.product_id}, {"score", rounded(hit.score, 1e6)}};
-    for (const auto& field : page.fields) r[field] = product_field(hit.product, field);
+    for (const auto& field : page.fields) {
+      r[field] =
+          field == "similarity" ? json(rounded(hit.similarity, 1e6)) : product_field(hit.product, field);
+    }
+    if (page.explain && hit.ranking) r["explain"] = json::parse(rank::explain_json(*hit.ranking));
     results.push_back(std::move(r));
   }
   return {{"results", results},
@@ -581,6 +667,27 @@ void Api::handle(const Request& req, Response& res, RequestState& state) {
       case RouteId::kGetImport:
         get_import(res, param("task_id"));
         break;
+      case RouteId::kPostEvents:
+        post_events(req, res);
+        break;
+      case RouteId::kListProfiles:
+        list_profiles(res);
+        break;
+      case RouteId::kGetProfile:
+        get_profile(res, param("name"));
+        break;
+      case RouteId::kPutProfile:
+        put_profile(req, res, param("name"));
+        break;
+      case RouteId::kDeleteProfile:
+        delete_profile(res, param("name"));
+        break;
+      case RouteId::kGetUser:
+        get_user(res, param("id"));
+        break;
+      case RouteId::kDeleteUser:
+        delete_user(res, param("id"));
+        break;
     }
   } catch (const ApiError& e) {
     render_error(res, e);
@@ -704,6 +811,8 @@ void Api::search(const Request& req, Response& res) const {
         page.offset = json_int(value, "offset", 0, search::Engine::kMaxK);
       } else if (key == "crop") {
         if (!value.is_null()) crop = crop_from_json(value);
+      } else if (ranking_from_json(key, value, page)) {
+        continue;
       } else if (key == "fields") {
         if (value.is_string()) {
           page.fields = parse_fields(split_commas(value.get<std::string>()));
@@ -730,7 +839,7 @@ void Api::search(const Request& req, Response& res) const {
   const int min_side = engine->query_min_side();
   image::Image query = crop ? image::decode_crop(data, size, engine->limits(), *crop, min_side)
                             : image::decode(data, size, engine->limits(), min_side);
-  auto results = engine->search({query}, page.k + page.offset, /*with_details=*/true);
+  auto results = engine->search({query}, page.k + page.offset, /*with_details=*/true, &page.ranking);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   send_json(res, 200, results_json(results.front(), page, took_ms));
 }
@@ -746,7 +855,7 @@ void Api::similar(const Request& req, Response& res, const std::string& id) cons
   auto engine = this->engine();
   Page page = page_from_query(req);
   check_page(page);
-  auto result = engine->similar_products(id, page.k + page.offset, /*with_details=*/true);
+  auto result = engine->similar_products(id, page.k + page.offset, /*with_details=*/true, &page.ranking);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   send_json(res, 200, results_json(result, page, took_ms));
 }
@@ -953,6 +1062,113 @@ void Api::get_reindex(Response& res) const {
   // The runner's flag first: it is set before the engine's progress says so.
   const bool running = reindexer_.running();
   send_json(res, 200, reindex_json(*engine(), running));
+}
+
+void Api::post_events(const Request& req, Response& res) const {
+  auto engine = this->engine();
+  const catalog::EventLimits limits;
+  const std::int64_t now = catalog::unix_now_ms();
+  std::vector<std::string> texts;  // one JSON object per event, in order
+  const std::string type = media_type(req);
+  bool single = false;
+  if (type == "application/json") {
+    // A bounded nesting depth first, as for every JSON body; an array is checked as a whole.
+    const std::string trimmed = trim(req.body);
+    if (!trimmed.empty() && trimmed.front() == '[') {
+      parse_json_body("{\"events\":" + req.body + "}", "the body");
+      json list = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+      if (!list.is_array()) throw bad_request("the body is not valid JSON (UTF-8)");
+      if (list.size() > kMaxEventsPerRequest) {
+        throw bad_request("at most " + std::to_string(kMaxEventsPerRequest) + " events per request");
+      }
+      for (const auto& item : list) texts.push_back(dump(item));
+    } else {
+      texts.push_back(dump(parse_json_body(req.body, "the body")));
+      single = true;
+    }
+  } else {
+    std::size_t start = 0;
+    while (start < req.body.size()) {
+      std::size_t end = req.body.find('\n', start);
+      if (end == std::string::npos) end = req.body.size();
+      std::string line = req.body.substr(start, end - start);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      texts.push_back(std::move(line));
+      if (texts.size() > kMaxEventsPerRequest) {
+        throw bad_request("at most " + std::to_string(kMaxEventsPerRequest) + " events (lines) per request");
+      }
+      start = end + 1;
+    }
+  }
+  std::vector<catalog::Event> events;
+  std::vector<std::size_t> lines;  // of each parsed event, from 1
+  std::vector<std::pair<std::size_t, std::string>> errors;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    if (!single && texts[i].find_first_not_of(" \t") == std::string::npos) continue;  // blank JSONL line
+    try {
+      events.push_back(catalog::parse_event(texts[i], now, limits));
+      lines.push_back(i + 1);
+    } catch (const Error& e) {
+      if (single) throw bad_request(std::string("the event: ") + e.what());
+      errors.emplace_back(i + 1, e.what());
+    }
+  }
+  if (events.empty() && errors.empty()) throw bad_request("the body holds no events");
+  auto report = engine->record_events(events);
+  if (single && !report.rejected.empty()) throw not_found(report.rejected.front().second);
+  for (const auto& [index, why] : report.rejected) errors.emplace_back(lines[index], why);
+  std::sort(errors.begin(), errors.end());
+  json listed = json::array();
+  for (std::size_t i = 0; i < errors.size() && i < kMaxEventErrors; ++i) {
+    listed.push_back({{"line", errors[i].first}, {"message", errors[i].second}});
+  }
+  send_json(res, 200,
+            {{"accepted", report.accepted},
+             {"rejected", errors.size()},
+             {"errors", listed},
+             {"errors_truncated", errors.size() > kMaxEventErrors}});
+}
+
+namespace {
+
+json profile_doc(const rank::Profile& profile) { return json::parse(rank::profile_json(profile)); }
+
+}  // namespace
+
+void Api::list_profiles(Response& res) const {
+  json profiles = json::array();
+  for (const auto& profile : engine()->ranking_profiles()) profiles.push_back(profile_doc(profile));
+  send_json(res, 200, {{"profiles", profiles}});
+}
+
+void Api::get_profile(Response& res, const std::string& name) const {
+  send_json(res, 200, profile_doc(engine()->ranking_profile(name)));
+}
+
+void Api::put_profile(const Request& req, Response& res, const std::string& name) const {
+  auto engine = this->engine();
+  parse_json_body(req.body, "the profile");  // bounded nesting, an object
+  auto profile = rank::parse_profile(name, req.body);
+  engine->put_ranking_profile(profile);
+  send_json(res, 200, profile_doc(profile));
+}
+
+void Api::delete_profile(Response& res, const std::string& name) const {
+  const bool deleted = engine()->delete_ranking_profile(name);
+  if (!deleted && name != rank::kDefaultProfile)
+    throw not_found("no ranking profile named " + name.substr(0, 80));
+  send_json(res, 200, {{"name", name}, {"deleted", deleted}});
+}
+
+void Api::get_user(Response& res, const std::string& id) const {
+  auto user = engine()->user(id);
+  if (!user) throw not_found("nothing is known of user " + id.substr(0, 200));
+  send_json(res, 200, {{"user_id", id}, {"events", user->events}, {"has_taste", user->has_taste}});
+}
+
+void Api::delete_user(Response& res, const std::string& id) const {
+  if (!engine()->forget_user(id)) throw not_found("nothing is known of user " + id.substr(0, 200));
+  send_json(res, 200, {{"user_id", id}, {"deleted", true}});
 }
 
 }  // namespace lookalike::server

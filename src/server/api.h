@@ -60,6 +60,8 @@ class Api final : public RequestHandler {
  public:
   static constexpr int kMaxPageSize = 100;
   static constexpr std::size_t kMaxUploadImages = 16;
+  static constexpr std::size_t kMaxEventsPerRequest = 10000;
+  static constexpr std::size_t kMaxEventErrors = 100;  // listed in a response; the rest are counted
 
   Api(ApiOptions options, ApiKeys keys, EngineSlot& engine, Metrics& metrics, ImportQueue& imports,
       ReindexRunner& reindexer);
@@ -89,6 +91,13 @@ class Api final : public RequestHandler {
   void get_import(httplib::Response& res, const std::string& task_id) const;
   void post_reindex(const httplib::Request& req, httplib::Response& res) const;
   void get_reindex(httplib::Response& res) const;
+  void post_events(const httplib::Request& req, httplib::Response& res) const;
+  void list_profiles(httplib::Response& res) const;
+  void get_profile(httplib::Response& res, const std::string& name) const;
+  void put_profile(const httplib::Request& req, httplib::Response& res, const std::string& name) const;
+  void delete_profile(httplib::Response& res, const std::string& name) const;
+  void get_user(httplib::Response& res, const std::string& id) const;
+  void delete_user(httplib::Response& res, const std::string& id) const;
 
   const ApiOptions options_;
   const ApiKeys keys_;

@@ -21,8 +21,23 @@ const std::vector<QueryParam> kPageParams = {
      "currency, rating, rating_count, stock, image_url, attributes, group_id"},
 };
 
-std::vector<QueryParam> search_params() {
+// Re-ranking (docs/API.md, "Ranking"), for search and "more like this".
+std::vector<QueryParam> ranked_params() {
   auto params = kPageParams;
+  params.insert(
+      params.end(),
+      {{"profile", "string", "ranking profile: a stored one, default (the default) or visual (look only)"},
+       {"user", "string", "shopper id whose taste (from their events) counts"},
+       {"depth", "integer", "candidates re-ranked, 1..1000 (default: the profile's, 100)"},
+       {"price", "number", "target price: closer prices rank higher"},
+       {"price_min", "number", "lower end of the wanted price range"},
+       {"price_max", "number", "upper end of the wanted price range"},
+       {"explain", "boolean", "true: each result carries its score broken down by component"}});
+  return params;
+}
+
+std::vector<QueryParam> search_params() {
+  auto params = ranked_params();
   params.push_back(
       {"crop", "string", "x,y,width,height in pixels of the uploaded image: only that box is searched"});
   return params;
@@ -118,7 +133,7 @@ std::vector<Route> make_routes() {
        true,
        false,
        "More like this: products that look like this one (it is left out)",
-       kPageParams,
+       ranked_params(),
        kNoBody,
        {200, 400, 401, 403, 404, 503}},
       {RouteId::kImage,
@@ -191,6 +206,76 @@ std::vector<Route> make_routes() {
        {},
        kNoBody,
        {200, 401, 403, 503}},
+      {RouteId::kPostEvents,
+       "POST",
+       "/v1/events",
+       Access::kAdmin,
+       true,
+       false,
+       "Record shopper events (view, click, add_to_cart, purchase): one JSON object, a JSON array or JSONL",
+       {},
+       {"application/json", "application/x-ndjson", "application/jsonl", "application/x-jsonlines"},
+       {200, 400, 401, 403, 404, 411, 413, 415, 503}},
+      {RouteId::kListProfiles,
+       "GET",
+       "/v1/profiles",
+       Access::kSearch,
+       true,
+       false,
+       "The ranking profiles: default, visual and the stored ones",
+       {},
+       kNoBody,
+       {200, 401, 403, 503}},
+      {RouteId::kGetProfile,
+       "GET",
+       "/v1/profiles/{name}",
+       Access::kSearch,
+       true,
+       false,
+       "One ranking profile",
+       {},
+       kNoBody,
+       {200, 401, 403, 404, 503}},
+      {RouteId::kPutProfile,
+       "PUT",
+       "/v1/profiles/{name}",
+       Access::kAdmin,
+       true,
+       false,
+       "Create or replace a ranking profile; fields left out take the built-in default's values",
+       {},
+       {"application/json"},
+       {200, 400, 401, 403, 411, 413, 415, 503}},
+      {RouteId::kDeleteProfile,
+       "DELETE",
+       "/v1/profiles/{name}",
+       Access::kAdmin,
+       true,
+       false,
+       "Delete a ranking profile (deleting default restores the built-in one)",
+       {},
+       kNoBody,
+       {200, 400, 401, 403, 404, 503}},
+      {RouteId::kGetUser,
+       "GET",
+       "/v1/users/{id}",
+       Access::kAdmin,
+       true,
+       false,
+       "What is kept about a shopper: their number of events and whether they have a taste",
+       {},
+       kNoBody,
+       {200, 401, 403, 404, 503}},
+      {RouteId::kDeleteUser,
+       "DELETE",
+       "/v1/users/{id}",
+       Access::kAdmin,
+       true,
+       false,
+       "Forget a shopper: their events, their taste and their share of popularity",
+       {},
+       kNoBody,
+       {200, 401, 403, 404, 503}},
   };
 }
 
@@ -315,6 +400,19 @@ json success_content(RouteId id) {
     case RouteId::kPostReindex:
     case RouteId::kGetReindex:
       return ref("ReindexStatus");
+    case RouteId::kPostEvents:
+      return ref("EventsResult");
+    case RouteId::kListProfiles:
+      return ref("ProfileList");
+    case RouteId::kGetProfile:
+    case RouteId::kPutProfile:
+      return ref("Profile");
+    case RouteId::kDeleteProfile:
+      return ref("ProfileDeleted");
+    case RouteId::kGetUser:
+      return ref("User");
+    case RouteId::kDeleteUser:
+      return ref("UserDeleted");
   }
   return json::object();
 }
@@ -330,6 +428,11 @@ json request_body(const Route& route) {
            {{"$ref", route.id == RouteId::kSearch        ? "#/components/schemas/SearchRequest"
                      : route.id == RouteId::kPostReindex ? "#/components/schemas/ReindexRequest"
                                                          : "#/components/schemas/ProductWrite"}}}};
+      const char* schema = route.id == RouteId::kSearch       ? "#/components/schemas/SearchRequest"
+                           : route.id == RouteId::kPostEvents ? "#/components/schemas/EventsRequest"
+                           : route.id == RouteId::kPutProfile ? "#/components/schemas/Profile"
+                                                              : "#/components/schemas/ProductWrite";
+      content[type] = {{"schema", {{"$ref", schema}}}};
     } else if (type == "multipart/form-data") {
       json props =
           route.id == RouteId::kSearch
@@ -361,9 +464,13 @@ const char* kComponents = R"json({
     "SearchRequest": {"type": "object", "required": ["image_base64"], "properties": {
       "image_base64": {"type": "string"}, "k": {"type": "integer"}, "offset": {"type": "integer"},
       "crop": {"$ref": "#/components/schemas/Crop"},
+      "profile": {"type": "string"}, "user": {"type": "string"}, "depth": {"type": "integer"},
+      "price": {"type": "number"}, "price_min": {"type": "number"}, "price_max": {"type": "number"},
+      "explain": {"type": "boolean"},
       "fields": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}},
     "SearchResult": {"type": "object", "required": ["product_id", "score"], "properties": {
-      "product_id": {"type": "string"}, "score": {"type": "number"}, "title": {"type": "string"},
+      "product_id": {"type": "string"}, "score": {"type": "number"}, "similarity": {"type": "number"},
+      "explain": {"$ref": "#/components/schemas/Explain"}, "title": {"type": "string"},
       "brand": {"type": "string"}, "category": {"type": "string"}, "price": {"type": "number"},
       "currency": {"type": "string"}, "rating": {"type": "number"}, "rating_count": {"type": "integer"},
       "stock": {"type": "integer"}, "image_url": {"type": "string", "nullable": true},
@@ -386,6 +493,35 @@ const char* kComponents = R"json({
       "rating_count": {"type": "integer"}, "stock": {"type": "integer"},
       "attributes": {"type": "object", "additionalProperties": {"type": "string"}}, "group_id": {"type": "string"},
       "images_base64": {"type": "array", "maxItems": 16, "items": {"type": "string"}}}},
+    "Component": {"type": "object", "properties": {"value": {"type": "number"}, "weight": {"type": "number"},
+      "contribution": {"type": "number"}}},
+    "Explain": {"type": "object", "properties": {"score": {"type": "number"},
+      "components": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Component"}},
+      "similarity": {"type": "number"}, "rating_average": {"type": "number"}, "price_fit": {"type": "number"},
+      "taste_similarity": {"type": "number"}}},
+    "Event": {"type": "object", "required": ["type", "product_id", "user_id"], "properties": {
+      "type": {"type": "string", "enum": ["view", "click", "add_to_cart", "purchase"]},
+      "product_id": {"type": "string"}, "user_id": {"type": "string"},
+      "time": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}}},
+    "EventsRequest": {"oneOf": [{"$ref": "#/components/schemas/Event"},
+      {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}]},
+    "EventsResult": {"type": "object", "properties": {"accepted": {"type": "integer"}, "rejected": {"type": "integer"},
+      "errors": {"type": "array", "items": {"type": "object", "properties": {"line": {"type": "integer"},
+        "message": {"type": "string"}}}}, "errors_truncated": {"type": "boolean"}}},
+    "Profile": {"type": "object", "properties": {"name": {"type": "string"},
+      "weights": {"type": "object", "properties": {"visual": {"type": "number"}, "popularity": {"type": "number"},
+        "rating": {"type": "number"}, "stock": {"type": "number"}, "price": {"type": "number"},
+        "recency": {"type": "number"}, "taste": {"type": "number"}}},
+      "out_of_stock": {"type": "string", "enum": ["demote", "hide"]},
+      "rating_prior": {"type": "object", "properties": {"mean": {"type": "number"}, "count": {"type": "number"}}},
+      "popularity_half_saturation": {"type": "number"}, "price_tolerance": {"type": "number"},
+      "recency_half_life_days": {"type": "number"}, "candidate_depth": {"type": "integer"}}},
+    "ProfileList": {"type": "object", "properties": {"profiles": {"type": "array",
+      "items": {"$ref": "#/components/schemas/Profile"}}}},
+    "ProfileDeleted": {"type": "object", "properties": {"name": {"type": "string"}, "deleted": {"type": "boolean"}}},
+    "User": {"type": "object", "properties": {"user_id": {"type": "string"}, "events": {"type": "integer"},
+      "has_taste": {"type": "boolean"}}},
+    "UserDeleted": {"type": "object", "properties": {"user_id": {"type": "string"}, "deleted": {"type": "boolean"}}},
     "PutResult": {"type": "object", "properties": {"product_id": {"type": "string"}, "created": {"type": "boolean"}}},
     "DeleteResult": {"type": "object", "properties": {"product_id": {"type": "string"}, "deleted": {"type": "boolean"}}},
     "ImportAccepted": {"type": "object", "properties": {"task_id": {"type": "string"}, "state": {"type": "string"},

@@ -26,6 +26,13 @@ enum class RouteId {
   kGetImport,
   kPostReindex,
   kGetReindex,
+  kPostEvents,
+  kListProfiles,
+  kGetProfile,
+  kPutProfile,
+  kDeleteProfile,
+  kGetUser,
+  kDeleteUser,
 };
 
 enum class Access { kPublic, kSearch, kAdmin };

@@ -234,6 +234,41 @@ test('"More like this" shows products similar to that product', { timeout: TEST_
   });
 });
 
+test('"Why this result?" breaks each score down', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('03b-why-this-result.png', {}, async (page) => {
+    const [request] = await Promise.all([
+      page.waitForRequest(isSearchRequest),
+      searchWith(page, query.file),
+    ]);
+    assert.equal(new URL(request.url()).searchParams.get('explain'), 'true');
+    const body = await (await request.response()).json();
+    const r = body.results[0];
+    assert.ok(r.explain && r.explain.components, `no explain in ${JSON.stringify(r)}`);
+
+    const card = page.locator('#grid .card').first();
+    const why = card.locator('details.why');
+    assert.equal(await why.getAttribute('open'), null, 'the breakdown starts collapsed');
+    await why.locator('summary').click();
+    await why.locator('.why__list').waitFor({ state: 'visible' });
+
+    // One row per component that moved the score, biggest first; they add up to the score.
+    const rows = await why.locator('.why__part').evaluateAll((els) =>
+      els.map((e) => ({ name: e.dataset.component, contribution: Number(e.dataset.contribution) })));
+    const moved = Object.entries(r.explain.components).filter(([, c]) => c.contribution !== 0);
+    assert.deepEqual(rows.map((x) => x.name).sort(), moved.map(([name]) => name).sort());
+    for (let i = 1; i < rows.length; i++) {
+      assert.ok(Math.abs(rows[i - 1].contribution) >= Math.abs(rows[i].contribution), 'rows are biggest first');
+    }
+    const sum = rows.reduce((acc, x) => acc + x.contribution, 0);
+    assert.ok(Math.abs(sum - r.score) < 1e-4, `rows add up to ${sum}, the score is ${r.score}`);
+    assert.equal((await why.locator('.why__total .why__value').textContent()).trim(), r.explain.score.toFixed(2));
+    assert.match(await why.locator('[data-component="visual"] .why__label').textContent(),
+      /Looks like your photo \(similarity \d\.\d{3}\)/);
+    // Opening the breakdown does not open the product.
+    assert.equal(await page.locator('#product-dialog').isVisible(), false);
+  });
+});
+
 test('a product opens with its details and goes into the cart, which survives a reload', { timeout: TEST_TIMEOUT }, async () => {
   await withPage('04-product-and-cart.png', {}, async (page) => {
     const body = await searchWith(page, query.file);

@@ -210,10 +210,10 @@ class CliE2E : public ::testing::Test {
     return dir;
   }
 
-  // `search --json` for one photo; fails the test unless it succeeds.
+  // `search --json` for one photo, by look alone (--profile visual); fails the test unless it succeeds.
   static json Search(const fs::path& data, const fs::path& image, int k = 10, Outcome* raw = nullptr) {
-    Outcome r = run(
-        {"search", "--data", data.string(), "--image", image.string(), "--k", std::to_string(k), "--json"});
+    Outcome r = run({"search", "--data", data.string(), "--image", image.string(), "--k", std::to_string(k),
+                     "--json", "--profile", "visual"});
     if (raw) *raw = r;
     EXPECT_EQ(r.status, 0) << describe(r);
     json j = parse_one_json_line(r);
@@ -221,15 +221,15 @@ class CliE2E : public ::testing::Test {
     return j.value("results", json::array());
   }
 
-  // Batch `search --queries FILE --json`: one results array per photo, in order;
+  // Batch `search --queries FILE --json --profile visual`: one results array per photo, in order;
   // fails the test unless every query succeeds.
   static std::vector<json> SearchMany(const fs::path& data, const std::vector<fs::path>& photos, int k = 10) {
     fs::path file = root() / ("queries-" + std::to_string(++batch_files_) + ".txt");
     std::string text;
     for (const auto& p : photos) text += p.string() + "\n";
     write_text(file, text);
-    Outcome r = run(
-        {"search", "--data", data.string(), "--queries", file.string(), "--k", std::to_string(k), "--json"});
+    Outcome r = run({"search", "--data", data.string(), "--queries", file.string(), "--k", std::to_string(k),
+                     "--json", "--profile", "visual"});
     EXPECT_EQ(r.status, 0) << describe(r);
     std::vector<json> out;
     auto lines = lines_of(r.out);
@@ -532,7 +532,8 @@ TEST_F(CliE2E, LostOrCorruptIndexIsRebuiltWithIdenticalResults) {
   for (std::size_t i = 0; i < 5; ++i) text += photo_of(i * 101).string() + "\n";
   write_text(paths, text);
   auto batch = [&] {
-    return run({"search", "--data", data.string(), "--queries", paths.string(), "--k", "10", "--json"});
+    return run({"search", "--data", data.string(), "--queries", paths.string(), "--k", "10", "--json",
+                "--profile", "visual"});
   };
   Outcome before = batch();
   ASSERT_EQ(before.status, 0) << describe(before);
@@ -702,7 +703,8 @@ TEST_F(CliE2E, BatchSearchPrintsOneJsonLinePerQueryInInputOrder) {
   for (const auto& p : paths) text += p + "\n";
   write_text(file, text);
 
-  Outcome r = run({"search", "--data", base().string(), "--queries", file.string(), "--k", "10", "--json"});
+  Outcome r = run({"search", "--data", base().string(), "--queries", file.string(), "--k", "10", "--json",
+                   "--profile", "visual"});
   EXPECT_EQ(r.status, 0) << "a failed query in batch mode is reported in its line" << describe(r);
   auto out = lines_of(r.out);
   ASSERT_EQ(out.size(), paths.size()) << describe(r);
@@ -787,7 +789,8 @@ TEST_F(CliE2E, PhotoOfACatalogItemFindsItFirst) {
     EXPECT_GT(results[0].value("score", 0.0), 0.99) << describe(raw);
   }
   // The table output shows the same product first.
-  Outcome table = run({"search", "--data", base().string(), "--image", photo_of(1234).string(), "--k", "3"});
+  Outcome table = run({"search", "--data", base().string(), "--image", photo_of(1234).string(), "--k", "3",
+                       "--profile", "visual"});
   EXPECT_EQ(table.status, 0) << describe(table);
   auto rows = lines_of(table.out);
   ASSERT_GE(rows.size(), 2u) << describe(table);
@@ -907,6 +910,61 @@ TEST_F(CliE2E, WrongSubcommandOrMissingArgumentsExitNonZero) {
   EXPECT_NE(r.status, 0) << describe(r);
   r = run({"search", "--data", root().string()});
   EXPECT_NE(r.status, 0) << "search needs --image or --queries" << describe(r);
+}
+
+TEST_F(CliE2E, EventsFromAFileLiftWhatShoppersBuyAndExplainShowsWhy) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  fs::path data = CopyOfBase("events");
+  json visual = Search(data, query_photo(3), 50);
+  ASSERT_EQ(visual.size(), 50u);
+  const std::string lifted = visual[35].value("product_id", "");
+  std::string lines;
+  for (int i = 0; i < 8; ++i) {
+    lines += json{{"type", "purchase"},
+                  {"product_id", lifted},
+                  {"user_id", "shopper-" + std::to_string(i)},
+                  {"time", "2026-11-20T10:00:00Z"}}
+                 .dump() +
+             "\n";
+  }
+  lines += "{\"type\": \"wishlist\", \"product_id\": \"" + lifted + "\", \"user_id\": \"x\"}\n";  // line 9
+  lines +=
+      json{{"type", "view"}, {"product_id", "no-such-product"}, {"user_id", "x"}}.dump() + "\n";  // line 10
+  fs::path file = root() / "events.jsonl";
+  write_text(file, lines);
+
+  Outcome r = run({"events", "--data", data.string(), "--file", file.string(), "--json"});
+  EXPECT_EQ(r.status, 0) << describe(r);
+  json summary = parse_one_json_line(r);
+  EXPECT_EQ(summary.value("accepted", -1), 8) << describe(r);
+  EXPECT_EQ(summary.value("rejected", -1), 2) << describe(r);
+  EXPECT_NE(r.err.find("events.jsonl:9: type must be"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("events.jsonl:10: no product with id no-such-product"), std::string::npos)
+      << describe(r);
+  Outcome strict = run({"events", "--data", data.string(), "--file", file.string(), "--strict"});
+  EXPECT_EQ(strict.status, 3) << describe(strict);
+
+  // The default profile lifts the bought product from rank 36 into the top 10, and says why.
+  Outcome ranked = run({"search", "--data", data.string(), "--image", query_photo(3).string(), "--k", "10",
+                        "--json", "--explain"});
+  ASSERT_EQ(ranked.status, 0) << describe(ranked);
+  json results = parse_one_json_line(ranked)["results"];
+  bool found = false;
+  for (const auto& hit : results) {
+    ASSERT_TRUE(hit.contains("explain")) << hit.dump();
+    double sum = 0;
+    for (const auto& [name, part] : hit["explain"]["components"].items())
+      sum += part["contribution"].get<double>();
+    EXPECT_NEAR(sum, hit["score"].get<double>(), 1e-4) << hit.dump();
+    if (hit["product_id"] == lifted) {
+      found = true;
+      EXPECT_GT(hit["explain"]["components"]["popularity"]["value"].get<double>(), 0.5) << hit.dump();
+    }
+  }
+  EXPECT_TRUE(found) << lifted << " not in the top 10: " << results.dump();
+  Outcome table =
+      run({"search", "--data", data.string(), "--image", query_photo(3).string(), "--k", "2", "--explain"});
+  EXPECT_NE(table.out.find("popularity"), std::string::npos) << describe(table);
 }
 
 }  // namespace

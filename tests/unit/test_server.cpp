@@ -437,7 +437,7 @@ TEST_F(ServerTest, SearchFindsTheCatalogImageFirstInEveryBodyForm) {
   ASSERT_EQ(raw["results"].size(), 5u);
   const json& top = raw["results"][0];
   EXPECT_EQ(top["product_id"], item.id);
-  EXPECT_NEAR(top["score"].get<double>(), 1.0, 1e-4);
+  EXPECT_NEAR(top["similarity"].get<double>(), 1.0, 1e-4);
   EXPECT_EQ(top["category"], item.category);
   EXPECT_EQ(top["image_url"], "/v1/products/" + item.id + "/images/0");
   for (const char* field : {"title", "brand", "price", "currency", "rating", "rating_count", "stock"}) {
@@ -513,16 +513,18 @@ TEST_F(ServerTest, CropSearchesOnlyTheBox) {
   image::Image right = image::load_file(b.image, limits);
   ASSERT_EQ(left.height, right.height);
   const Bytes both = image::encode_png(side_by_side(left, right));
-  json r_left =
-      search_png(both, "?k=1&crop=0,0," + std::to_string(left.width) + "," + std::to_string(left.height));
+  // By look alone (profile=visual): the default profile may rank a popular neighbour first.
+  json r_left = search_png(
+      both, "?k=1&profile=visual&crop=0,0," + std::to_string(left.width) + "," + std::to_string(left.height));
   EXPECT_EQ(r_left["results"][0]["product_id"], a.id);
-  json r_right = search_png(both, "?k=1&crop=" + std::to_string(left.width) + ",0," +
+  json r_right = search_png(both, "?k=1&profile=visual&crop=" + std::to_string(left.width) + ",0," +
                                       std::to_string(right.width) + "," + std::to_string(right.height));
   EXPECT_EQ(r_right["results"][0]["product_id"], b.id);
 
   auto c = client();
   json body{{"image_base64", base64(both)},
             {"k", 1},
+            {"profile", "visual"},
             {"crop", {{"x", left.width}, {"y", 0}, {"width", right.width}, {"height", right.height}}}};
   auto json_crop = c.Post("/v1/search", auth(), body.dump(), "application/json");
   ASSERT_TRUE(json_crop);
@@ -965,7 +967,8 @@ TEST_F(ServerTest, ImportRunsInBackgroundWhileSearchesStayConsistent) {
       auto c = client();
       for (int n = 0; importing || n < 3; ++n) {
         const auto& item = items_->at(static_cast<std::size_t>((t * 7 + n) % 20));
-        auto r = c.Post("/v1/search?k=10", auth(), as_string(read_bytes(item.image)), "image/png");
+        auto r =
+            c.Post("/v1/search?k=10&profile=visual", auth(), as_string(read_bytes(item.image)), "image/png");
         ++searches;
         if (importing) ++during;
         if (!r || r->status != 200) {
@@ -1187,6 +1190,254 @@ TEST_F(ServerTest, PublicSearchNeedsNoKeyButWritesStillDo) {
   expect_error(
       c.Post("/v1/search?k=1", auth("wrong"), as_string(read_bytes(items_->at(4).image)), "image/png"), 403,
       "forbidden");
+}
+
+// --- ranking: events, explain, profiles, users ---------------------------------
+// A suite of its own, so that the events it records (which move rankings) start
+// from a fresh catalog and never meet the tests above.
+
+class RankingApiTest : public ServerTest {
+ protected:
+  static json post_events(const std::string& body, const std::string& type, int expect_status = 200) {
+    auto c = client();
+    auto r = c.Post("/v1/events", auth(kAdminKey), body, type.c_str());
+    EXPECT_TRUE(r);
+    if (!r) return {};
+    EXPECT_EQ(r->status, expect_status) << r->body;
+    return json::parse(r->body);
+  }
+  static std::size_t rank_of(const json& response, const std::string& id) {
+    auto found = ids(response);
+    return static_cast<std::size_t>(std::find(found.begin(), found.end(), id) - found.begin());
+  }
+};
+
+TEST_F(RankingApiTest, EventsOneByOneAndInBatchesWithPerLineErrors) {
+  const std::string a = items_->at(30).id, b = items_->at(31).id;
+  json one =
+      post_events(json{{"type", "view"}, {"product_id", a}, {"user_id", "u-1"}}.dump(), "application/json");
+  EXPECT_EQ(one["accepted"], 1);
+  EXPECT_EQ(one["rejected"], 0);
+
+  json array = json::array(
+      {{{"type", "click"}, {"product_id", a}, {"user_id", "u-1"}, {"time", "2026-01-02T03:04:05Z"}},
+       {{"type", "purchase"}, {"product_id", "nope"}, {"user_id", "u-1"}},
+       {{"type", "add_to_cart"}, {"product_id", b}, {"user_id", "u-2"}, {"time", 1767225600}}});
+  json batch = post_events(array.dump(), "application/json");
+  EXPECT_EQ(batch["accepted"], 2);
+  EXPECT_EQ(batch["rejected"], 1);
+  ASSERT_EQ(batch["errors"].size(), 1u);
+  EXPECT_EQ(batch["errors"][0]["line"], 2);
+  EXPECT_NE(batch["errors"][0]["message"].get<std::string>().find("no product with id nope"),
+            std::string::npos);
+
+  const std::string jsonl = json{{"type", "view"}, {"product_id", b}, {"user_id", "u-2"}}.dump() + "\n\n" +
+                            "{\"type\": \"like\", \"product_id\": \"" + b + "\", \"user_id\": \"u-2\"}\n" +
+                            "not json\n" +
+                            json{{"type", "purchase"}, {"product_id", b}, {"user_id", "u-3"}}.dump();
+  json lines = post_events(jsonl, "application/x-ndjson");
+  EXPECT_EQ(lines["accepted"], 2);
+  EXPECT_EQ(lines["rejected"], 2);
+  ASSERT_EQ(lines["errors"].size(), 2u);
+  EXPECT_EQ(lines["errors"][0]["line"], 3);
+  EXPECT_NE(lines["errors"][0]["message"].get<std::string>().find("type must be"), std::string::npos);
+  EXPECT_EQ(lines["errors"][1]["line"], 4);
+
+  auto c = client();
+  expect_error(
+      c.Post("/v1/events", auth(kAdminKey),
+             json{{"type", "view"}, {"product_id", "nope"}, {"user_id", "u"}}.dump(), "application/json"),
+      404, "not_found");
+  expect_error(
+      c.Post("/v1/events", auth(kAdminKey), R"({"type": "view", "product_id": "x"})", "application/json"),
+      400, "bad_request");
+  expect_error(c.Post("/v1/events", auth(kAdminKey), "\n\n", "application/x-ndjson"), 400, "bad_request");
+  std::string too_many;
+  for (std::size_t i = 0; i <= 10000; ++i) too_many += "{}\n";  // the limit is 10,000 per request
+  expect_error(c.Post("/v1/events", auth(kAdminKey), too_many, "application/x-ndjson"), 400, "bad_request");
+  expect_error(c.Post("/v1/events", auth(),
+                      json{{"type", "view"}, {"product_id", a}, {"user_id", "u"}}.dump(), "application/json"),
+               403, "forbidden");
+
+  auto user = c.Get("/v1/users/u-2", auth(kAdminKey));
+  ASSERT_TRUE(user);
+  ASSERT_EQ(user->status, 200) << user->body;
+  EXPECT_EQ(json::parse(user->body)["events"], 2);
+}
+
+TEST_F(RankingApiTest, ExplainBreaksTheScoreDownAndEventsShowAtOnce) {
+  const Bytes png = read_bytes(items_->at(40).image);
+  json visual = search_png(png, "?k=30&profile=visual");
+  ASSERT_EQ(visual["results"].size(), 30u);
+  EXPECT_FALSE(visual["results"][0].contains("explain"));  // only when asked for
+  const std::string lifted = visual["results"][25]["product_id"];
+  std::string jsonl;
+  for (int i = 0; i < 10; ++i) {
+    jsonl +=
+        json{{"type", "purchase"}, {"product_id", lifted}, {"user_id", "buyer-" + std::to_string(i)}}.dump() +
+        "\n";
+  }
+  EXPECT_EQ(post_events(jsonl, "application/x-ndjson")["accepted"], 10);
+
+  json ranked = search_png(png, "?k=10&explain=true&depth=50");
+  ASSERT_EQ(ranked["results"].size(), 10u);
+  EXPECT_LT(rank_of(ranked, lifted), 10u) << ranked.dump();
+  for (const auto& hit : ranked["results"]) {
+    ASSERT_TRUE(hit.contains("explain")) << hit.dump();
+    const json& explain = hit["explain"];
+    double sum = 0;
+    for (const auto& [name, part] : explain["components"].items()) {
+      EXPECT_NEAR(part["contribution"].get<double>(),
+                  part["value"].get<double>() * part["weight"].get<double>(), 1e-5);
+      sum += part["contribution"].get<double>();
+    }
+    EXPECT_EQ(explain["components"].size(), 7u);
+    EXPECT_NEAR(sum, hit["score"].get<double>(), 1e-5) << hit.dump();
+    EXPECT_NEAR(explain["similarity"].get<double>(), hit["similarity"].get<double>(), 1e-6);
+  }
+  const json& top = ranked["results"][rank_of(ranked, lifted)];
+  EXPECT_GT(top["explain"]["components"]["popularity"]["value"].get<double>(), 0.9);
+
+  // The JSON form takes the same parameters; a price target shows as price_fit.
+  auto c = client();
+  json body{
+      {"image_base64", base64(png)}, {"k", 3}, {"explain", true}, {"price", 30}, {"profile", "default"}};
+  auto r = c.Post("/v1/search", auth(), body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_TRUE(json::parse(r->body)["results"][0]["explain"].contains("price_fit"));
+  for (const char* bad :
+       {"?depth=0", "?depth=1001", "?price=-1", "?price_min=50&price_max=10", "?explain=maybe"}) {
+    expect_error(c.Post((std::string("/v1/search") + bad).c_str(), auth(), as_string(png), "image/png"), 400,
+                 "bad_request");
+  }
+  expect_error(c.Post("/v1/search?profile=nope", auth(), as_string(png), "image/png"), 404, "not_found");
+  // "More like this" is ranked the same way.
+  auto similar = c.Get(("/v1/products/" + items_->at(40).id + "/similar?k=5&explain=true").c_str(), auth());
+  ASSERT_TRUE(similar);
+  ASSERT_EQ(similar->status, 200) << similar->body;
+  EXPECT_TRUE(json::parse(similar->body)["results"][0].contains("explain"));
+}
+
+TEST_F(RankingApiTest, ProfilesAreCreatedEditedListedAndDeleted) {
+  auto c = client();
+  auto put = [&](const std::string& name, const json& body) {
+    return c.Put(("/v1/profiles/" + name).c_str(), auth(kAdminKey), body.dump(), "application/json");
+  };
+  auto created = put("clearance", {{"weights", {{"price", 0.8}, {"taste", 0}}}, {"out_of_stock", "hide"}});
+  ASSERT_TRUE(created);
+  ASSERT_EQ(created->status, 200) << created->body;
+  json profile = json::parse(created->body);
+  EXPECT_EQ(profile["name"], "clearance");
+  EXPECT_EQ(profile["weights"]["price"], 0.8);
+  EXPECT_EQ(profile["weights"]["visual"], 1.0);  // left out: the built-in default's
+  EXPECT_EQ(profile["out_of_stock"], "hide");
+  EXPECT_EQ(profile["candidate_depth"], 100);
+
+  auto got = c.Get("/v1/profiles/clearance", auth());
+  ASSERT_TRUE(got);
+  EXPECT_EQ(json::parse(got->body), profile);
+  auto list = c.Get("/v1/profiles", auth());
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->status, 200) << list->body;
+  std::vector<std::string> names;
+  const json listed = json::parse(list->body);
+  for (const auto& p : listed["profiles"]) names.push_back(p["name"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"default", "visual", "clearance"})) << list->body;
+
+  // Searching with it hides what is out of stock.
+  json hidden = search_png(read_bytes(items_->at(50).image), "?k=100&profile=clearance&explain=true");
+  for (const auto& hit : hidden["results"]) EXPECT_GT(hit["stock"].get<int>(), 0) << hit.dump();
+
+  expect_error(put("clearance", {{"weights", {{"popularty", 1}}}}), 400, "bad_request");
+  expect_error(put("clearance", {{"candidate_depth", 0}}), 400, "bad_request");
+  expect_error(put("visual", json::object()), 400, "bad_request");
+  expect_error(put("has%20space", json::object()), 400, "bad_request");
+  expect_error(c.Put("/v1/profiles/x", auth(), "{}", "application/json"), 403, "forbidden");
+
+  auto edited = put("default", {{"weights", {{"popularity", 0.9}}}});
+  ASSERT_TRUE(edited);
+  EXPECT_EQ(edited->status, 200);
+  EXPECT_EQ(json::parse(c.Get("/v1/profiles/default", auth())->body)["weights"]["popularity"], 0.9);
+  auto reset = c.Delete("/v1/profiles/default", auth(kAdminKey));
+  ASSERT_TRUE(reset);
+  EXPECT_EQ(reset->status, 200);
+  EXPECT_EQ(json::parse(c.Get("/v1/profiles/default", auth())->body)["weights"]["popularity"], 0.4);
+
+  auto deleted = c.Delete("/v1/profiles/clearance", auth(kAdminKey));
+  ASSERT_TRUE(deleted);
+  EXPECT_EQ(deleted->status, 200);
+  expect_error(c.Get("/v1/profiles/clearance", auth()), 404, "not_found");
+  expect_error(c.Delete("/v1/profiles/clearance", auth(kAdminKey)), 404, "not_found");
+  expect_error(c.Delete("/v1/profiles/visual", auth(kAdminKey)), 400, "bad_request");
+}
+
+TEST_F(RankingApiTest, DeletingAUserForgetsTheirEventsAndTaste) {
+  const Bytes png = read_bytes(items_->at(60).image);
+  json visual = search_png(png, "?k=20&profile=visual");
+  std::string jsonl;
+  for (std::size_t i = 15; i < 20; ++i) {
+    jsonl += json{{"type", "add_to_cart"},
+                  {"product_id", visual["results"][i]["product_id"]},
+                  {"user_id", "forget-me"}}
+                 .dump() +
+             "\n";
+  }
+  EXPECT_EQ(post_events(jsonl, "application/x-ndjson")["accepted"], 5);
+  auto c = client();
+  auto user = c.Get("/v1/users/forget-me", auth(kAdminKey));
+  ASSERT_TRUE(user);
+  ASSERT_EQ(user->status, 200);
+  EXPECT_EQ(json::parse(user->body), (json{{"user_id", "forget-me"}, {"events", 5}, {"has_taste", true}}));
+  json personal = search_png(png, "?k=20&user=forget-me&explain=true");
+  bool tasted = false;
+  for (const auto& hit : personal["results"]) tasted = tasted || hit["explain"].contains("taste_similarity");
+  EXPECT_TRUE(tasted);
+  expect_error(c.Get("/v1/users/forget-me", auth()), 403, "forbidden");
+
+  auto forgotten = c.Delete("/v1/users/forget-me", auth(kAdminKey));
+  ASSERT_TRUE(forgotten);
+  EXPECT_EQ(forgotten->status, 200) << forgotten->body;
+  expect_error(c.Get("/v1/users/forget-me", auth(kAdminKey)), 404, "not_found");
+  expect_error(c.Delete("/v1/users/forget-me", auth(kAdminKey)), 404, "not_found");
+  json after = search_png(png, "?k=20&user=forget-me&explain=true");
+  for (const auto& hit : after["results"]) {
+    EXPECT_FALSE(hit["explain"].contains("taste_similarity")) << hit.dump();
+    EXPECT_EQ(hit["explain"]["components"]["popularity"]["value"], 0.0) << hit.dump();
+  }
+}
+
+TEST_F(RankingApiTest, PriceAndStockChangesByPutShowInTheNextSearch) {
+  const auto& item = items_->at(70);
+  const Bytes png = read_bytes(item.image);
+  auto c = client();
+  auto put = [&](double price, int stock) {
+    json body{{"title", "Runner"},
+              {"category", item.category},
+              {"price", price},
+              {"stock", stock},
+              {"rating", 4.5},
+              {"rating_count", 10},
+              {"images_base64", {base64(png)}}};
+    auto r = c.Put(("/v1/products/" + item.id).c_str(), auth(kAdminKey), body.dump(), "application/json");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+  };
+  const std::string hide = json{{"out_of_stock", "hide"}}.dump();
+  ASSERT_EQ(c.Put("/v1/profiles/in-stock", auth(kAdminKey), hide, "application/json")->status, 200);
+
+  put(10, 5);
+  json found = search_png(png, "?k=5&profile=in-stock&explain=true");
+  ASSERT_EQ(rank_of(found, item.id), 0u) << found.dump();
+  EXPECT_EQ(found["results"][0]["price"], 10.0);
+  put(99, 0);  // the same photo: stored again by hash, not re-embedded
+  found = search_png(png, "?k=5&profile=in-stock");
+  EXPECT_EQ(rank_of(found, item.id), found["results"].size()) << "out of stock and hidden: " << found.dump();
+  found = search_png(png, "?k=100&explain=true");
+  ASSERT_LT(rank_of(found, item.id), 100u);
+  const json& hit = found["results"][rank_of(found, item.id)];
+  EXPECT_EQ(hit["price"], 99.0);
+  EXPECT_EQ(hit["explain"]["components"]["stock"]["value"], -1.0);
 }
 
 }  // namespace

@@ -1,0 +1,171 @@
+// Re-ranking of search candidates: the final score of a result combines its visual
+// similarity with the shop's business signals and the shopper's taste, as a pure
+// function of plain numbers (no store, no index). The engine gathers the numbers for
+// each candidate and applies rerank(); everything here is deterministic and
+// thread-safe (no shared state).
+//
+// The score is a weighted sum: score = sum over components of weight * value, where
+// each component's value is defined below (component_name lists them). Explain
+// output is exactly these parts, so the contributions always add up to the score.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lookalike::rank {
+
+// How a product that is out of stock (stock <= 0) is treated.
+enum class StockPolicy {
+  kDemote,  // it stays, with the stock component's value -1 (so it loses `weights.stock`)
+  kHide,    // it is removed from the results
+};
+
+// The components of the score, in the order of Score::parts.
+//   visual      the cosine similarity of the product's best image to the query,
+//               rescaled over the query's candidates: 1 for the most similar, 0 for
+//               the least (1 for all when they are equally similar). Cosines of one
+//               model can all sit within 0.005 of each other, of another within 0.3;
+//               rescaling makes the weights mean the same for both, and keeps a
+//               clear look-alike (far above the rest) on top.
+//   popularity  P / (P + popularity_half_saturation), 0..1, where P is the product's
+//               time-decayed, type-weighted event count (catalog/event.h)
+//   rating      (B - rating_prior_mean) / 5, where B is the Bayesian average rating
+//               (bayesian_rating); 0 for a product without reviews
+//   stock       -1 when out of stock (policy kDemote), else 0
+//   price       fit - 1, -1..0, where fit = exp(-d / price_tolerance) and d is the
+//               relative distance of the price to the requested target or range;
+//               0 when the request names no price
+//   recency     2^(-age / recency_half_life_days), 0..1, age since the product was
+//               first stored; 0 when unknown
+//   taste       the cosine similarity of the product's image to the shopper's taste
+//               vector, rescaled over the candidates like visual, 0..1; 0 when the
+//               request names no shopper or they have no taste
+enum Component : std::size_t {
+  kVisual,
+  kPopularity,
+  kRating,
+  kStock,
+  kPrice,
+  kRecency,
+  kTaste,
+  kComponentCount
+};
+const char* component_name(Component component);  // "visual", "popularity", ...
+
+// Weights per component, indexed by Component.
+using Weights = std::array<double, kComponentCount>;
+
+// A named ranking profile. Every field has a default (the built-in "default" profile).
+struct Profile {
+  std::string name = "default";
+  Weights weights = {1.0, 0.4, 0.2, 0.5, 0.3, 0.05, 0.3};
+  StockPolicy out_of_stock = StockPolicy::kDemote;
+  double rating_prior_mean = 3.5;          // stars: what an unreviewed product is assumed to be
+  double rating_prior_count = 20;          // reviews: how much evidence the prior is worth
+  double popularity_half_saturation = 10;  // decayed weighted events where popularity reaches 0.5
+  double price_tolerance = 0.25;           // relative price distance where fit falls to 1/e
+  double recency_half_life_days = 30;
+  int candidate_depth = 100;  // products re-ranked per query, independent of k
+};
+
+inline constexpr int kMaxCandidateDepth = 1000;
+inline constexpr double kMaxWeight = 100;
+inline constexpr std::size_t kMaxProfileNameBytes = 64;
+
+// The built-in profiles. "default" may be replaced over the API; "visual" (pure
+// visual order: every weight but visual is 0) is fixed.
+Profile default_profile();
+Profile visual_profile();
+inline constexpr const char* kDefaultProfile = "default";
+inline constexpr const char* kVisualProfile = "visual";
+
+// True for names of 1..64 characters from [A-Za-z0-9_-].
+bool valid_profile_name(const std::string& name);
+
+// Reads a profile from JSON text: an object with any of
+//   {"weights": {"visual": 1, "popularity": 0.1, ...}, "out_of_stock": "demote"|"hide",
+//    "rating_prior": {"mean": 3.5, "count": 20}, "popularity_half_saturation": 10,
+//    "price_tolerance": 0.25, "recency_half_life_days": 30, "candidate_depth": 100}
+// Missing fields keep the built-in default's value. Throws Error(kInvalidInput)
+// naming the field for unknown keys, wrong types and values out of range (weights
+// 0..100, depth 1..1000, prior mean 0..5, prior count 0..1e6, the rest > 0).
+Profile parse_profile(const std::string& name, const std::string& json_text);
+// The profile as a JSON object (all fields, "name" included), parseable by parse_profile.
+std::string profile_json(const Profile& profile);
+
+// The price a shopper asked for: a target price, a range, both or neither.
+struct PriceTarget {
+  std::optional<double> target;
+  std::optional<double> min;
+  std::optional<double> max;
+  bool any() const { return target || min || max; }
+};
+
+// What is known about one candidate product.
+struct Candidate {
+  double visual = 0;  // cosine similarity, -1..1
+  double price = 0;
+  std::int64_t stock = 0;
+  double rating = 0;  // 0..5
+  std::int64_t rating_count = 0;
+  double popularity = 0;           // decayed weighted event count, now (>= 0)
+  std::optional<double> age_days;  // since first stored
+  std::optional<double> taste;     // cosine to the shopper's taste vector
+};
+
+struct Part {
+  double value = 0;
+  double weight = 0;
+  double contribution() const { return value * weight; }
+};
+
+struct Score {
+  double total = 0;                        // the sum of the parts' contributions
+  double similarity = 0;                   // Candidate::visual, before rescaling
+  std::optional<double> taste_similarity;  // Candidate::taste, before rescaling
+  std::array<Part, kComponentCount> parts{};
+  bool hidden = false;              // removed by the stock policy
+  double rating_average = 0;        // the Bayesian average B, stars
+  std::optional<double> price_fit;  // 0..1, when a price was requested
+};
+
+// (count * rating + prior_count * prior_mean) / (count + prior_count): one 5-star
+// review barely moves an item off the prior, a thousand 4.8s pull it to 4.8.
+double bayesian_rating(double rating, std::int64_t count, double prior_mean, double prior_count);
+
+// The relative distance of a price to a target (|p - t| / t) or a range (0 inside,
+// else the distance to the nearer end over that end); the smaller when both are given.
+double price_distance(double price, const PriceTarget& target);
+
+// The spread of the raw similarities over a query's candidates, for rescaling.
+struct Ranges {
+  double visual_min = 0, visual_max = 1;
+  double taste_min = 0, taste_max = 1;
+};
+Ranges ranges_of(const std::vector<Candidate>& candidates);
+
+Score score(const Profile& profile, const PriceTarget& price, const Candidate& candidate,
+            const Ranges& ranges);
+
+// The score as a JSON object: {"score": total, "components": {"visual": {"value",
+// "weight", "contribution"}, ...every component...}, "similarity": cosine,
+// "rating_average": B} plus "price_fit" when a price was requested and
+// "taste_similarity" when the shopper has a taste. Numbers are rounded to 6 decimals.
+std::string explain_json(const Score& score);
+
+struct Ranked {
+  std::size_t index = 0;  // into the candidates given to rerank
+  Score score;
+};
+
+// Scores every candidate (ranges_of all of them), drops the hidden ones, and orders the rest by score, best
+// first; ties go to the higher visual similarity, then to the earlier candidate. So
+// with every weight but visual at 0 the order is the visual order.
+std::vector<Ranked> rerank(const Profile& profile, const PriceTarget& price,
+                           const std::vector<Candidate>& candidates);
+
+}  // namespace lookalike::rank

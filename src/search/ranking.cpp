@@ -1,0 +1,135 @@
+// The re-ranking step of a search: gathers each candidate's current signals from the
+// store and hands them to rank::rerank. Kept apart from candidate generation
+// (engine.cpp), which only decides how deep to look.
+#include <algorithm>
+#include <cmath>
+
+#include "catalog/store.h"
+#include "common/error.h"
+#include "embed/embedder.h"
+#include "search/engine.h"
+
+namespace lookalike::search {
+
+namespace {
+
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size() || a.empty()) return 0;
+  double dot = 0, na = 0, nb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    dot += static_cast<double>(a[i]) * b[i];
+    na += static_cast<double>(a[i]) * a[i];
+    nb += static_cast<double>(b[i]) * b[i];
+  }
+  return na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0;
+}
+
+constexpr double kMsPerDay = 86400e3;
+
+}  // namespace
+
+std::unique_ptr<catalog::Store> Engine::take_ranking_reader() const {
+  {
+    std::lock_guard<std::mutex> lock(ranking_readers_mutex_);
+    if (!ranking_readers_.empty()) {
+      auto reader = std::move(ranking_readers_.back());
+      ranking_readers_.pop_back();
+      return reader;
+    }
+  }
+  return catalog::Store::open(dir_ / "catalog.db");  // the data folder's store (engine.cpp: kStoreFile)
+}
+
+void Engine::return_ranking_reader(std::unique_ptr<catalog::Store> reader) const {
+  std::lock_guard<std::mutex> lock(ranking_readers_mutex_);
+  ranking_readers_.push_back(std::move(reader));
+}
+
+std::optional<Engine::PreparedRanking> Engine::prepare_ranking(const RankRequest* ranking, int k) const {
+  if (!ranking) return std::nullopt;
+  if (k < 1 || k > kMaxK) {
+    throw Error(ErrorKind::kInvalidInput, "k must be between 1 and " + std::to_string(kMaxK));
+  }
+  if (ranking->depth < 0 || ranking->depth > rank::kMaxCandidateDepth) {
+    throw Error(ErrorKind::kInvalidInput,
+                "depth must be between 1 and " + std::to_string(rank::kMaxCandidateDepth));
+  }
+  // The visual profile is the look order itself: nothing to re-rank, and the score stays the cosine.
+  if (ranking->profile == rank::kVisualProfile) return std::nullopt;
+  PreparedRanking prepared{ranking_profile(ranking->profile), 0};
+  const int depth = ranking->depth > 0 ? ranking->depth : prepared.profile.candidate_depth;
+  prepared.depth = std::min(std::max(depth, k), kMaxK);
+  return prepared;
+}
+
+void Engine::finish_results(std::vector<QueryResult>& results, int k, const RankRequest* ranking,
+                            const std::optional<PreparedRanking>& prepared, bool with_details) const {
+  for (auto& result : results) {
+    for (auto& hit : result.hits) hit.similarity = hit.score;
+  }
+  if (!prepared) {
+    for (auto& result : results) {
+      if (result.hits.size() > static_cast<std::size_t>(k)) result.hits.resize(static_cast<std::size_t>(k));
+    }
+    if (with_details) fill_details(results);
+    return;
+  }
+  const rank::Profile& profile = prepared->profile;
+  const std::int64_t now = catalog::unix_now_ms();
+  // The model of the vectors searched (every result of one call shares its snapshot).
+  const std::string identity = results.empty() ? std::string() : results.front().model;
+  // Returned to the pool on the way out, also when a lookup throws.
+  std::unique_ptr<catalog::Store> reader = take_ranking_reader();
+  struct Return {
+    const Engine& engine;
+    std::unique_ptr<catalog::Store>& reader;
+    ~Return() { engine.return_ranking_reader(std::move(reader)); }
+  } give_back{*this, reader};
+  std::optional<catalog::Taste> taste;
+  if (!ranking->user_id.empty() && profile.weights[rank::kTaste] != 0) {
+    taste = reader->taste(ranking->user_id);
+    if (taste && (taste->model != identity || taste->weight <= 0)) taste.reset();
+  }
+  for (auto& result : results) {
+    std::vector<ProductHit> hits;
+    std::vector<rank::Candidate> candidates;
+    hits.reserve(result.hits.size());
+    candidates.reserve(result.hits.size());
+    for (auto& hit : result.hits) {
+      auto signals = reader->ranking_signals(hit.product_id);
+      if (!signals) continue;  // deleted since the index snapshot was taken
+      rank::Candidate c;
+      c.visual = hit.similarity;
+      c.price = signals->price;
+      c.stock = signals->stock;
+      c.rating = signals->rating;
+      c.rating_count = signals->rating_count;
+      c.popularity = signals->popularity.score * catalog::decay_factor(signals->popularity.at_ms, now,
+                                                                       catalog::kPopularityHalfLifeDays);
+      if (signals->first_seen_ms) c.age_days = static_cast<double>(now - *signals->first_seen_ms) / kMsPerDay;
+      if (taste) {
+        if (auto image = reader->get_image(hit.image_id, /*with_embedding=*/true)) {
+          c.taste = cosine(image->embedding, taste->vector);
+        }
+      }
+      hits.push_back(std::move(hit));
+      candidates.push_back(c);
+    }
+    const auto ranked = rank::rerank(profile, ranking->price, candidates);
+    result.hits.clear();
+    for (std::size_t i = 0; i < ranked.size() && i < static_cast<std::size_t>(k); ++i) {
+      ProductHit& hit = hits[ranked[i].index];
+      hit.score = static_cast<float>(ranked[i].score.total);
+      hit.ranking = ranked[i].score;
+      // Details for the k shown only: the candidates needed their signals, not their whole record.
+      if (with_details) {
+        auto product = reader->get_product(hit.product_id);
+        if (!product) continue;
+        hit.product = std::move(*product);
+      }
+      result.hits.push_back(std::move(hit));
+    }
+  }
+}
+
+}  // namespace lookalike::search
