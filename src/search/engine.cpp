@@ -359,6 +359,8 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
 
 std::shared_ptr<const Engine::Snapshot> Engine::snapshot() const { return std::atomic_load(&snapshot_); }
 
+std::string Engine::active_model() const { return snapshot()->embedder->info().identity(); }
+
 void Engine::load_or_rebuild_index(std::shared_ptr<const embed::Embedder> embedder) {
   const std::string identity = embedder->info().identity();
   std::string why;

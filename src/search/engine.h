@@ -269,6 +269,7 @@ class Engine {
 
   Engine() = default;
   std::shared_ptr<const Snapshot> snapshot() const;
+  std::string active_model() const;  // identity of the model searches use now
   // Builds the index of embedder's vectors and publishes both as the new snapshot.
   void publish_index(std::shared_ptr<const embed::Embedder> embedder,
                      const std::string& why);                                   // requires write_mutex_

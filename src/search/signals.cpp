@@ -57,7 +57,7 @@ void add_to_taste(catalog::Taste& taste, const catalog::Event& event, const std:
 }  // namespace
 
 EventReport Engine::record_events(const std::vector<catalog::Event>& events) {
-  const std::string identity = snapshot()->embedder->info().identity();
+  const std::string identity = active_model();
   std::lock_guard<std::mutex> lock(signals_mutex_);
   catalog::Store& store = *signals_;
   EventReport report;
