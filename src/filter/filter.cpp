@@ -617,7 +617,7 @@ std::optional<std::uint32_t> Table::TextColumn::find(const std::string& value) c
   return it->second;
 }
 
-Table::Table() : rows_by_id_(std::make_shared<const std::unordered_map<std::string, std::uint32_t>>()) {}
+Table::Table() : rows_by_id_(std::make_shared<std::unordered_map<std::string, std::uint32_t>>()) {}
 
 std::optional<std::uint32_t> Table::row_of(const std::string& id) const {
   auto it = rows_by_id_->find(id);
@@ -635,9 +635,10 @@ std::uint32_t Table::upsert(const catalog::Product& p) {
     }
   } else {
     row = static_cast<std::uint32_t>(ids_.size());
-    auto rows = std::make_shared<std::unordered_map<std::string, std::uint32_t>>(*rows_by_id_);
-    rows->emplace(p.id, row);
-    rows_by_id_ = std::move(rows);
+    if (rows_by_id_.use_count() > 1) {
+      rows_by_id_ = std::make_shared<std::unordered_map<std::string, std::uint32_t>>(*rows_by_id_);
+    }
+    rows_by_id_->emplace(p.id, row);
     ids_.push_back(p.id);
     alive_.push_back(1);
     ++live_count_;

@@ -113,8 +113,8 @@ class Table {
  private:
   friend class Filter;
   std::vector<std::string> ids_;
-  std::shared_ptr<const std::unordered_map<std::string, std::uint32_t>>
-      rows_by_id_;  // shared until a product is added
+  // Shared between copies until one adds a product; that copy then clones it once.
+  std::shared_ptr<std::unordered_map<std::string, std::uint32_t>> rows_by_id_;
   std::vector<std::uint8_t> alive_;
   std::size_t live_count_ = 0;
   std::vector<double> price_, rating_;

@@ -162,8 +162,9 @@ std::vector<Hit> VectorIndex::search_filtered(std::size_t n, const float* querie
     hnsw_params.efSearch = breadth > 0 ? breadth : hnsw->hnsw.efSearch;
     params = &hnsw_params;
   } else if (auto* ivf = dynamic_cast<const faiss::IndexIVF*>(inner)) {
-    ivf_params.nprobe =
-        breadth > 0 ? std::min<std::size_t>(static_cast<std::size_t>(breadth), ivf->nlist) : ivf->nprobe;
+    // breadth is in HNSW's efSearch units; 2048 and above probe every list.
+    const std::size_t share = (ivf->nlist * static_cast<std::size_t>(std::max(breadth, 0)) + 2047) / 2048;
+    ivf_params.nprobe = std::min(ivf->nlist, std::max(ivf->nprobe, share));
     params = &ivf_params;
   }
   params->sel = &selector;

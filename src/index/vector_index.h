@@ -64,8 +64,8 @@ class VectorIndex {
   // Searches n queries among the rows the filter allows, inside the index walk:
   // the filter is applied to every candidate the graph or the inverted lists
   // visit, not to a top-k list afterwards. breadth sets how hard an approximate
-  // index looks (HNSW efSearch, IVF nprobe; 0: the index's default); it is
-  // ignored by exact indexes. Returns n x k hits, best first, padded with -1
+  // index looks: HNSW's efSearch; for IVF, nlist * breadth / 2048 lists are
+  // probed (at least its nprobe); 0: the index's default. Exact indexes ignore it. Returns n x k hits, best first, padded with -1
   // when fewer allowed rows were found; on a flat index the result is exact.
   std::vector<Hit> search_filtered(std::size_t n, const float* queries, int k, const RowFilter& filter,
                                    int breadth) const;

@@ -695,14 +695,18 @@ std::vector<QueryResult> Engine::search_vectors(const float* vectors, std::size_
   return results;
 }
 
+std::vector<float> Engine::embed(const std::vector<image::Image>& images) const {
+  const auto& spec = embedder_->info().input;
+  const std::size_t per_input = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
+  std::vector<float> inputs(images.size() * per_input);
+  for (std::size_t i = 0; i < images.size(); ++i) image::preprocess(images[i], spec, inputs.data() + i * per_input);
+  return embed_all(*embedder_, inputs, images.size());
+}
+
 std::vector<QueryResult> Engine::search(const std::vector<image::Image>& queries, int k, bool with_details,
                                         const SearchOptions& options) const {
   check_request(k, options);
-  const auto& spec = embedder_->info().input;
-  const std::size_t per_input = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
-  std::vector<float> inputs(queries.size() * per_input);
-  for (std::size_t i = 0; i < queries.size(); ++i) image::preprocess(queries[i], spec, inputs.data() + i * per_input);
-  auto vectors = embed_all(*embedder_, inputs, queries.size());
+  auto vectors = embed(queries);
   return search_vectors(vectors.data(), queries.size(), k, with_details, options);
 }
 

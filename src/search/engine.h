@@ -180,6 +180,9 @@ class Engine {
   std::vector<QueryResult> search_files(const std::vector<std::filesystem::path>& files, int k,
                                         bool with_details, const SearchOptions& options = {}) const;
 
+  // Embeds decoded images: images.size() x dim() floats, row-major, L2-normalised.
+  std::vector<float> embed(const std::vector<image::Image>& images) const;
+
   // Searches with query vectors (n x dim, row-major, L2-normalised like the
   // model's): what search() does after embedding. For benchmarks and tests.
   std::vector<QueryResult> search_vectors(const float* vectors, std::size_t n, int k, bool with_details,

@@ -229,7 +229,34 @@ struct Page {
   int k = kDefaultPageSize;
   int offset = 0;
   std::vector<std::string> fields = kDefaultFields;
+  search::SearchOptions search;  // filter, sort, depth, facets
 };
+
+void set_filter(Page& page, const std::string& text) {
+  if (trim(text).empty()) {  // an empty form field means no filter
+    page.search.filter.reset();
+    return;
+  }
+  try {
+    page.search.filter = filter::Filter::parse(text);
+  } catch (const Error& e) {
+    throw ApiError{400, "invalid_filter", e.what(), {}};
+  }
+}
+
+void set_sort(Page& page, const std::string& name) {
+  try {
+    page.search.sort = search::parse_sort(name);
+  } catch (const Error& e) {
+    throw bad_request(e.what());
+  }
+}
+
+bool parse_bool(const std::string& name, const std::string& text) {
+  if (text == "true" || text == "1") return true;
+  if (text == "false" || text == "0") return false;
+  throw bad_request(name + " must be true or false, not \"" + text.substr(0, 32) + "\"");
+}
 
 void check_page(const Page& page) {
   if (page.k + page.offset > search::Engine::kMaxK) {
@@ -244,7 +271,27 @@ Page page_from_query(const Request& req) {
     page.offset = parse_int("offset", req.get_param_value("offset"), 0, search::Engine::kMaxK);
   }
   if (req.has_param("fields")) page.fields = parse_fields(split_commas(req.get_param_value("fields")));
+  if (req.has_param("filter")) set_filter(page, req.get_param_value("filter"));
+  if (req.has_param("sort")) set_sort(page, req.get_param_value("sort"));
+  if (req.has_param("depth")) page.search.depth = parse_int("depth", req.get_param_value("depth"), 0, search::Engine::kMaxK);
+  if (req.has_param("facets")) page.search.facets = parse_bool("facets", req.get_param_value("facets"));
   return page;
+}
+
+json facet_values(const std::vector<filter::FacetValue>& values) {
+  json out = json::array();
+  for (const auto& v : values) out.push_back({{"value", v.value}, {"count", v.count}});
+  return out;
+}
+
+json facets_json(const filter::Facets& f) {
+  json price = json::array();
+  for (const auto& b : f.price) {
+    price.push_back({{"from", b.from}, {"to", b.to ? json(*b.to) : json(nullptr)}, {"count", b.count}});
+  }
+  json out{{"category", facet_values(f.category)}, {"brand", facet_values(f.brand)}, {"price", price}};
+  for (const auto& [key, values] : f.attributes) out[key] = facet_values(values);
+  return out;
 }
 
 image::CropBox crop_from_text(const std::string& text) {
@@ -266,15 +313,23 @@ image::CropBox crop_from_json(const json& doc) {
           json_int(doc["width"], "crop width", 1, kMax), json_int(doc["height"], "crop height", 1, kMax)};
 }
 
-json results_json(const std::vector<search::ProductHit>& hits, const Page& page, double took_ms) {
+json results_json(const search::QueryResult& result, const Page& page, double took_ms) {
   json results = json::array();
+  const auto& hits = result.hits;
   for (std::size_t i = static_cast<std::size_t>(page.offset); i < hits.size(); ++i) {
     const auto& hit = hits[i];
     json r{{"product_id", hit.product_id}, {"score", rounded(hit.score, 1e6)}};
     for (const auto& field : page.fields) r[field] = product_field(hit.product, field);
     results.push_back(std::move(r));
   }
-  return {{"results", results}, {"k", page.k}, {"offset", page.offset}, {"took_ms", rounded(took_ms, 100)}};
+  json out{{"results", results},
+           {"k", page.k},
+           {"offset", page.offset},
+           {"took_ms", rounded(took_ms, 100)},
+           {"matched", result.matched},
+           {"sort", search::to_string(page.search.sort)}};
+  if (result.facets) out["facets"] = facets_json(*result.facets);
+  return out;
 }
 
 json product_json(const catalog::Product& p) {
@@ -698,6 +753,17 @@ void Api::search(const Request& req, Response& res) const {
         page.offset = json_int(value, "offset", 0, search::Engine::kMaxK);
       } else if (key == "crop") {
         if (!value.is_null()) crop = crop_from_json(value);
+      } else if (key == "filter") {
+        if (!value.is_null() && !value.is_string()) throw bad_request("filter must be a string");
+        set_filter(page, value.is_null() ? "" : value.get<std::string>());
+      } else if (key == "sort") {
+        if (!value.is_string()) throw bad_request("sort must be a string");
+        set_sort(page, value.get<std::string>());
+      } else if (key == "depth") {
+        page.search.depth = json_int(value, "depth", 0, search::Engine::kMaxK);
+      } else if (key == "facets") {
+        if (!value.is_boolean()) throw bad_request("facets must be true or false");
+        page.search.facets = value.get<bool>();
       } else if (key == "fields") {
         if (value.is_string()) {
           page.fields = parse_fields(split_commas(value.get<std::string>()));
@@ -724,9 +790,9 @@ void Api::search(const Request& req, Response& res) const {
   const int min_side = engine_.min_side();
   image::Image query = crop ? image::decode_crop(data, size, engine->limits(), *crop, min_side)
                             : image::decode(data, size, engine->limits(), min_side);
-  auto results = engine->search({query}, page.k + page.offset, /*with_details=*/true);
+  auto results = engine->search({query}, page.k + page.offset, /*with_details=*/true, page.search);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
-  send_json(res, 200, results_json(results.front().hits, page, took_ms));
+  send_json(res, 200, results_json(results.front(), page, took_ms));
 }
 
 void Api::get_product(Response& res, const std::string& id) const {
@@ -740,9 +806,9 @@ void Api::similar(const Request& req, Response& res, const std::string& id) cons
   auto engine = this->engine();
   Page page = page_from_query(req);
   check_page(page);
-  auto result = engine->similar_products(id, page.k + page.offset, /*with_details=*/true);
+  auto result = engine->similar_products(id, page.k + page.offset, /*with_details=*/true, page.search);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
-  send_json(res, 200, results_json(result.hits, page, took_ms));
+  send_json(res, 200, results_json(result, page, took_ms));
 }
 
 void Api::image(const Request& req, Response& res, const std::string& id, const std::string& n) const {

@@ -21,8 +21,24 @@ const std::vector<QueryParam> kPageParams = {
      "currency, rating, rating_count, stock, image_url, attributes, group_id"},
 };
 
-std::vector<QueryParam> search_params() {
+// Filter, sort and facets: shared by search by photo and more like this.
+const std::vector<QueryParam> kFilterParams = {
+    {"filter", "string",
+     "only products passing this expression, applied inside the search, e.g. category = \"Sneaker\" AND "
+     "price < 50 AND NOT attributes.color IN (\"red\",\"pink\"); grammar in docs/API.md; at most 4096 bytes"},
+    {"sort", "string", "best (default), price_asc, price_desc or rating: orders the depth best matches"},
+    {"depth", "integer", "best matches that sort and facets consider, 0..1000 (default 100)"},
+    {"facets", "boolean", "true: count category, brand, color and price buckets over the depth best matches"},
+};
+
+std::vector<QueryParam> similar_params() {
   auto params = kPageParams;
+  params.insert(params.end(), kFilterParams.begin(), kFilterParams.end());
+  return params;
+}
+
+std::vector<QueryParam> search_params() {
+  auto params = similar_params();
   params.push_back(
       {"crop", "string", "x,y,width,height in pixels of the uploaded image: only that box is searched"});
   return params;
@@ -118,7 +134,7 @@ std::vector<Route> make_routes() {
        true,
        false,
        "More like this: products that look like this one (it is left out)",
-       kPageParams,
+       similar_params(),
        kNoBody,
        {200, 400, 401, 403, 404, 503}},
       {RouteId::kImage,
@@ -336,7 +352,17 @@ const char* kComponents = R"json({
     "SearchRequest": {"type": "object", "required": ["image_base64"], "properties": {
       "image_base64": {"type": "string"}, "k": {"type": "integer"}, "offset": {"type": "integer"},
       "crop": {"$ref": "#/components/schemas/Crop"},
-      "fields": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}},
+      "fields": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+      "filter": {"type": "string"}, "sort": {"type": "string", "enum": ["best", "price_asc", "price_desc", "rating"]},
+      "depth": {"type": "integer"}, "facets": {"type": "boolean"}}},
+    "FacetValue": {"type": "object", "required": ["value", "count"], "properties": {
+      "value": {"type": "string"}, "count": {"type": "integer"}}},
+    "Facets": {"type": "object", "properties": {
+      "category": {"type": "array", "items": {"$ref": "#/components/schemas/FacetValue"}},
+      "brand": {"type": "array", "items": {"$ref": "#/components/schemas/FacetValue"}},
+      "color": {"type": "array", "items": {"$ref": "#/components/schemas/FacetValue"}},
+      "price": {"type": "array", "items": {"type": "object", "properties": {
+        "from": {"type": "number"}, "to": {"type": "number", "nullable": true}, "count": {"type": "integer"}}}}}},
     "SearchResult": {"type": "object", "required": ["product_id", "score"], "properties": {
       "product_id": {"type": "string"}, "score": {"type": "number"}, "title": {"type": "string"},
       "brand": {"type": "string"}, "category": {"type": "string"}, "price": {"type": "number"},
@@ -345,7 +371,9 @@ const char* kComponents = R"json({
       "attributes": {"type": "object", "additionalProperties": {"type": "string"}}, "group_id": {"type": "string"}}},
     "SearchResponse": {"type": "object", "required": ["results", "k", "offset", "took_ms"], "properties": {
       "results": {"type": "array", "items": {"$ref": "#/components/schemas/SearchResult"}},
-      "k": {"type": "integer"}, "offset": {"type": "integer"}, "took_ms": {"type": "number"}}},
+      "k": {"type": "integer"}, "offset": {"type": "integer"}, "took_ms": {"type": "number"},
+      "matched": {"type": "integer", "description": "catalog products passing the filter"},
+      "sort": {"type": "string"}, "facets": {"$ref": "#/components/schemas/Facets"}}},
     "Product": {"type": "object", "required": ["product_id"], "properties": {
       "product_id": {"type": "string"}, "title": {"type": "string"}, "brand": {"type": "string"},
       "category": {"type": "string"}, "price": {"type": "number"}, "currency": {"type": "string"},
