@@ -66,6 +66,20 @@ const float* flat_vectors(const faiss::Index* inner) {
   return nullptr;
 }
 
+// Inner product with eight independent sums: the compiler keeps them in vector
+// registers without -ffast-math (Debian's FAISS is built without SIMD, and its
+// fvec_inner_product runs one multiply-add at a time).
+float dot(const float* a, const float* b, std::size_t dim) {
+  float sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::size_t j = 0;
+  for (; j + 8 <= dim; j += 8) {
+    for (std::size_t t = 0; t < 8; ++t) sums[t] += a[j + t] * b[j + t];
+  }
+  float total = ((sums[0] + sums[4]) + (sums[1] + sums[5])) + ((sums[2] + sums[6]) + (sums[3] + sums[7]));
+  for (; j < dim; ++j) total += a[j] * b[j];
+  return total;
+}
+
 class RowSelector final : public faiss::IDSelector {
  public:
   explicit RowSelector(const VectorIndex::RowFilter& filter) : filter_(filter) {}
@@ -205,7 +219,7 @@ std::vector<Hit> VectorIndex::search_rows(std::size_t n, const float* queries, i
     const float* query = queries + q * dim;
     for (std::size_t j = 0; j < count; ++j) {
       const float* v = vectors ? vectors + static_cast<std::size_t>(rows[j]) * dim : copies.data() + j * dim;
-      scored[j] = {faiss::fvec_inner_product(query, v, dim), rows[j]};
+      scored[j] = {dot(query, v, dim), rows[j]};
     }
     const std::size_t top = std::min(want, count);
     std::partial_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(top), scored.end(),

@@ -158,7 +158,7 @@ TEST(VectorIndexFilteredSearch, RowsAndFiltersAgreeWithBruteForceOverTheAllowedV
         rows.push_back(static_cast<std::uint32_t>(r));
       }
       auto exact = index->search_rows(nq, queries.data(), k, rows.data(), rows.size());
-      auto filtered = index->search_filtered(nq, queries.data(), k, EveryNthRow(every), 256);
+      auto filtered = index->search_filtered(nq, queries.data(), k, EveryNthRow(every), 2048);
       ASSERT_EQ(exact.size(), nq * k);
       ASSERT_EQ(filtered.size(), nq * k);
       std::size_t found = 0;
