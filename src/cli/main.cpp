@@ -72,7 +72,8 @@ json facets_json(const filter::Facets& f) {
           {"price", price}};
 }
 
-json result_json(const std::string& query, const search::QueryResult& result) {
+// `matched` only with a filter: without one, the line keeps its original two keys.
+json result_json(const std::string& query, const search::QueryResult& result, bool filtered) {
   json out{{"query", query}};
   if (!result.error.empty()) {
     out["error"] = result.error;
@@ -80,7 +81,7 @@ json result_json(const std::string& query, const search::QueryResult& result) {
   }
   out["results"] = json::array();
   for (const auto& hit : result.hits) out["results"].push_back(hit_json(hit));
-  out["matched"] = result.matched;
+  if (filtered) out["matched"] = result.matched;
   if (result.facets) out["facets"] = facets_json(*result.facets);
   return out;
 }
@@ -337,7 +338,8 @@ int main(int argc, char** argv) {
         for (std::size_t i = 0; i < results.size(); ++i) {
           any_failed = any_failed || !results[i].error.empty();
           if (as_json) {
-            std::cout << result_json(paths[begin + i], results[i]).dump() << "\n";
+            std::cout << result_json(paths[begin + i], results[i], search_options.filter.has_value()).dump()
+                      << "\n";
           } else {
             print_result_table(paths[begin + i], results[i]);
             if (results[i].error.empty() && search_options.filter) {
