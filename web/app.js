@@ -21,6 +21,7 @@
     resetCrop: $('reset-crop'), cropInfo: $('crop-info'),
     keyForm: $('key-form'), keyInput: $('key-input'),
     resultsHeading: $('results-heading'), backToPhoto: $('back-to-photo'),
+    refine: $('refine'), sort: $('sort'), facets: $('facets'),
     status: $('status'), grid: $('grid'), loadMore: $('load-more'),
     cartButton: $('cart-button'), cartCount: $('cart-count'),
     productDialog: $('product-dialog'), productClose: $('product-close'),
@@ -48,7 +49,89 @@
     controller: null,    // AbortController of the request in flight
     retry: null,         // what "Try again" (or entering a key) re-runs
     product: null,       // the product shown in the dialog
+    sort: 'best',        // best | price_asc | price_desc | rating
+    chosen: null,        // facet values ticked: {category, brand, color: Set, price: {from, to} | null}
   };
+
+  // ---------------------------------------------------------------- filters, sort, facets
+
+  const FACETS = [['category', 'category', 'Category'], ['brand', 'brand', 'Brand'],
+    ['color', 'attributes.color', 'Colour']];
+
+  function resetChoices() {
+    state.chosen = { category: new Set(), brand: new Set(), color: new Set(), price: null };
+  }
+  resetChoices();
+
+  // The API's filter expression for the ticked facet values: OR within a facet, AND across.
+  function filterExpression() {
+    const quote = (v) => `"${String(v).replace(/["\\]/g, '\\$&')}"`;
+    const parts = [];
+    for (const [key, field] of FACETS) {
+      const values = [...state.chosen[key]];
+      if (values.length) parts.push(`${field} IN (${values.map(quote).join(', ')})`);
+    }
+    const p = state.chosen.price;
+    if (p) parts.push(p.to === null ? `price >= ${p.from}` : `price >= ${p.from} AND price < ${p.to}`);
+    return parts.join(' AND ');
+  }
+
+  // Query parameters shared by both kinds of search.
+  function refineParams(params, append) {
+    const filter = filterExpression();
+    if (filter) params.set('filter', filter);
+    if (state.sort !== 'best') params.set('sort', state.sort);
+    if (!append) params.set('facets', 'true');
+    return params;
+  }
+
+  function facetOption(type, name, checked, label, count, onChange) {
+    const row = make('label', 'facet__option');
+    const input = make('input');
+    input.type = type;
+    input.name = name;
+    input.checked = checked;
+    input.addEventListener('change', () => { onChange(input.checked); runQuery(false); });
+    row.append(input, make('span', 'facet__value', label));
+    if (count !== null) row.append(make('span', 'facet__count', `(${count})`));
+    return row;
+  }
+
+  // Draws the facet counts of the current results; ticked values stay, even at zero.
+  function renderFacets(facets) {
+    el.facets.textContent = '';
+    if (!facets) return;
+    for (const [key, , title] of FACETS) {
+      const counts = new Map((facets[key] || []).map((v) => [v.value, v.count]));
+      for (const v of state.chosen[key]) if (!counts.has(v)) counts.set(v, 0);
+      if (counts.size === 0) continue;
+      const group = make('fieldset', 'facet');
+      group.dataset.facet = key;
+      group.append(make('legend', 'facet__title', title));
+      for (const [value, count] of counts) {
+        group.append(facetOption('checkbox', `facet-${key}`, state.chosen[key].has(value), value, count,
+          (on) => { if (on) state.chosen[key].add(value); else state.chosen[key].delete(value); }));
+      }
+      el.facets.append(group);
+    }
+    const buckets = facets.price || [];
+    if (buckets.some((b) => b.count > 0) || state.chosen.price) {
+      const group = make('fieldset', 'facet');
+      group.dataset.facet = 'price';
+      group.append(make('legend', 'facet__title', 'Price'));
+      group.append(facetOption('radio', 'facet-price', !state.chosen.price, 'Any price', null,
+        () => { state.chosen.price = null; }));
+      for (const b of buckets) {
+        const chosen = state.chosen.price;
+        const isChosen = !!chosen && chosen.from === b.from && chosen.to === b.to;
+        if (b.count === 0 && !isChosen) continue;
+        const label = b.to === null ? `${b.from} and more` : `${b.from} to ${b.to}`;
+        group.append(facetOption('radio', 'facet-price', isChosen, label, b.count,
+          () => { state.chosen.price = { from: b.from, to: b.to }; }));
+      }
+      el.facets.append(group);
+    }
+  }
 
   // ---------------------------------------------------------------- API
 
@@ -339,7 +422,11 @@
 
   function renderResults(data, append) {
     const results = Array.isArray(data.results) ? data.results : [];
-    if (!append) clearResults();
+    if (!append) {
+      clearResults();
+      renderFacets(data.facets);
+      el.refine.hidden = false;
+    }
     const start = el.grid.children.length;
     const frag = document.createDocumentFragment();
     results.forEach((r, i) => { if (r && r.product_id) frag.append(cardNode(r, start + i)); });
@@ -378,9 +465,9 @@
     try {
       data = state.mode === 'similar'
         ? await api(`/v1/products/${encodeURIComponent(state.similarOf.id)}/similar?` +
-            new URLSearchParams({ k: PAGE_SIZE, offset: state.offset, explain: 'true' }),
+            refineParams(new URLSearchParams({ k: PAGE_SIZE, offset: state.offset, explain: 'true' }), append),
           { signal: controller.signal })
-        : await searchByPhoto(controller.signal);
+        : await searchByPhoto(controller.signal, append);
     } catch (err) {
       if (seq !== state.seq || (err && err.name === 'AbortError')) return;
       setBusy(false);
@@ -394,8 +481,8 @@
     renderResults(data, append);
   }
 
-  function searchByPhoto(signal) {
-    const params = new URLSearchParams({ k: PAGE_SIZE, offset: state.offset, explain: 'true' });
+  function searchByPhoto(signal, append) {
+    const params = refineParams(new URLSearchParams({ k: PAGE_SIZE, offset: state.offset, explain: 'true' }), append);
     if (isCropped()) {
       const c = state.crop;
       params.set('crop', [c.x, c.y, c.width, c.height].join(','));
@@ -438,6 +525,7 @@
   function takePhoto(file) {
     if (!file) return;
     forgetPhoto();
+    resetChoices();  // a new photo starts unfiltered
     state.file = file;
     state.fileUrl = URL.createObjectURL(file);
     el.crop.hidden = true;
@@ -598,6 +686,11 @@
   // ---------------------------------------------------------------- photo sources
 
   el.pickFile.addEventListener('click', () => el.fileInput.click());
+  el.sort.addEventListener('change', () => {
+    state.sort = el.sort.value;
+    runQuery(false);
+  });
+
   el.fileInput.addEventListener('change', () => {
     const file = el.fileInput.files && el.fileInput.files[0];
     el.fileInput.value = '';

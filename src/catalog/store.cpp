@@ -147,6 +147,7 @@ enum Sql : std::size_t {
   kDeleteProfile,
   kProfileNames,
   kRankingSignals,
+  kAllProducts,
   kSqlCount
 };
 
@@ -266,6 +267,9 @@ const char* const kSqlText[] = {
     "SELECT p.price, p.stock, p.rating, p.rating_count, s.score, s.at_ms, f.at_ms FROM products p "
     "LEFT JOIN popularity s ON s.product_id = p.id LEFT JOIN first_seen f ON f.product_id = p.id "
     "WHERE p.id = ?1",
+    // kAllProducts
+    "SELECT id, title, brand, category, price, currency, rating, rating_count, stock, attributes, group_id "
+    "FROM products ORDER BY id",
 };
 static_assert(std::size(kSqlText) == kSqlCount, "one SQL text per Sql value");
 
@@ -627,10 +631,10 @@ void Store::Transaction::commit() {
   done_ = true;
 }
 
-std::optional<Product> Store::get_product(const std::string& id) const {
-  Query query(*statements_, kSelectProduct, "get_product");
-  query.bind_text(1, id);
-  if (!query.step()) return std::nullopt;
+namespace {
+
+// The product columns 0..10 of kSelectProduct and kAllProducts.
+Product read_product(const Query& query) {
   Product product;
   product.id = query.text_at(0);
   product.title = query.text_at(1);
@@ -643,6 +647,16 @@ std::optional<Product> Store::get_product(const std::string& id) const {
   product.stock = query.int_at(8);
   product.attributes = decode_attributes(query.text_at(9), product.id);
   product.group_id = query.text_at(10);
+  return product;
+}
+
+}  // namespace
+
+std::optional<Product> Store::get_product(const std::string& id) const {
+  Query query(*statements_, kSelectProduct, "get_product");
+  query.bind_text(1, id);
+  if (!query.step()) return std::nullopt;
+  Product product = read_product(query);
   do {
     if (!query.is_null(11)) product.images.push_back(query.text_at(11));
   } while (query.step());
@@ -679,6 +693,11 @@ bool Store::delete_product(const std::string& id) {
   if (removed_images) bump_vectors_version(*statements_, "delete_product");
   call.commit();
   return found;
+}
+
+void Store::for_each_product(const std::function<void(const Product& product)>& visit) const {
+  Query query(*statements_, kAllProducts, "for_each_product");
+  while (query.step()) visit(read_product(query));
 }
 
 std::vector<std::string> Store::product_ids() const {

@@ -96,6 +96,8 @@ class Store {
   bool upsert_product(const Product& product);
   bool delete_product(const std::string& id);  // deletes its images too; false if absent
   std::vector<std::string> product_ids() const;  // sorted
+  // Every product's metadata in id order, in one query; Product::images is left empty.
+  void for_each_product(const std::function<void(const Product& product)>& visit) const;
 
   // Images.
   std::vector<ImageRecord> images_of(const std::string& product_id, bool with_embeddings) const;

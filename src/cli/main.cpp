@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "common/error.h"
 #include "common/files.h"
 #include "embed/embedder.h"
+#include "image/image.h"
 #include "embed/train.h"
 #include "rank/rank.h"
 #include "search/demo_catalog.h"
@@ -26,6 +28,7 @@
 #include "search/eval.h"
 #include "search/robustness.h"
 #include "search/snapshot.h"
+#include "search/filter_bench.h"
 #include "search/training_data.h"
 
 namespace fs = std::filesystem;
@@ -46,6 +49,8 @@ Examples:
   lookalike search --data demo-data --queries paths.txt --k 10 --json
   lookalike search --data demo-data --image photo.jpg --profile default --user u42 --price 40 --explain
   lookalike events --data demo-data --file events.jsonl
+  lookalike search --data demo-data --image q.png --filter 'category = "Sneaker" AND price < 50' --sort price_asc
+  lookalike bench-filter --data demo-data --queries demo-data/queries.jsonl
   lookalike eval   --data demo-data --queries demo-data/queries.jsonl
   lookalike eval-robustness --data demo-data --items 2000 --seed 1
   lookalike reindex --data demo-data --model new-model.lkm
@@ -67,7 +72,25 @@ json hit_json(const search::ProductHit& hit, bool explain) {
   return out;
 }
 
-json result_json(const std::string& query, const search::QueryResult& result, bool explain) {
+json values_json(const std::vector<filter::FacetValue>& values) {
+  json out = json::array();
+  for (const auto& v : values) out.push_back({{"value", v.value}, {"count", v.count}});
+  return out;
+}
+
+json facets_json(const filter::Facets& f) {
+  json price = json::array();
+  for (const auto& b : f.price) {
+    price.push_back({{"from", b.from}, {"to", b.to ? json(*b.to) : json(nullptr)}, {"count", b.count}});
+  }
+  json attributes = json::object();
+  for (const auto& [key, values] : f.attributes) attributes[key] = values_json(values);
+  return {{"category", values_json(f.category)}, {"brand", values_json(f.brand)}, {"attributes", attributes},
+          {"price", price}};
+}
+
+// `matched` only with a filter: without one, the line keeps its original two keys.
+json result_json(const std::string& query, const search::QueryResult& result, bool filtered, bool explain) {
   json out{{"query", query}};
   if (!result.error.empty()) {
     out["error"] = result.error;
@@ -75,7 +98,30 @@ json result_json(const std::string& query, const search::QueryResult& result, bo
   }
   out["results"] = json::array();
   for (const auto& hit : result.hits) out["results"].push_back(hit_json(hit, explain));
+  if (filtered) out["matched"] = result.matched;
+  if (result.facets) out["facets"] = facets_json(*result.facets);
   return out;
+}
+
+void print_facets(const filter::Facets& f) {
+  auto line = [](const std::string& name, const std::vector<filter::FacetValue>& values) {
+    if (values.empty()) return;
+    std::printf("  %-10s", name.c_str());
+    for (const auto& v : values) std::printf("  %s (%zu)", v.value.c_str(), v.count);
+    std::printf("\n");
+  };
+  line("category", f.category);
+  line("brand", f.brand);
+  for (const auto& [key, values] : f.attributes) line(key, values);
+  std::printf("  %-10s", "price");
+  for (const auto& b : f.price) {
+    if (b.to) {
+      std::printf("  %g-%g (%zu)", b.from, *b.to, b.count);
+    } else {
+      std::printf("  %g+ (%zu)", b.from, b.count);
+    }
+  }
+  std::printf("\n");
 }
 
 void print_result_table(const std::string& query, const search::QueryResult& result, bool explain) {
@@ -171,6 +217,17 @@ int main(int argc, char** argv) {
       ->excludes(image_opt);
   search_cmd->add_option("--k", k, "Number of products")->check(CLI::Range(1, search::Engine::kMaxK));
   search_cmd->add_flag("--json", as_json, "One JSON object per query on stdout");
+  std::string filter_text, sort_name = "best";
+  search::SearchOptions search_options;
+  search_cmd->add_option("--filter", filter_text,
+                         "Only products passing this filter, e.g. 'category = \"Sneaker\" AND price < 50' "
+                         "(grammar in the README)");
+  search_cmd->add_option("--sort", sort_name, "best, price_asc, price_desc or rating (default: best)");
+  search_cmd->add_option("--depth", search_options.depth,
+                         "Candidates per query: the best matches re-ranked, sorted and counted in facets (default: the profile's, 100)")
+      ->check(CLI::Range(0, search::Engine::kMaxK));
+  search_cmd->add_flag("--facets", search_options.facets, "Count category, brand, colour and price facets");
+
   search::RankRequest rank_request;
   bool explain = false;
   double price_target = -1, price_min = -1, price_max = -1;
@@ -178,10 +235,6 @@ int main(int argc, char** argv) {
       "--profile", rank_request.profile,
       "Ranking profile: a stored one, 'default' (business signals) or 'visual' (look only)");
   search_cmd->add_option("--user", rank_request.user_id, "Shopper id whose taste counts (from their events)");
-  search_cmd
-      ->add_option("--depth", rank_request.depth,
-                   "Candidates re-ranked per query, 1..1000 (default: the profile's, 100)")
-      ->check(CLI::Range(1, rank::kMaxCandidateDepth));
   search_cmd->add_option("--price", price_target, "Target price: closer prices rank higher")
       ->check(CLI::PositiveNumber);
   search_cmd->add_option("--price-min", price_min, "Lower end of the wanted price range")
@@ -201,6 +254,18 @@ int main(int argc, char** argv) {
       ->required();
   events_cmd->add_flag("--strict", strict, "Exit with status 3 when any line was rejected");
   events_cmd->add_flag("--json", as_json, "Print the summary as JSON");
+
+  // bench-filter
+  auto* bench_cmd = app.add_subcommand(
+      "bench-filter", "Filtered search: recall@k against exact filtered search and latency per selectivity");
+  std::size_t synthetic = 0, bench_queries = 200;
+  bench_cmd->add_option("--data", data_dir, "Data folder (for --synthetic: created when missing)")->required();
+  bench_cmd->add_option("--queries", queries_file, "Queries JSONL {\"image\": ...} (not with --synthetic)");
+  bench_cmd->add_option("--synthetic", synthetic, "Use a synthetic catalog of this many products");
+  bench_cmd->add_option("--index", index_factory, "FAISS factory string for a new synthetic catalog");
+  bench_cmd->add_option("--count", bench_queries, "Queries per selectivity (default 200)");
+  bench_cmd->add_option("--k", k, "Results per query")->check(CLI::Range(1, search::Engine::kMaxK));
+  bench_cmd->add_flag("--json", as_json, "Print the rows as JSON");
 
   // eval
   auto* eval_cmd = app.add_subcommand("eval", "Category retrieval quality: P@1, P@10, mAP@100 and throughput");
@@ -405,18 +470,27 @@ int main(int argc, char** argv) {
           if (!line.empty()) paths.push_back(line);
         }
       }
+      if (!filter_text.empty()) search_options.filter = filter::Filter::parse(filter_text);
+      search_options.sort = search::parse_sort(sort_name);
+      rank_request.depth = search_options.depth;
+      if (search_options.facets) search_options.facet_options.attributes = {"color", "material"};
       bool any_failed = false;
       constexpr std::size_t kBatch = 256;
       for (std::size_t begin = 0; begin < paths.size(); begin += kBatch) {
         std::vector<fs::path> files(paths.begin() + static_cast<long>(begin),
                                     paths.begin() + static_cast<long>(std::min(paths.size(), begin + kBatch)));
-        auto results = engine->search_files(files, k, /*with_details=*/true, &rank_request);
+        auto results = engine->search_files(files, k, /*with_details=*/true, search_options, &rank_request);
         for (std::size_t i = 0; i < results.size(); ++i) {
           any_failed = any_failed || !results[i].error.empty();
           if (as_json) {
-            std::cout << result_json(paths[begin + i], results[i], explain).dump() << "\n";
+            std::cout << result_json(paths[begin + i], results[i], search_options.filter.has_value(), explain).dump()
+                      << "\n";
           } else {
             print_result_table(paths[begin + i], results[i], explain);
+            if (results[i].error.empty() && search_options.filter) {
+              std::printf("  (%zu products pass the filter)\n", results[i].matched);
+            }
+            if (results[i].facets) print_facets(*results[i].facets);
           }
         }
       }
@@ -465,6 +539,55 @@ int main(int argc, char** argv) {
         std::printf("recorded %zu events from %zu lines; rejected %zu\n", accepted, line_number, rejected);
       }
       return strict && rejected > 0 ? kExitSkipped : 0;
+    }
+    if (*bench_cmd) {
+      std::unique_ptr<search::Engine> engine;
+      std::vector<float> queries;
+      auto say = [](const std::string& m) { std::cerr << "lookalike: " << m << "\n"; };
+      if (synthetic > 0) {
+        search::SyntheticCatalogOptions synthetic_options;
+        synthetic_options.products = synthetic;
+        synthetic_options.index_factory = index_factory;
+        if (!fs::exists(data_dir)) {
+          const auto start = std::chrono::steady_clock::now();
+          search::write_synthetic_catalog(data_dir, synthetic_options, say);
+          say("synthetic catalog written in " +
+              std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()) + " s");
+        }
+        engine = search::Engine::open(data_dir, open_options("", ""));
+        queries = search::synthetic_queries(synthetic_options, static_cast<std::size_t>(engine->dim()), bench_queries);
+      } else {
+        if (queries_file.empty()) throw CLI::RequiredError("--queries or --synthetic");
+        engine = search::Engine::open(data_dir, open_options("", ""));
+        const fs::path root = fs::absolute(queries_file).parent_path();
+        std::ifstream in(queries_file);
+        if (!in) throw Error(ErrorKind::kNotFound, "cannot open " + queries_file);
+        std::vector<image::Image> images;
+        for (std::string line; images.size() < bench_queries && std::getline(in, line);) {
+          if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+          auto path = resolve_inside(root, json::parse(line).at("image").get<std::string>());
+          images.push_back(image::load_file(path, engine->limits(), engine->query_min_side()));
+        }
+        queries = engine->embed(images);
+      }
+      search::FilterBenchOptions bench_options;
+      bench_options.queries = bench_queries;
+      bench_options.k = k;
+      auto rows = search::bench_filtered_search(*engine, data_dir, queries, bench_options, say);
+      auto info = engine->info();
+      for (const auto& r : rows) {
+        json row{{"target", r.target},   {"selectivity", r.selectivity}, {"strategy", r.strategy},
+                 {"recall", r.recall},   {"complete", r.complete},       {"p50_ms", r.p50_ms},
+                 {"p99_ms", r.p99_ms},   {"chosen", r.chosen},           {"k", k},
+                 {"products", info.products}, {"index", info.index_factory}};
+        if (as_json) {
+          std::cout << row.dump() << "\n";
+        } else {
+          std::printf("%-9.4g %-6s recall@%d %.4f  complete %.3f  p50 %7.2f ms  p99 %7.2f ms  %s\n", r.selectivity,
+                      r.strategy.c_str(), k, r.recall, r.complete, r.p50_ms, r.p99_ms, r.chosen.c_str());
+        }
+      }
+      return 0;
     }
     if (*eval_cmd) {
       auto engine = search::Engine::open(data_dir, open_options("", ""));

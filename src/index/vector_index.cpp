@@ -1,16 +1,19 @@
 #include "index/vector_index.h"
 
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
+#include <faiss/IndexIVF.h>
 #include <faiss/impl/FaissException.h>
+#include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 #include <faiss/utils/distances.h>
 
-#include <nlohmann/json.hpp>
-
+#include <algorithm>
 #include <mutex>
+#include <nlohmann/json.hpp>
 
 #include "common/container_file.h"
 #include "common/error.h"
@@ -42,7 +45,63 @@ void configure_for_search(faiss::Index* index) {
   prefer_blas_distances();
   if (auto* map = dynamic_cast<faiss::IndexIDMap*>(index)) index = map->index;
   if (auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(index)) hnsw->hnsw.efSearch = kHnswEfSearch;
+  // Exact search over chosen rows reads their vectors back (search_rows).
+  if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index)) ivf->make_direct_map(true);
 }
+
+// The IDMap's sub-index: it numbers vectors by row, which is what selectors see.
+// (FAISS 1.7.3's IndexIDMap refuses search parameters, so filtered searches go
+// to the sub-index and translate rows to ids themselves.)
+const faiss::Index* rows_index(const faiss::Index* index) {
+  if (auto* map = dynamic_cast<const faiss::IndexIDMap*>(index)) return map->index;
+  return index;
+}
+
+// The contiguous float vectors of a flat or HNSW-over-flat index, by row; null for others.
+const float* flat_vectors(const faiss::Index* inner) {
+  if (auto* flat = dynamic_cast<const faiss::IndexFlat*>(inner)) return flat->get_xb();
+  if (auto* hnsw = dynamic_cast<const faiss::IndexHNSW*>(inner)) {
+    if (auto* flat = dynamic_cast<const faiss::IndexFlat*>(hnsw->storage)) return flat->get_xb();
+  }
+  return nullptr;
+}
+
+// Inner product with eight independent sums: the compiler keeps them in vector
+// registers without -ffast-math (Debian's FAISS is built without SIMD, and its
+// fvec_inner_product runs one multiply-add at a time).
+float dot(const float* a, const float* b, std::size_t dim) {
+  float sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::size_t j = 0;
+  for (; j + 8 <= dim; j += 8) {
+    for (std::size_t t = 0; t < 8; ++t) sums[t] += a[j + t] * b[j + t];
+  }
+  float total = ((sums[0] + sums[4]) + (sums[1] + sums[5])) + ((sums[2] + sums[6]) + (sums[3] + sums[7]));
+  for (; j < dim; ++j) total += a[j] * b[j];
+  return total;
+}
+
+class RowSelector final : public faiss::IDSelector {
+ public:
+  explicit RowSelector(const VectorIndex::RowFilter& filter) : filter_(filter) {}
+  bool is_member(idx_t row) const override {
+    return row >= 0 && filter_.allows(static_cast<std::size_t>(row));
+  }
+
+ private:
+  const VectorIndex::RowFilter& filter_;
+};
+
+// Allows exactly a sorted list of rows.
+class ListedRows final : public VectorIndex::RowFilter {
+ public:
+  explicit ListedRows(std::vector<std::uint32_t> rows) : rows_(std::move(rows)) {
+    std::sort(rows_.begin(), rows_.end());
+  }
+  bool allows(std::size_t row) const override { return std::binary_search(rows_.begin(), rows_.end(), row); }
+
+ private:
+  std::vector<std::uint32_t> rows_;
+};
 
 }  // namespace
 
@@ -91,6 +150,85 @@ std::vector<Hit> VectorIndex::search(std::size_t n, const float* queries, int k)
   }
   std::vector<Hit> hits(labels.size());
   for (std::size_t i = 0; i < hits.size(); ++i) hits[i] = Hit{labels[i], distances[i]};
+  return hits;
+}
+
+std::int64_t VectorIndex::id_of_row(std::size_t row) const {
+  if (auto* map = dynamic_cast<const faiss::IndexIDMap*>(impl_->index.get())) return map->id_map.at(row);
+  return static_cast<std::int64_t>(row);
+}
+
+bool VectorIndex::exhaustive() const {
+  return dynamic_cast<const faiss::IndexFlat*>(rows_index(impl_->index.get())) != nullptr;
+}
+
+std::vector<Hit> VectorIndex::search_filtered(std::size_t n, const float* queries, int k,
+                                              const RowFilter& filter, int breadth) const {
+  if (k <= 0) return {};
+  const faiss::Index* inner = rows_index(impl_->index.get());
+  if (inner->ntotal == 0) return std::vector<Hit>(n * static_cast<std::size_t>(k));
+  RowSelector selector(filter);
+  faiss::SearchParametersHNSW hnsw_params;
+  faiss::SearchParametersIVF ivf_params;
+  faiss::SearchParameters plain_params;
+  faiss::SearchParameters* params = &plain_params;
+  if (auto* hnsw = dynamic_cast<const faiss::IndexHNSW*>(inner)) {
+    hnsw_params.efSearch = breadth > 0 ? breadth : hnsw->hnsw.efSearch;
+    params = &hnsw_params;
+  } else if (auto* ivf = dynamic_cast<const faiss::IndexIVF*>(inner)) {
+    // breadth is in HNSW's efSearch units; 2048 and above probe every list.
+    const std::size_t share = (ivf->nlist * static_cast<std::size_t>(std::max(breadth, 0)) + 2047) / 2048;
+    ivf_params.nprobe = std::min(ivf->nlist, std::max(ivf->nprobe, share));
+    params = &ivf_params;
+  }
+  params->sel = &selector;
+  std::vector<faiss::Index::idx_t> labels(n * static_cast<std::size_t>(k));
+  std::vector<float> distances(labels.size());
+  try {
+    inner->search(static_cast<faiss::Index::idx_t>(n), queries, k, distances.data(), labels.data(), params);
+  } catch (const faiss::FaissException& e) {
+    throw Error(ErrorKind::kInternal, std::string("filtered vector search failed: ") + e.what());
+  }
+  std::vector<Hit> hits(labels.size());
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    if (labels[i] >= 0) hits[i] = Hit{id_of_row(static_cast<std::size_t>(labels[i])), distances[i]};
+  }
+  return hits;
+}
+
+std::vector<Hit> VectorIndex::search_rows(std::size_t n, const float* queries, int k,
+                                          const std::uint32_t* rows, std::size_t count) const {
+  if (k <= 0) return {};
+  const faiss::Index* inner = rows_index(impl_->index.get());
+  const std::size_t dim = static_cast<std::size_t>(inner->d);
+  const std::size_t want = static_cast<std::size_t>(k);
+  std::vector<Hit> hits(n * want);
+  const float* vectors = flat_vectors(inner);
+  std::vector<float> copies;
+  if (!vectors && count > 0) {
+    // Other index types give their (possibly compressed) vectors back one by one.
+    copies.resize(count * dim);
+    try {
+      for (std::size_t j = 0; j < count; ++j) inner->reconstruct(rows[j], copies.data() + j * dim);
+    } catch (const faiss::FaissException&) {
+      return search_filtered(n, queries, k, ListedRows(std::vector<std::uint32_t>(rows, rows + count)), 0);
+    }
+  }
+  std::vector<std::pair<float, std::uint32_t>> scored(count);
+  for (std::size_t q = 0; q < n; ++q) {
+    const float* query = queries + q * dim;
+    for (std::size_t j = 0; j < count; ++j) {
+      const float* v = vectors ? vectors + static_cast<std::size_t>(rows[j]) * dim : copies.data() + j * dim;
+      scored[j] = {dot(query, v, dim), rows[j]};
+    }
+    const std::size_t top = std::min(want, count);
+    std::partial_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(top), scored.end(),
+                      [](const auto& a, const auto& b) {
+                        return a.first != b.first ? a.first > b.first : a.second < b.second;
+                      });
+    for (std::size_t j = 0; j < top; ++j)
+      hits[q * want + j] = Hit{id_of_row(scored[j].second), scored[j].first};
+  }
   return hits;
 }
 

@@ -46,6 +46,36 @@ class VectorIndex {
   // Searches n queries (n x dim, row-major); returns n x k hits, best first.
   std::vector<Hit> search(std::size_t n, const float* queries, int k) const;
 
+  // Filtered search works on rows: the positions 0..size()-1 of the vectors in
+  // the order build() was given them. A RowFilter says which rows may be
+  // returned; it is asked from the searching thread, possibly many times per row.
+  class RowFilter {
+   public:
+    virtual ~RowFilter() = default;
+    virtual bool allows(std::size_t row) const = 0;
+  };
+
+  // The id build() was given for a row (row < size()).
+  std::int64_t id_of_row(std::size_t row) const;
+
+  // Whether search() is exact (a flat index) rather than approximate.
+  bool exhaustive() const;
+
+  // Searches n queries among the rows the filter allows, inside the index walk:
+  // the filter is applied to every candidate the graph or the inverted lists
+  // visit, not to a top-k list afterwards. breadth sets how hard an approximate
+  // index looks: HNSW's efSearch; for IVF, nlist * breadth / 2048 lists are
+  // probed (at least its nprobe); 0: the index's default. Exact indexes ignore it. Returns n x k hits, best first, padded with -1
+  // when fewer allowed rows were found; on a flat index the result is exact.
+  std::vector<Hit> search_filtered(std::size_t n, const float* queries, int k, const RowFilter& filter,
+                                   int breadth) const;
+
+  // Exact search among the listed rows only (each < size(), any order, no
+  // repeats): the cost grows with count, not with size(). Returns n x k hits,
+  // best first, padded with -1 when count < k.
+  std::vector<Hit> search_rows(std::size_t n, const float* queries, int k, const std::uint32_t* rows,
+                               std::size_t count) const;
+
   std::size_t size() const;
   int dim() const;
   const std::string& factory() const { return factory_; }

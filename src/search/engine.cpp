@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
+#include <numeric>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -150,6 +152,9 @@ class BatchWriter {
       : store_(&store), embedder_(embedder), limits_(limits), root_(std::move(root)), options_(options),
         report_(report) {}
 
+  // Ids of the products added, changed or deleted by the committed batches.
+  const std::vector<std::string>& touched() const { return touched_; }
+
   void add(std::size_t line, catalog::CatalogEntry entry) {
     report_.lines = std::max(report_.lines, line);
     batch_.push_back(Pending{line, std::move(entry), {}});
@@ -186,6 +191,7 @@ class BatchWriter {
   const IngestOptions& options_;
   IngestReport& report_;
   std::vector<Pending> batch_;
+  std::vector<std::string> touched_;
 };
 
 void BatchWriter::flush() {
@@ -239,11 +245,15 @@ void BatchWriter::flush() {
   auto vectors = embed_all(embedder_, inputs, rows);
   report_.images_embedded += rows;
 
+  std::vector<std::string> touched;
   catalog::Store::Transaction tx(*store_);
   for (auto& pending : batch_) {
     const auto& product = pending.entry.product;
     if (pending.entry.deleted) {
-      if (store_->delete_product(product.id)) ++report_.products_deleted;
+      if (store_->delete_product(product.id)) {
+        ++report_.products_deleted;
+        touched.push_back(product.id);
+      }
       continue;
     }
     bool existed = store_->get_product(product.id).has_value();
@@ -273,26 +283,129 @@ void BatchWriter::flush() {
     } else {
       ++report_.products_unchanged;
     }
+    if (!existed || changed) touched.push_back(product.id);
   }
   tx.commit();
+  touched_.insert(touched_.end(), touched.begin(), touched.end());
   batch_.clear();
   if (options_.on_progress) options_.on_progress(report_.lines);
 }
 
 }  // namespace
 
-struct Engine::Snapshot {
+// Index rows and metadata table rows, both ways, so that a filter evaluated on
+// the table can be applied to the vectors inside the search.
+struct RowMap {
+  static constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+  std::vector<std::uint32_t> product_of_row;  // index row -> table row; kNone for an unknown product
+  std::vector<std::uint32_t> begin;           // table row t has the index rows rows[begin[t] .. begin[t + 1])
+  std::vector<std::uint32_t> rows;
+
+  std::pair<const std::uint32_t*, const std::uint32_t*> rows_of(std::uint32_t table_row) const {
+    if (static_cast<std::size_t>(table_row) + 1 >= begin.size()) return {nullptr, nullptr};  // added since
+    return {rows.data() + begin[table_row], rows.data() + begin[table_row + 1]};
+  }
+};
+
+// What only changes when vectors change: shared by the snapshots of
+// metadata-only writes, which replace just the table.
+struct Engine::SnapshotVectors {
   std::shared_ptr<const embed::Embedder> embedder;  // the model that made every vector in index
   std::unique_ptr<index::VectorIndex> index;
   std::vector<std::int64_t> image_ids;      // sorted, parallel to image_products
   std::vector<std::string> image_products;  // product id of each image id
+  RowMap row_map;
+};
+
+struct Engine::Snapshot {
+  std::shared_ptr<const embed::Embedder> embedder;  // that of vectors, kept here for short access
+  std::shared_ptr<const SnapshotVectors> vectors;
+  std::shared_ptr<const filter::Table> table;  // every product's metadata
+
+  const index::VectorIndex& index() const { return *vectors->index; }
 
   const std::string* product_of(std::int64_t image_id) const {
-    auto it = std::lower_bound(image_ids.begin(), image_ids.end(), image_id);
-    if (it == image_ids.end() || *it != image_id) return nullptr;
-    return &image_products[static_cast<std::size_t>(it - image_ids.begin())];
+    const auto& ids = vectors->image_ids;
+    auto it = std::lower_bound(ids.begin(), ids.end(), image_id);
+    if (it == ids.end() || *it != image_id) return nullptr;
+    return &vectors->image_products[static_cast<std::size_t>(it - ids.begin())];
   }
 };
+
+namespace {
+
+// image_ids sorted, image_products parallel to it.
+RowMap build_row_map(const index::VectorIndex& index, const std::vector<std::int64_t>& image_ids,
+                     const std::vector<std::string>& image_products, const filter::Table& table) {
+  RowMap map;
+  map.product_of_row.assign(index.size(), RowMap::kNone);
+  std::vector<std::uint32_t> counts(table.rows() + 1, 0);
+  for (std::size_t row = 0; row < index.size(); ++row) {
+    auto it = std::lower_bound(image_ids.begin(), image_ids.end(), index.id_of_row(row));
+    if (it == image_ids.end() || *it != index.id_of_row(row)) continue;
+    auto t = table.row_of(image_products[static_cast<std::size_t>(it - image_ids.begin())]);
+    if (!t) continue;
+    map.product_of_row[row] = *t;
+    ++counts[*t + 1];
+  }
+  map.begin.resize(counts.size());
+  std::partial_sum(counts.begin(), counts.end(), map.begin.begin());
+  map.rows.resize(map.begin.back());
+  std::vector<std::uint32_t> next(map.begin.begin(), map.begin.end() - 1);
+  for (std::size_t row = 0; row < index.size(); ++row) {
+    const std::uint32_t t = map.product_of_row[row];
+    if (t != RowMap::kNone) map.rows[next[t]++] = static_cast<std::uint32_t>(row);
+  }
+  return map;
+}
+
+// Lets the index visit only the vectors of products the filter passed.
+class MatchingRows final : public index::VectorIndex::RowFilter {
+ public:
+  MatchingRows(const RowMap& map, const std::vector<std::uint8_t>& mask) : map_(map), mask_(mask) {}
+  bool allows(std::size_t row) const override {
+    const std::uint32_t t = map_.product_of_row[row];
+    return t != RowMap::kNone && t < mask_.size() && mask_[t];
+  }
+
+ private:
+  const RowMap& map_;
+  const std::vector<std::uint8_t>& mask_;
+};
+
+// How hard the index looks for a filter passing this fraction of its vectors:
+// a graph walk meets few allowed vectors when the fraction is small, so it
+// must keep more candidates to find k of them (measured in bench/).
+int breadth_for(double selectivity) {
+  constexpr double kBase = 64;
+  constexpr int kMaxBreadth = 1024;
+  return static_cast<int>(std::min<double>(kMaxBreadth, std::max(128.0, std::ceil(kBase / selectivity))));
+}
+
+}  // namespace
+
+Sort parse_sort(const std::string& name) {
+  if (name == "best" || name == "best_match") return Sort::kBestMatch;
+  if (name == "price_asc") return Sort::kPriceAsc;
+  if (name == "price_desc") return Sort::kPriceDesc;
+  if (name == "rating") return Sort::kRating;
+  throw Error(ErrorKind::kInvalidInput,
+              "unknown sort \"" + name.substr(0, 64) + "\"; use best, price_asc, price_desc or rating");
+}
+
+const char* to_string(Sort sort) {
+  switch (sort) {
+    case Sort::kBestMatch:
+      return "best";
+    case Sort::kPriceAsc:
+      return "price_asc";
+    case Sort::kPriceDesc:
+      return "price_desc";
+    case Sort::kRating:
+      return "rating";
+  }
+  return "best";
+}
 
 fs::path shipped_model_path() { return fs::path(LOOKALIKE_SOURCE_DIR) / "models" / "fashion-cnn.lkm"; }
 
@@ -303,6 +416,7 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
   engine->dir_ = data_dir;
   engine->limits_ = options.limits;
   engine->index_factory_ = options.index_factory;
+  engine->exact_scan_max_vectors_ = options.exact_scan_max_vectors;
   engine->on_message_ = options.on_message;
   std::error_code ec;
   fs::create_directories(data_dir, ec);
@@ -365,18 +479,19 @@ void Engine::load_or_rebuild_index(std::shared_ptr<const embed::Embedder> embedd
   const std::string identity = embedder->info().identity();
   std::string why;
   try {
-    auto snap = std::make_shared<Snapshot>();
-    snap->embedder = embedder;
-    snap->index = index::VectorIndex::load(dir_ / kIndexFile, identity);
-    if (snap->index->stamp().store_version != store_->vectors_version()) {
+    auto vectors = std::make_shared<SnapshotVectors>();
+    vectors->embedder = embedder;
+    vectors->index = index::VectorIndex::load(dir_ / kIndexFile, identity);
+    if (vectors->index->stamp().store_version != store_->vectors_version()) {
       why = "the index is older than the catalog";
     } else {
-      store_->for_each_embedding(identity, [&](std::int64_t id, const std::string& product, const std::vector<float>&) {
-        snap->image_ids.push_back(id);
-        snap->image_products.push_back(product);
-      });
-      if (snap->image_ids.size() == snap->index->size()) {
-        std::atomic_store(&snapshot_, std::shared_ptr<const Snapshot>(std::move(snap)));
+      store_->for_each_embedding(identity,
+                                 [&](std::int64_t id, const std::string& product, const std::vector<float>&) {
+                                   vectors->image_ids.push_back(id);
+                                   vectors->image_products.push_back(product);
+                                 });
+      if (vectors->image_ids.size() == vectors->index->size()) {
+        publish(std::move(vectors));
         return;
       }
       why = "the index does not hold every stored vector";
@@ -395,10 +510,21 @@ void Engine::load_or_rebuild_index(std::shared_ptr<const embed::Embedder> embedd
   publish_index(std::move(embedder), why);
 }
 
+void Engine::publish(std::shared_ptr<SnapshotVectors> vectors) {
+  auto table = std::make_shared<filter::Table>();
+  store_->for_each_product([&](const catalog::Product& product) { table->upsert(product); });
+  vectors->row_map = build_row_map(*vectors->index, vectors->image_ids, vectors->image_products, *table);
+  auto snap = std::make_shared<Snapshot>();
+  snap->embedder = vectors->embedder;
+  snap->vectors = std::move(vectors);
+  snap->table = std::move(table);
+  std::atomic_store(&snapshot_, std::shared_ptr<const Snapshot>(std::move(snap)));
+}
+
 void Engine::publish_index(std::shared_ptr<const embed::Embedder> embedder, const std::string& why) {
   const std::string identity = embedder->info().identity();
   const std::size_t dim = static_cast<std::size_t>(embedder->info().dim);
-  auto snap = std::make_shared<Snapshot>();
+  auto snap = std::make_shared<SnapshotVectors>();
   snap->embedder = std::move(embedder);
   std::vector<float> vectors;
   store_->for_each_embedding(identity, [&](std::int64_t id, const std::string& product, const std::vector<float>& v) {
@@ -418,10 +544,7 @@ void Engine::publish_index(std::shared_ptr<const embed::Embedder> embedder, cons
   // Searchable at once: the changes are already committed to the store, so a failure to
   // save the derived file (disk full) must not fail the write that led here. A file that
   // is left older than the store is rebuilt at the next open.
-  std::atomic_store(&snapshot_, std::shared_ptr<const Snapshot>(std::move(snap)));
-  if (!why.empty() && on_message_) {
-    on_message_("rebuilt the vector index from the catalog store (" + std::to_string(n) + " vectors): " + why);
-  }
+  publish(std::move(snap));
   try {
     built.save(dir_ / kIndexFile);
   } catch (const Error& e) {
@@ -432,12 +555,38 @@ void Engine::publish_index(std::shared_ptr<const embed::Embedder> embedder, cons
                   e.what());
     }
   }
+  if (!why.empty() && on_message_) {
+    on_message_("rebuilt the vector index from the catalog store (" + std::to_string(n) +
+                " vectors): " + why);
+  }
 }
 
-void Engine::publish_after(const std::function<void()>& write) {
+void Engine::publish_metadata(const std::vector<std::string>& changed) {
+  auto current = snapshot();
+  // Copy-on-write: searches keep reading the table they started with.
+  auto table = std::make_shared<filter::Table>(*current->table);
+  for (const auto& id : changed) {
+    if (auto product = store_->get_product(id)) {
+      table->upsert(*product);
+    } else {
+      table->remove(id);
+    }
+  }
+  auto snap = std::make_shared<Snapshot>();
+  snap->embedder = current->embedder;
+  snap->vectors = current->vectors;
+  snap->table = std::move(table);
+  std::atomic_store(&snapshot_, std::shared_ptr<const Snapshot>(std::move(snap)));
+}
+
+void Engine::publish_after(const std::function<void()>& write, const std::vector<std::string>& changed) {
   auto publish_if_changed = [&] {
     const auto snap = snapshot();
-    if (snap->index->stamp().store_version != store_->vectors_version()) publish_index(snap->embedder, "");
+    if (snap->index().stamp().store_version != store_->vectors_version()) {
+      publish_index(snap->embedder, "");
+    } else if (!changed.empty()) {
+      publish_metadata(changed);
+    }
   };
   try {
     write();
@@ -460,13 +609,15 @@ IngestReport Engine::ingest(const fs::path& catalog_file, const IngestOptions& o
   IngestReport report;
   const auto snap = snapshot();
   BatchWriter writer(*store_, *snap->embedder, limits_, fs::absolute(catalog_file).parent_path(), options, report);
-  publish_after([&] {
-    catalog::read_catalog(
-        catalog_file, options.parse_limits,
-        [&](std::size_t line, catalog::CatalogEntry&& entry) { writer.add(line, std::move(entry)); },
-        [&](std::size_t line, const std::string& message) { writer.reject(line, message); });
-    writer.flush();
-  });
+  publish_after(
+      [&] {
+        catalog::read_catalog(
+            catalog_file, options.parse_limits,
+            [&](std::size_t line, catalog::CatalogEntry&& entry) { writer.add(line, std::move(entry)); },
+            [&](std::size_t line, const std::string& message) { writer.reject(line, message); });
+        writer.flush();
+      },
+      writer.touched());
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
@@ -478,10 +629,12 @@ IngestReport Engine::apply(const std::vector<catalog::CatalogEntry>& entries, co
   IngestReport report;
   const auto snap = snapshot();
   BatchWriter writer(*store_, *snap->embedder, limits_, fs::absolute(image_root), options, report);
-  publish_after([&] {
-    for (std::size_t i = 0; i < entries.size(); ++i) writer.add(i + 1, entries[i]);
-    writer.flush();
-  });
+  publish_after(
+      [&] {
+        for (std::size_t i = 0; i < entries.size(); ++i) writer.add(i + 1, entries[i]);
+        writer.flush();
+      },
+      writer.touched());
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
@@ -489,23 +642,80 @@ IngestReport Engine::apply(const std::vector<catalog::CatalogEntry>& entries, co
 std::size_t Engine::delete_products(const std::vector<std::string>& ids) {
   std::lock_guard<std::mutex> lock(write_mutex_);
   std::size_t deleted = 0;
-  catalog::Store::Transaction tx(*store_);
-  for (const auto& id : ids) deleted += store_->delete_product(id) ? 1 : 0;
-  tx.commit();
-  const auto snap = snapshot();
-  if (snap->index->stamp().store_version != store_->vectors_version()) publish_index(snap->embedder, "");
+  std::vector<std::string> removed;
+  publish_after(
+      [&] {
+        catalog::Store::Transaction tx(*store_);
+        for (const auto& id : ids) {
+          if (store_->delete_product(id)) {
+            ++deleted;
+            removed.push_back(id);
+          }
+        }
+        tx.commit();
+      },
+      removed);
   return deleted;
 }
 
-std::vector<QueryResult> Engine::search_vectors(const Snapshot& snap, const float* vectors, std::size_t n, int k,
-                                                const std::string& exclude) const {
-  if (k < 1 || k > kMaxK) {
-    throw Error(ErrorKind::kInvalidInput, "k must be between 1 and " + std::to_string(kMaxK));
+namespace {
+
+void check_request(int k, const SearchOptions& options) {
+  if (k < 1 || k > Engine::kMaxK) {
+    throw Error(ErrorKind::kInvalidInput, "k must be between 1 and " + std::to_string(Engine::kMaxK));
   }
+  if (options.depth < 0 || options.depth > Engine::kMaxK) {
+    throw Error(ErrorKind::kInvalidInput, "depth must be between 0 and " + std::to_string(Engine::kMaxK));
+  }
+}
+
+// Products a query must gather before sorting and counting facets.
+std::size_t wanted(int k, const SearchOptions& options) {
+  if (options.sort == Sort::kBestMatch && !options.facets) return static_cast<std::size_t>(k);
+  return static_cast<std::size_t>(std::max(k, options.depth > 0 ? options.depth : Engine::kDefaultDepth));
+}
+
+// Facets over the candidates, then the order asked for, then the first k.
+void finish(const filter::Table& table, int k, const SearchOptions& options, QueryResult& result) {
+  if (options.facets) {
+    std::vector<std::uint32_t> rows;
+    for (const auto& hit : result.hits) {
+      if (auto row = table.row_of(hit.product_id)) rows.push_back(*row);
+    }
+    result.facets = filter::count_facets(table, rows, options.facet_options);
+  }
+  if (options.sort != Sort::kBestMatch) {
+    auto key = [&](const ProductHit& hit) {
+      auto row = table.row_of(hit.product_id);
+      if (!row) return 0.0;
+      switch (options.sort) {
+        case Sort::kPriceAsc:
+          return -table.price(*row);
+        case Sort::kPriceDesc:
+          return table.price(*row);
+        case Sort::kRating:
+          return table.rating(*row);
+        case Sort::kBestMatch:
+          break;
+      }
+      return 0.0;
+    };
+    // Candidates arrive best match first; a stable sort keeps that order among equal keys.
+    std::stable_sort(result.hits.begin(), result.hits.end(),
+                     [&](const ProductHit& a, const ProductHit& b) { return key(a) > key(b); });
+  }
+  if (result.hits.size() > static_cast<std::size_t>(k)) result.hits.resize(static_cast<std::size_t>(k));
+}
+
+}  // namespace
+
+std::vector<QueryResult> Engine::candidates(const Snapshot& snap, const float* vectors, std::size_t n,
+                                            std::size_t want, const std::string& exclude,
+                                            const SearchOptions& options) const {
   const std::size_t dim = static_cast<std::size_t>(snap.embedder->info().dim);
-  const std::size_t want = static_cast<std::size_t>(k);
-  // Several images of one product count once: ask for more images than k, and
-  // ask again with a deeper list when they were not enough distinct products.
+  const index::VectorIndex& index = snap.index();
+  // Several images of one product count once: ask for more images than products
+  // wanted, and ask again with a deeper list when they were not enough.
   auto group = [&](const index::Hit* hits, std::size_t count, QueryResult& result) {
     std::unordered_set<std::string> seen;
     result.hits.clear();
@@ -516,19 +726,92 @@ std::vector<QueryResult> Engine::search_vectors(const Snapshot& snap, const floa
       result.hits.push_back(ProductHit{*product, hits[j].score, hits[j].id, {}});
     }
   };
-  const std::size_t total = snap.index->size();
-  const std::size_t depth = std::min<std::size_t>(total, want * 2 + 8);
   std::vector<QueryResult> results(n);
   for (auto& result : results) result.model = snap.embedder->info().identity();
-  if (depth == 0 || n == 0) return results;
-  auto hits = snap.index->search(n, vectors, static_cast<int>(depth));
+  if (n == 0) return results;
+  const std::size_t total = index.size();
+
+  if (!options.filter) {
+    for (auto& r : results) {
+      r.matched = snap.table->live();
+      r.strategy = index.exhaustive() ? "exact" : "index";
+    }
+    const std::size_t depth = std::min<std::size_t>(total, want * 2 + 8);
+    if (depth == 0) return results;
+    auto hits = index.search(n, vectors, static_cast<int>(depth));
+    for (std::size_t q = 0; q < n; ++q) {
+      group(hits.data() + q * depth, depth, results[q]);
+      std::size_t deeper = depth;
+      while (results[q].hits.size() < want && deeper < total) {
+        deeper = std::min(total, deeper * 4);
+        auto more = index.search(1, vectors + q * dim, static_cast<int>(deeper));
+        group(more.data(), deeper, results[q]);
+      }
+    }
+    return results;
+  }
+
+  // The filter is evaluated once on the metadata table; the search then only
+  // ever sees vectors of products that passed.
+  const auto mask = options.filter->evaluate(*snap.table);
+  const RowMap& map = snap.vectors->row_map;
+  std::vector<std::uint32_t> rows;  // index rows of the matching products
+  std::size_t matched = 0, findable = 0;
+  for (std::uint32_t t = 0; t < mask.size(); ++t) {
+    if (!mask[t]) continue;
+    ++matched;
+    auto [first, last] = map.rows_of(t);
+    if (first == last) continue;
+    rows.insert(rows.end(), first, last);
+    if (snap.table->id(t) != exclude) ++findable;
+  }
+  const std::size_t expected = std::min(want, findable);  // what a complete answer holds
+  for (auto& r : results) {
+    r.matched = matched;
+    r.strategy = rows.empty() ? "none" : "exact";
+  }
+  if (rows.empty()) return results;
+
+  auto exact = [&](std::size_t q, QueryResult& result) {
+    std::size_t depth = std::min(rows.size(), want * 2 + 8);
+    for (;;) {
+      auto hits = index.search_rows(1, vectors + q * dim, static_cast<int>(depth), rows.data(), rows.size());
+      group(hits.data(), depth, result);
+      if (result.hits.size() >= expected || depth == rows.size()) return;
+      depth = std::min(rows.size(), depth * 4);
+    }
+  };
+  const bool use_exact = options.strategy == FilterStrategy::kExact ||
+                         (options.strategy == FilterStrategy::kAuto &&
+                          (index.exhaustive() || rows.size() <= exact_scan_max_vectors_));
+  if (use_exact) {
+    for (std::size_t q = 0; q < n; ++q) exact(q, results[q]);
+    return results;
+  }
+
+  MatchingRows allowed(map, mask);
+  const double selectivity =
+      static_cast<double>(rows.size()) / static_cast<double>(std::max<std::size_t>(1, total));
+  const int breadth = breadth_for(selectivity);
+  const std::size_t depth = std::min(rows.size(), want * 2 + 8);
+  auto hits = index.search_filtered(n, vectors, static_cast<int>(depth), allowed, breadth);
   for (std::size_t q = 0; q < n; ++q) {
-    group(hits.data() + q * depth, depth, results[q]);
+    auto& result = results[q];
+    result.strategy = "index";
+    group(hits.data() + q * depth, depth, result);
+    // Too few came back (a sparse filter cut the graph walk short): look wider,
+    // then, as a last resort, scan the matching vectors exactly.
     std::size_t deeper = depth;
-    while (results[q].hits.size() < want && deeper < total) {
-      deeper = std::min(total, deeper * 4);
-      auto more = snap.index->search(1, vectors + q * dim, static_cast<int>(deeper));
-      group(more.data(), deeper, results[q]);
+    int wider = breadth;
+    for (int attempt = 0; attempt < 2 && result.hits.size() < expected && deeper < rows.size(); ++attempt) {
+      deeper = std::min(rows.size(), deeper * 4);
+      wider = std::min(4096, wider * 4);
+      auto more = index.search_filtered(1, vectors + q * dim, static_cast<int>(deeper), allowed, wider);
+      group(more.data(), deeper, result);
+    }
+    if (result.hits.size() < expected) {
+      exact(q, result);
+      result.strategy = "index+exact";
     }
   }
   return results;
@@ -543,22 +826,50 @@ void Engine::fill_details(std::vector<QueryResult>& results) const {
   }
 }
 
+std::vector<QueryResult> Engine::search_snapshot(const Snapshot& snap, const float* vectors, std::size_t n, int k,
+                                                 bool with_details, const SearchOptions& options,
+                                                 const RankRequest* ranking) const {
+  check_request(k, options);
+  // A sort by a field replaces the ranking profile's order.
+  std::optional<PreparedRanking> prepared;
+  if (options.sort == Sort::kBestMatch) prepared = prepare_ranking(ranking, k);
+  std::size_t want = wanted(k, options);
+  if (prepared) want = std::max(want, static_cast<std::size_t>(prepared->depth));
+  auto results = candidates(snap, vectors, n, want, "", options);
+  for (auto& result : results) finish(*snap.table, prepared ? static_cast<int>(want) : k, options, result);
+  finish_results(results, k, prepared ? ranking : nullptr, prepared, with_details);
+  return results;
+}
+
+std::vector<QueryResult> Engine::search_vectors(const float* vectors, std::size_t n, int k, bool with_details,
+                                                const SearchOptions& options, const RankRequest* ranking) const {
+  return search_snapshot(*snapshot(), vectors, n, k, with_details, options, ranking);
+}
+
+std::vector<float> Engine::embed(const std::vector<image::Image>& images) const {
+  const auto snap = snapshot();
+  const auto& spec = snap->embedder->info().input;
+  const std::size_t per_input = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
+  std::vector<float> inputs(images.size() * per_input);
+  for (std::size_t i = 0; i < images.size(); ++i) image::preprocess(images[i], spec, inputs.data() + i * per_input);
+  return embed_all(*snap->embedder, inputs, images.size());
+}
+
 std::vector<QueryResult> Engine::search(const std::vector<image::Image>& queries, int k, bool with_details,
-                                        const RankRequest* ranking) const {
-  const auto prepared = prepare_ranking(ranking, k);
+                                        const SearchOptions& options, const RankRequest* ranking) const {
+  check_request(k, options);
   const auto snap = snapshot();  // one model and its index for the whole batch
   const auto& spec = snap->embedder->info().input;
   const std::size_t per_input = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
   std::vector<float> inputs(queries.size() * per_input);
   for (std::size_t i = 0; i < queries.size(); ++i) image::preprocess(queries[i], spec, inputs.data() + i * per_input);
   auto vectors = embed_all(*snap->embedder, inputs, queries.size());
-  auto results = search_vectors(*snap, vectors.data(), queries.size(), prepared ? prepared->depth : k, "");
-  finish_results(results, k, ranking, prepared, with_details);
-  return results;
+  return search_snapshot(*snap, vectors.data(), queries.size(), k, with_details, options, ranking);
 }
 
 std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files, int k, bool with_details,
-                                              const RankRequest* ranking) const {
+                                              const SearchOptions& options, const RankRequest* ranking) const {
+  check_request(k, options);
   std::vector<QueryResult> results(files.size());
   std::vector<image::Image> decoded;
   std::vector<std::size_t> positions;
@@ -571,15 +882,18 @@ std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files
       results[i].error = e.what();
     }
   }
-  auto found = search(decoded, k, with_details, ranking);
+  auto found = search(decoded, k, with_details, options, ranking);
   for (std::size_t j = 0; j < positions.size(); ++j) results[positions[j]] = std::move(found[j]);
   return results;
 }
 
 QueryResult Engine::similar_products(const std::string& product_id, int k, bool with_details,
-                                     const RankRequest* ranking) const {
-  const auto prepared = prepare_ranking(ranking, k);
-  const int depth = prepared ? prepared->depth : k;
+                                     const SearchOptions& options, const RankRequest* ranking) const {
+  check_request(k, options);
+  std::optional<PreparedRanking> prepared;
+  if (options.sort == Sort::kBestMatch) prepared = prepare_ranking(ranking, k);
+  std::size_t want = wanted(k, options);
+  if (prepared) want = std::max(want, static_cast<std::size_t>(prepared->depth));
   std::shared_ptr<const Snapshot> snap;
   std::vector<float> vectors;
   std::size_t dim = 0;
@@ -608,7 +922,9 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   merged.model = snap->embedder->info().identity();
   const std::size_t n = vectors.size() / dim;
   if (n == 0) return merged;  // a product without images has no look to match
-  auto per_image = search_vectors(*snap, vectors.data(), n, depth, product_id);
+  auto per_image = candidates(*snap, vectors.data(), n, want, product_id, options);
+  merged.matched = per_image.front().matched;
+  merged.strategy = per_image.front().strategy;
   // A product that looks like any of this product's photos qualifies, by its best score.
   std::unordered_map<std::string, ProductHit> best;
   for (auto& result : per_image) {
@@ -621,12 +937,14 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   std::sort(merged.hits.begin(), merged.hits.end(), [](const ProductHit& a, const ProductHit& b) {
     return a.score != b.score ? a.score > b.score : a.product_id < b.product_id;
   });
-  if (merged.hits.size() > static_cast<std::size_t>(depth))
-    merged.hits.resize(static_cast<std::size_t>(depth));
+  if (merged.hits.size() > want) merged.hits.resize(want);
+  finish(*snap->table, prepared ? static_cast<int>(want) : k, options, merged);
   std::vector<QueryResult> results{std::move(merged)};
-  finish_results(results, k, ranking, prepared, with_details);
+  finish_results(results, k, prepared ? ranking : nullptr, prepared, with_details);
   return std::move(results.front());
 }
+
+int Engine::dim() const { return snapshot()->embedder->info().dim; }
 
 std::optional<fs::path> Engine::image_source(const std::string& product_id, int position) const {
   std::lock_guard<std::mutex> lock(reader_mutex_);
@@ -659,8 +977,8 @@ EngineInfo Engine::info() const {
   info.model = snap->embedder->info().identity();
   info.previous_model = reader_->get_meta(kMetaPreviousModel).value_or("");
   info.reindex = reindex_progress();
-  info.index_factory = snap->index->factory();
-  info.index_vectors = snap->index->size();
+  info.index_factory = snap->index().factory();
+  info.index_vectors = snap->index().size();
   std::error_code ec;
   info.index_bytes = fs::file_size(dir_ / kIndexFile, ec);
   return info;

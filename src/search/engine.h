@@ -21,6 +21,7 @@
 
 #include "catalog/event.h"
 #include "catalog/product.h"
+#include "filter/filter.h"
 #include "image/image.h"
 #include "rank/rank.h"
 
@@ -48,6 +49,11 @@ struct OpenOptions {
   std::string model;
   std::string index_factory;  // empty: VectorIndex::default_factory
   image::DecodeLimits limits;
+  // Filtered searches scan the matching vectors exactly when there are at most
+  // this many, and use the index restricted to them above (FilterStrategy::kAuto).
+  // The default matches the size up to which the index itself is exact; the
+  // figures behind it are in bench/RESULTS.md.
+  std::size_t exact_scan_max_vectors = 200000;
   // Where messages for the user go (index rebuilt, and why). May be empty.
   std::function<void(const std::string&)> on_message;
 };
@@ -72,6 +78,41 @@ struct IngestReport {
   std::size_t images_skipped = 0;
   double seconds = 0;
   std::size_t skipped() const { return lines_skipped + images_skipped; }
+};
+
+// How results are ordered. Sorting by a product field orders the best visual
+// matches (SearchOptions::depth of them, under the filter) by that field, so a
+// price sort still answers the photo rather than listing the cheapest products.
+enum class Sort {
+  kBestMatch,  // visual similarity, best first
+  kPriceAsc,   // cheapest first; ties by similarity
+  kPriceDesc,  // dearest first; ties by similarity
+  kRating,     // highest rating first; ties by similarity
+};
+
+// Parses "best", "price_asc", "price_desc", "rating"; Error(kInvalidInput) otherwise.
+Sort parse_sort(const std::string& name);
+const char* to_string(Sort sort);
+
+// How a filtered search finds its candidates. kAuto chooses per query by how many
+// vectors pass the filter; the others force one way, for benchmarks and tests.
+enum class FilterStrategy {
+  kAuto,
+  kExact,  // exact scan over the vectors of the matching products only
+  kIndex,  // the index's own search (HNSW graph, IVF lists, flat scan) restricted to the matching vectors
+};
+
+struct SearchOptions {
+  // When set, only products passing it are returned: it is applied inside the
+  // nearest-neighbour search, so a query returns k products whenever k match.
+  std::optional<filter::Filter> filter;
+  Sort sort = Sort::kBestMatch;
+  // The candidate set: the best `depth` visual matches under the filter (never
+  // fewer than k). Sorting by a field and facet counts work on it. 0: kDefaultDepth.
+  int depth = 0;
+  bool facets = false;  // fill QueryResult::facets, counted over the candidate set
+  filter::FacetOptions facet_options;
+  FilterStrategy strategy = FilterStrategy::kAuto;
 };
 
 struct ProductHit {
@@ -105,8 +146,11 @@ struct UserSummary {
 };
 
 struct QueryResult {
-  std::vector<ProductHit> hits;  // best first, one per product
-  std::string error;             // non-empty when this query failed (results empty)
+  std::vector<ProductHit> hits;          // best first (or in the order asked for), one per product
+  std::string error;                     // non-empty when this query failed (results empty)
+  std::optional<filter::Facets> facets;  // when asked for: counts over the candidate set
+  std::size_t matched = 0;               // products in the catalog that pass the filter (all, without one)
+  std::string strategy;                  // how candidates were found: "index", "exact", "index+exact", "none"
   // Identity of the model that embedded the query and made every vector searched:
   // one model per result, also while a reindex switches models.
   std::string model;
@@ -176,25 +220,40 @@ class Engine {
   std::size_t delete_products(const std::vector<std::string>& ids);
 
   // Searches with decoded query images; one result per query with up to k
-  // products (fewer only when the catalog has fewer, or the profile hides some),
-  // each product once, ranked by its best-matching image, or re-ranked by
-  // `ranking` when given (it reads the current price, stock, rating and
-  // popularity of each candidate). with_details fills ProductHit::product.
-  // Throws Error(kInvalidInput) when k is outside 1..kMaxK or the request's depth
-  // is out of range, Error(kNotFound) for an unknown profile.
+  // products (fewer only when fewer products pass the filter, or the profile hides
+  // some), each product once, ranked by its best-matching image, or re-ranked by
+  // `ranking` when given (it reads the current price, stock, rating and popularity
+  // of each candidate), or in the order options.sort asks for (which replaces the
+  // ranking). with_details fills ProductHit::product. Price, stock and rating
+  // changes written through this engine are seen by the next search.
+  // Throws Error(kInvalidInput) when k or a depth is out of range (k from 1),
+  // Error(kNotFound) for an unknown profile.
   std::vector<QueryResult> search(const std::vector<image::Image>& queries, int k, bool with_details,
-                                  const RankRequest* ranking = nullptr) const;
+                                  const SearchOptions& options = {}, const RankRequest* ranking = nullptr) const;
 
   // Decodes files (bounded by the decode limits) and searches; a file that cannot
   // be read or decoded gets an error in its result, the others are searched.
   std::vector<QueryResult> search_files(const std::vector<std::filesystem::path>& files, int k,
-                                        bool with_details, const RankRequest* ranking = nullptr) const;
+                                        bool with_details, const SearchOptions& options = {},
+                                        const RankRequest* ranking = nullptr) const;
+
+  // Embeds decoded images: images.size() x dim() floats, row-major, L2-normalised.
+  std::vector<float> embed(const std::vector<image::Image>& images) const;
+
+  // Searches with query vectors (n x dim, row-major, L2-normalised like the
+  // model's): what search() does after embedding. For benchmarks and tests.
+  std::vector<QueryResult> search_vectors(const float* vectors, std::size_t n, int k, bool with_details,
+                                          const SearchOptions& options = {},
+                                          const RankRequest* ranking = nullptr) const;
 
   // Products that look like the given product ("more like this"): its own
   // stored image vectors are the query; the product itself is left out.
   // Throws Error(kNotFound) for an unknown id.
   QueryResult similar_products(const std::string& product_id, int k, bool with_details,
-                               const RankRequest* ranking = nullptr) const;
+                               const SearchOptions& options = {}, const RankRequest* ranking = nullptr) const;
+
+  // The embedding dimension of the model.
+  int dim() const;
 
   // Behaviour events (catalog/event.h). Each accepted event is stored and updates its
   // product's popularity and its user's taste in place, without re-embedding or
@@ -254,6 +313,7 @@ class Engine {
   ReindexProgress reindex_progress() const;
 
   static constexpr int kMaxK = 1000;
+  static constexpr int kDefaultDepth = 100;
 
   EngineInfo info() const;
 
@@ -266,6 +326,7 @@ class Engine {
   // What searches read: replaced whole (copy-on-write) by writers, so a search
   // holds one consistent version for its whole duration without locking.
   struct Snapshot;
+  struct SnapshotVectors;
 
   Engine() = default;
   std::shared_ptr<const Snapshot> snapshot() const;
@@ -274,17 +335,29 @@ class Engine {
   void publish_index(std::shared_ptr<const embed::Embedder> embedder,
                      const std::string& why);                                   // requires write_mutex_
   void load_or_rebuild_index(std::shared_ptr<const embed::Embedder> embedder);  // requires write_mutex_
+  // Publishes vectors with a metadata table read from the store. Requires write_mutex_.
+  void publish(std::shared_ptr<SnapshotVectors> vectors);
+  // Publishes the current vectors with the metadata of `changed` products re-read. Requires write_mutex_.
+  void publish_metadata(const std::vector<std::string>& changed);
   // Puts the model files in line with the store after a switch's commit (also one a crash interrupted).
   void settle_model_files(bool after_crash);
   // Embeds and keeps target vectors for images that have none; returns how many.
   std::size_t embed_missing(const embed::Embedder& target, bool holding_write_lock, ReindexReport& report,
                             const ReindexOptions& options);
   void set_progress(std::size_t done, std::size_t total, const ReindexOptions& options);
-  // Runs a write, then publishes the index if the store's vectors changed, also when the
-  // write throws after committing some batches. Requires write_mutex_.
-  void publish_after(const std::function<void()>& write);
-  std::vector<QueryResult> search_vectors(const Snapshot& snap, const float* vectors, std::size_t n, int k,
-                                          const std::string& exclude) const;
+  // Runs a write, then publishes the index if the store's vectors changed, or else the
+  // metadata of the products in `changed` (read after the write), also when the write
+  // throws after committing some batches. Requires write_mutex_.
+  void publish_after(const std::function<void()>& write, const std::vector<std::string>& changed);
+  // Up to `want` products per query that pass options.filter, best visual match
+  // first; `exclude` is never among them.
+  std::vector<QueryResult> candidates(const Snapshot& snap, const float* vectors, std::size_t n,
+                                      std::size_t want, const std::string& exclude,
+                                      const SearchOptions& options) const;
+  // search() after embedding, on one snapshot (so one model).
+  std::vector<QueryResult> search_snapshot(const Snapshot& snap, const float* vectors, std::size_t n, int k,
+                                           bool with_details, const SearchOptions& options,
+                                           const RankRequest* ranking) const;
   void fill_details(std::vector<QueryResult>& results) const;
   // The profile and candidate depth of a search; nullopt without ranking (src/search/ranking.cpp).
   struct PreparedRanking {
@@ -299,6 +372,7 @@ class Engine {
   std::filesystem::path dir_;
   image::DecodeLimits limits_;
   std::string index_factory_;
+  std::size_t exact_scan_max_vectors_ = 0;
   std::function<void(const std::string&)> on_message_;
 
   std::mutex reindex_mutex_;  // one reindex at a time

@@ -233,6 +233,7 @@ struct Page {
   std::vector<std::string> fields = kDefaultFields;
   search::RankRequest ranking;  // searches are re-ranked, by the default profile unless told otherwise
   bool explain = false;
+  search::SearchOptions search;  // filter, sort, depth, facets
 };
 
 double parse_price(const std::string& name, const std::string& text) {
@@ -249,10 +250,30 @@ double parse_price(const std::string& name, const std::string& text) {
   return value;
 }
 
+void set_filter(Page& page, const std::string& text) {
+  if (trim(text).empty()) {  // an empty form field means no filter
+    page.search.filter.reset();
+    return;
+  }
+  try {
+    page.search.filter = filter::Filter::parse(text);
+  } catch (const Error& e) {
+    throw ApiError{400, "invalid_filter", e.what(), {}};
+  }
+}
+
+void set_sort(Page& page, const std::string& name) {
+  try {
+    page.search.sort = search::parse_sort(name);
+  } catch (const Error& e) {
+    throw bad_request(e.what());
+  }
+}
+
 bool parse_bool(const std::string& name, const std::string& text) {
   if (text == "true" || text == "1") return true;
   if (text == "false" || text == "0") return false;
-  throw bad_request(name + " must be true or false");
+  throw bad_request(name + " must be true or false, not \"" + text.substr(0, 32) + "\"");
 }
 
 double json_price(const json& value, const std::string& name) {
@@ -270,9 +291,6 @@ void ranking_from_query(const Request& req, Page& page) {
   auto& r = page.ranking;
   if (req.has_param("profile")) r.profile = req.get_param_value("profile");
   if (req.has_param("user")) r.user_id = req.get_param_value("user");
-  if (req.has_param("depth")) {
-    r.depth = parse_int("depth", req.get_param_value("depth"), 1, rank::kMaxCandidateDepth);
-  }
   if (req.has_param("price")) r.price.target = parse_price("price", req.get_param_value("price"));
   if (req.has_param("price_min")) r.price.min = parse_price("price_min", req.get_param_value("price_min"));
   if (req.has_param("price_max")) r.price.max = parse_price("price_max", req.get_param_value("price_max"));
@@ -286,8 +304,6 @@ bool ranking_from_json(const std::string& key, const json& value, Page& page) {
     r.profile = json_string(value, "profile");
   } else if (key == "user") {
     r.user_id = json_string(value, "user");
-  } else if (key == "depth") {
-    r.depth = json_int(value, "depth", 1, rank::kMaxCandidateDepth);
   } else if (key == "price") {
     r.price.target = json_price(value, "price");
   } else if (key == "price_min") {
@@ -325,8 +341,28 @@ Page page_from_query(const Request& req) {
     page.offset = parse_int("offset", req.get_param_value("offset"), 0, search::Engine::kMaxK);
   }
   if (req.has_param("fields")) page.fields = parse_fields(split_commas(req.get_param_value("fields")));
+  if (req.has_param("filter")) set_filter(page, req.get_param_value("filter"));
+  if (req.has_param("sort")) set_sort(page, req.get_param_value("sort"));
+  if (req.has_param("depth")) page.search.depth = parse_int("depth", req.get_param_value("depth"), 0, search::Engine::kMaxK);
+  if (req.has_param("facets")) page.search.facets = parse_bool("facets", req.get_param_value("facets"));
   ranking_from_query(req, page);
   return page;
+}
+
+json facet_values(const std::vector<filter::FacetValue>& values) {
+  json out = json::array();
+  for (const auto& v : values) out.push_back({{"value", v.value}, {"count", v.count}});
+  return out;
+}
+
+json facets_json(const filter::Facets& f) {
+  json price = json::array();
+  for (const auto& b : f.price) {
+    price.push_back({{"from", b.from}, {"to", b.to ? json(*b.to) : json(nullptr)}, {"count", b.count}});
+  }
+  json out{{"category", facet_values(f.category)}, {"brand", facet_values(f.brand)}, {"price", price}};
+  for (const auto& [key, values] : f.attributes) out[key] = facet_values(values);
+  return out;
 }
 
 image::CropBox crop_from_text(const std::string& text) {
@@ -349,8 +385,8 @@ image::CropBox crop_from_json(const json& doc) {
 }
 
 json results_json(const search::QueryResult& result, const Page& page, double took_ms) {
-  const auto& hits = result.hits;
   json results = json::array();
+  const auto& hits = result.hits;
   for (std::size_t i = static_cast<std::size_t>(page.offset); i < hits.size(); ++i) {
     const auto& hit = hits[i];
     json r{{"product_id", hit.product_id}, {"score", rounded(hit.score, 1e6)}};
@@ -361,11 +397,15 @@ json results_json(const search::QueryResult& result, const Page& page, double to
     if (page.explain && hit.ranking) r["explain"] = json::parse(rank::explain_json(*hit.ranking));
     results.push_back(std::move(r));
   }
-  return {{"results", results},
-          {"k", page.k},
-          {"offset", page.offset},
-          {"took_ms", rounded(took_ms, 100)},
-          {"model", result.model}};
+  json out{{"results", results},
+           {"k", page.k},
+           {"offset", page.offset},
+           {"took_ms", rounded(took_ms, 100)},
+           {"model", result.model},
+           {"matched", result.matched},
+           {"sort", search::to_string(page.search.sort)}};
+  if (result.facets) out["facets"] = facets_json(*result.facets);
+  return out;
 }
 
 json product_json(const catalog::Product& p) {
@@ -813,6 +853,17 @@ void Api::search(const Request& req, Response& res) const {
         if (!value.is_null()) crop = crop_from_json(value);
       } else if (ranking_from_json(key, value, page)) {
         continue;
+      } else if (key == "filter") {
+        if (!value.is_null() && !value.is_string()) throw bad_request("filter must be a string");
+        set_filter(page, value.is_null() ? "" : value.get<std::string>());
+      } else if (key == "sort") {
+        if (!value.is_string()) throw bad_request("sort must be a string");
+        set_sort(page, value.get<std::string>());
+      } else if (key == "depth") {
+        page.search.depth = json_int(value, "depth", 0, search::Engine::kMaxK);
+      } else if (key == "facets") {
+        if (!value.is_boolean()) throw bad_request("facets must be true or false");
+        page.search.facets = value.get<bool>();
       } else if (key == "fields") {
         if (value.is_string()) {
           page.fields = parse_fields(split_commas(value.get<std::string>()));
@@ -839,7 +890,8 @@ void Api::search(const Request& req, Response& res) const {
   const int min_side = engine->query_min_side();
   image::Image query = crop ? image::decode_crop(data, size, engine->limits(), *crop, min_side)
                             : image::decode(data, size, engine->limits(), min_side);
-  auto results = engine->search({query}, page.k + page.offset, /*with_details=*/true, &page.ranking);
+  page.ranking.depth = page.search.depth;
+  auto results = engine->search({query}, page.k + page.offset, /*with_details=*/true, page.search, &page.ranking);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   send_json(res, 200, results_json(results.front(), page, took_ms));
 }
@@ -855,7 +907,8 @@ void Api::similar(const Request& req, Response& res, const std::string& id) cons
   auto engine = this->engine();
   Page page = page_from_query(req);
   check_page(page);
-  auto result = engine->similar_products(id, page.k + page.offset, /*with_details=*/true, &page.ranking);
+  page.ranking.depth = page.search.depth;
+  auto result = engine->similar_products(id, page.k + page.offset, /*with_details=*/true, page.search, &page.ranking);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   send_json(res, 200, results_json(result, page, took_ms));
 }

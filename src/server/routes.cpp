@@ -21,14 +21,29 @@ const std::vector<QueryParam> kPageParams = {
      "currency, rating, rating_count, stock, image_url, attributes, group_id"},
 };
 
+// Filter, sort and facets: shared by search by photo and more like this.
+const std::vector<QueryParam> kFilterParams = {
+    {"filter", "string",
+     "only products passing this expression, applied inside the search, e.g. category = \"Sneaker\" AND "
+     "price < 50 AND NOT attributes.color IN (\"red\",\"pink\"); grammar in docs/API.md; at most 4096 bytes"},
+    {"sort", "string", "best (default), price_asc, price_desc or rating: orders the depth best matches"},
+    {"depth", "integer", "candidates per query: the best matches that are re-ranked, sorted and counted in facets, 0..1000 (default: the profile's, 100)"},
+    {"facets", "boolean", "true: count category, brand, color and price buckets over the depth best matches"},
+};
+
+std::vector<QueryParam> similar_params() {
+  auto params = kPageParams;
+  params.insert(params.end(), kFilterParams.begin(), kFilterParams.end());
+  return params;
+}
+
 // Re-ranking (docs/API.md, "Ranking"), for search and "more like this".
 std::vector<QueryParam> ranked_params() {
-  auto params = kPageParams;
+  auto params = similar_params();
   params.insert(
       params.end(),
       {{"profile", "string", "ranking profile: a stored one, default (the default) or visual (look only)"},
        {"user", "string", "shopper id whose taste (from their events) counts"},
-       {"depth", "integer", "candidates re-ranked, 1..1000 (default: the profile's, 100)"},
        {"price", "number", "target price: closer prices rank higher"},
        {"price_min", "number", "lower end of the wanted price range"},
        {"price_max", "number", "upper end of the wanted price range"},
@@ -464,10 +479,20 @@ const char* kComponents = R"json({
     "SearchRequest": {"type": "object", "required": ["image_base64"], "properties": {
       "image_base64": {"type": "string"}, "k": {"type": "integer"}, "offset": {"type": "integer"},
       "crop": {"$ref": "#/components/schemas/Crop"},
-      "profile": {"type": "string"}, "user": {"type": "string"}, "depth": {"type": "integer"},
+      "profile": {"type": "string"}, "user": {"type": "string"},
       "price": {"type": "number"}, "price_min": {"type": "number"}, "price_max": {"type": "number"},
       "explain": {"type": "boolean"},
-      "fields": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}},
+      "fields": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+      "filter": {"type": "string"}, "sort": {"type": "string", "enum": ["best", "price_asc", "price_desc", "rating"]},
+      "depth": {"type": "integer"}, "facets": {"type": "boolean"}}},
+    "FacetValue": {"type": "object", "required": ["value", "count"], "properties": {
+      "value": {"type": "string"}, "count": {"type": "integer"}}},
+    "Facets": {"type": "object", "properties": {
+      "category": {"type": "array", "items": {"$ref": "#/components/schemas/FacetValue"}},
+      "brand": {"type": "array", "items": {"$ref": "#/components/schemas/FacetValue"}},
+      "color": {"type": "array", "items": {"$ref": "#/components/schemas/FacetValue"}},
+      "price": {"type": "array", "items": {"type": "object", "properties": {
+        "from": {"type": "number"}, "to": {"type": "number", "nullable": true}, "count": {"type": "integer"}}}}}},
     "SearchResult": {"type": "object", "required": ["product_id", "score"], "properties": {
       "product_id": {"type": "string"}, "score": {"type": "number"}, "similarity": {"type": "number"},
       "explain": {"$ref": "#/components/schemas/Explain"}, "title": {"type": "string"},
@@ -478,7 +503,9 @@ const char* kComponents = R"json({
     "SearchResponse": {"type": "object", "required": ["results", "k", "offset", "took_ms", "model"], "properties": {
       "results": {"type": "array", "items": {"$ref": "#/components/schemas/SearchResult"}},
       "k": {"type": "integer"}, "offset": {"type": "integer"}, "took_ms": {"type": "number"},
-      "model": {"type": "string", "description": "identity of the model that made every score in results"}}},
+      "model": {"type": "string", "description": "identity of the model that made every score in results"},
+      "matched": {"type": "integer", "description": "catalog products passing the filter"},
+      "sort": {"type": "string"}, "facets": {"$ref": "#/components/schemas/Facets"}}},
     "Product": {"type": "object", "required": ["product_id"], "properties": {
       "product_id": {"type": "string"}, "title": {"type": "string"}, "brand": {"type": "string"},
       "category": {"type": "string"}, "price": {"type": "number"}, "currency": {"type": "string"},

@@ -200,6 +200,42 @@ test('moving the crop box searches again with a crop and updates the results', {
   });
 });
 
+test('choosing a facet narrows the results and the sort orders them', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('03-facets.png', {}, async (page) => {
+    const first = await searchWith(page, query.file);
+    assert.ok(first.facets, 'the page asks for facets');
+    await page.locator('#refine').waitFor({ state: 'visible' });
+    // A brand among the best matches: ticking it leaves only that brand, as many as it counted.
+    const chosen = first.facets.brand[first.facets.brand.length - 1];
+    const option = page.locator('fieldset[data-facet="brand"] label', { hasText: chosen.value });
+    assert.match(await option.textContent(), new RegExp(`\\(${chosen.count}\\)`));
+    const [response] = await Promise.all([page.waitForResponse(isSearch), option.locator('input').check()]);
+    assert.equal(response.status(), 200, await response.text());
+    assert.ok(new URL(response.url()).searchParams.get('filter') === `brand IN ("${chosen.value}")`, response.url());
+    const body = await response.json();
+    await expectGrid(page, body.results.map((r) => r.product_id));
+    const brands = await page.$$eval('#grid .card .card__brand', (nodes) => nodes.map((n) => n.textContent.trim()));
+    assert.ok(brands.length >= Math.min(chosen.count, 10), `${brands.length} results, the facet said ${chosen.count}`);
+    assert.ok(brands.every((b) => b.toLowerCase() === chosen.value.toLowerCase()), `not all ${chosen.value}: ${brands}`);
+    assert.ok(body.results.every((r) => r.brand === chosen.value));
+
+    // Sorting by price, cheapest first, within the filter.
+    const [sorted] = await Promise.all([page.waitForResponse(isSearch), page.selectOption('#sort', 'price_asc')]);
+    const sortedBody = await sorted.json();
+    await expectGrid(page, sortedBody.results.map((r) => r.product_id));
+    const prices = sortedBody.results.map((r) => r.price);
+    assert.deepEqual(prices, [...prices].sort((a, b) => a - b));
+    assert.ok(sortedBody.results.every((r) => r.brand === chosen.value));
+
+    // Unticking brings every brand back.
+    const [cleared] = await Promise.all([page.waitForResponse(isSearch),
+      page.locator('fieldset[data-facet="brand"] label', { hasText: chosen.value }).locator('input').uncheck()]);
+    const clearedBody = await cleared.json();
+    await expectGrid(page, clearedBody.results.map((r) => r.product_id));
+    assert.ok(!decodeURIComponent(cleared.url()).includes('filter='));
+  });
+});
+
 test('"More like this" shows products similar to that product', { timeout: TEST_TIMEOUT }, async () => {
   await withPage('03-more-like-this.png', {}, async (page) => {
     await searchWith(page, query.file);

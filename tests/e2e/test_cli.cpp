@@ -885,6 +885,37 @@ TEST_F(CliE2E, ExportedTorchScriptModelServesTheSameResults) {
 }
 
 // ---- 12. help ----
+TEST_F(CliE2E, SearchWithAFilterSortAndFacets) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  const std::string photo = photo_of(1234).string();
+  // The photo's own product is an Ankle boot or not; a filter on another brand and
+  // a price ceiling must hold for every result, in price order.
+  Outcome r = run({"search", "--data", base().string(), "--image", photo, "--k", "5", "--json", "--filter",
+                   "price < 60 AND NOT category = \"Ankle boot\"", "--sort", "price_asc", "--facets"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  json j = json::parse(r.out);
+  ASSERT_EQ(j["results"].size(), 5u) << describe(r);
+  double previous = 0;
+  for (const auto& hit : j["results"]) {
+    EXPECT_LT(hit["price"].get<double>(), 60) << hit.dump();
+    EXPECT_NE(hit["category"], "Ankle boot") << hit.dump();
+    EXPECT_GE(hit["price"].get<double>(), previous);
+    previous = hit["price"].get<double>();
+  }
+  EXPECT_GT(j["matched"].get<int>(), 5);
+  std::size_t counted = 0;
+  for (const auto& v : j["facets"]["category"]) counted += v["count"].get<std::size_t>();
+  EXPECT_EQ(counted, 100u) << "facets count the 100 best matches under the filter";
+
+  Outcome bad = run({"search", "--data", base().string(), "--image", photo, "--filter", "price <"});
+  EXPECT_EQ(bad.status, 1) << describe(bad);
+  EXPECT_NE(bad.err.find("filter: at position 8: expected a number"), std::string::npos) << describe(bad);
+  Outcome sort = run({"search", "--data", base().string(), "--image", photo, "--sort", "cheapest"});
+  EXPECT_EQ(sort.status, 1) << describe(sort);
+  EXPECT_NE(sort.err.find("price_asc"), std::string::npos) << describe(sort);
+}
+
+// ---- 11. help ----
 
 TEST_F(CliE2E, HelpLeadsWithExamples) {
   Outcome r = run({"--help"});

@@ -25,9 +25,9 @@ namespace index {
 namespace {
 
 namespace fs = std::filesystem;
-using lookalike::testing::read_text;
 using lookalike::testing::contains;
 using lookalike::testing::error_from;
+using lookalike::testing::read_text;
 using lookalike::testing::TempDir;
 using lookalike::testing::write_bytes;
 using Bytes = std::vector<std::uint8_t>;
@@ -124,6 +124,86 @@ TEST(VectorIndexSearch, FlatAgreesWithBruteForceReference) {
       }
     }
   }
+}
+
+// Rows whose number is a multiple of `every`.
+class EveryNthRow final : public VectorIndex::RowFilter {
+ public:
+  explicit EveryNthRow(std::size_t every) : every_(every) {}
+  bool allows(std::size_t row) const override { return row % every_ == 0; }
+
+ private:
+  std::size_t every_;
+};
+
+TEST(VectorIndexFilteredSearch, RowsAndFiltersAgreeWithBruteForceOverTheAllowedVectors) {
+  const int dim = 16, k = 10;
+  const std::size_t n = 3'000, nq = 20;
+  auto base = random_unit_vectors(n, dim, 5);
+  auto queries = random_unit_vectors(nq, dim, 6);
+  auto ids = sparse_ids(n);
+  for (const char* factory : {"Flat", "HNSW32", "IVF16,Flat"}) {
+    SCOPED_TRACE(factory);
+    auto index = build(factory, base, ids, dim);
+    EXPECT_EQ(index->exhaustive(), std::string(factory) == "Flat");
+    for (std::size_t row : {std::size_t(0), std::size_t(1234), n - 1})
+      EXPECT_EQ(index->id_of_row(row), ids[row]);
+    for (std::size_t every : {1, 7, 300}) {
+      std::vector<float> allowed_base;
+      std::vector<std::int64_t> allowed_ids;
+      std::vector<std::uint32_t> rows;
+      for (std::size_t r = 0; r < n; r += every) {
+        allowed_base.insert(allowed_base.end(), base.begin() + r * dim, base.begin() + (r + 1) * dim);
+        allowed_ids.push_back(ids[r]);
+        rows.push_back(static_cast<std::uint32_t>(r));
+      }
+      auto exact = index->search_rows(nq, queries.data(), k, rows.data(), rows.size());
+      auto filtered = index->search_filtered(nq, queries.data(), k, EveryNthRow(every), 2048);
+      ASSERT_EQ(exact.size(), nq * k);
+      ASSERT_EQ(filtered.size(), nq * k);
+      std::size_t found = 0;
+      for (std::size_t q = 0; q < nq; ++q) {
+        auto expected = brute_force(allowed_base, allowed_ids, dim, queries.data() + q * dim, k);
+        for (int r = 0; r < k; ++r) {
+          // The exact scan returns ids (not rows), the reference's, with its scores.
+          EXPECT_EQ(exact[q * k + r].id, expected[r].id)
+              << "every " << every << " query " << q << " rank " << r;
+          EXPECT_NEAR(exact[q * k + r].score, expected[r].score, 1e-5);
+          for (const auto& e : expected) found += filtered[q * k + r].id == e.id;
+          // Whatever the index returns passes the filter; a graph walk may find
+          // fewer than k of very sparse rows (-1: the engine then widens).
+          if (filtered[q * k + r].id == -1 && !index->exhaustive()) continue;
+          auto it = std::find(ids.begin(), ids.end(), filtered[q * k + r].id);
+          ASSERT_NE(it, ids.end());
+          EXPECT_EQ(static_cast<std::size_t>(it - ids.begin()) % every, 0u);
+        }
+      }
+      const double recall = double(found) / double(nq * k);
+      if (index->exhaustive()) {
+        EXPECT_EQ(recall, 1.0) << "every " << every;
+      } else if (every < 300) {
+        EXPECT_GE(recall, 0.9) << "every " << every;
+      }
+    }
+  }
+}
+
+TEST(VectorIndexFilteredSearch, FewerAllowedRowsThanKArePaddedWithMinusOne) {
+  const int dim = 8;
+  auto base = random_unit_vectors(100, dim, 9);
+  auto ids = sparse_ids(100);
+  auto index = build("Flat", base, ids, dim);
+  std::vector<std::uint32_t> rows{3, 50};
+  auto exact = index->search_rows(1, base.data(), 5, rows.data(), rows.size());
+  ASSERT_EQ(exact.size(), 5u);
+  EXPECT_NE(exact[1].id, -1);
+  EXPECT_EQ(exact[2].id, -1);
+  auto filtered = index->search_filtered(1, base.data(), 5, EveryNthRow(40), 0);  // rows 0, 40, 80
+  EXPECT_EQ(filtered[0].id, ids[0]);                                              // the query is row 0 itself
+  EXPECT_EQ(filtered[3].id, -1);
+  auto empty = build("Flat", {}, {}, dim);
+  EXPECT_EQ(empty->search_filtered(2, base.data(), 3, EveryNthRow(1), 0).size(), 6u);
+  EXPECT_EQ(empty->search_rows(2, base.data(), 3, nullptr, 0)[0].id, -1);
 }
 
 TEST(VectorIndexSearch, SingleQueryMatchesBatchedQueries) {

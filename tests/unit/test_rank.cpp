@@ -280,7 +280,7 @@ class RankingEngine : public ::testing::Test {
   }
 
   static search::QueryResult find(const fs::path& image, int k, const search::RankRequest* ranking) {
-    auto results = engine_->search_files({image}, k, /*with_details=*/true, ranking);
+    auto results = engine_->search_files({image}, k, /*with_details=*/true, {}, ranking);
     EXPECT_TRUE(results.at(0).error.empty()) << results.at(0).error;
     return results.at(0);
   }
@@ -446,7 +446,7 @@ TEST_F(RankingEngine, ProfilesAreStoredListedAndDeleted) {
   EXPECT_EQ(missing->kind(), ErrorKind::kNotFound);
   search::RankRequest request;
   request.profile = "bargains";
-  auto search_error = error_from([&] { engine_->search_files({query(0)}, 5, true, &request); });
+  auto search_error = error_from([&] { engine_->search_files({query(0)}, 5, true, {}, &request); });
   ASSERT_TRUE(search_error);
   EXPECT_EQ(search_error->kind(), ErrorKind::kNotFound);
 

@@ -461,6 +461,82 @@ TEST_F(ServerTest, SearchFindsTheCatalogImageFirstInEveryBodyForm) {
   EXPECT_EQ(ids(json::parse(json_form->body)), ids(raw));
 }
 
+TEST_F(ServerTest, FiltersNarrowTheSearchAndBadFiltersGet400WithThePosition) {
+  const auto& item = items_->at(7);
+  const Bytes png = read_bytes(item.image);
+  // Another category than the photo's: every result must still pass the filter.
+  std::string other;
+  for (const auto& i : *items_) {
+    if (i.category != item.category) other = i.category;
+  }
+  const std::string filter = "category = \"" + other + "\" AND price < 100000";
+  json r = search_png(png, "?k=7&filter=" + httplib::detail::encode_query_param(filter));
+  ASSERT_EQ(r["results"].size(), 7u);
+  for (const auto& result : r["results"]) EXPECT_EQ(result["category"], other);
+  EXPECT_GT(r["matched"].get<int>(), 7);
+  EXPECT_EQ(r["sort"], "best");
+
+  // The same in a JSON body; an empty filter means none.
+  auto c = client();
+  json body{{"image_base64", base64(png)}, {"k", 3}, {"filter", filter}};
+  auto in_body = c.Post("/v1/search", auth(), body.dump(), "application/json");
+  ASSERT_TRUE(in_body);
+  ASSERT_EQ(in_body->status, 200) << in_body->body;
+  for (const auto& result : json::parse(in_body->body)["results"]) EXPECT_EQ(result["category"], other);
+  json unfiltered = search_png(png, "?k=1&filter=");
+  EXPECT_EQ(unfiltered["results"][0]["product_id"], item.id);
+
+  auto bad = c.Post(("/v1/search?filter=" + httplib::detail::encode_query_param("price < cheap")).c_str(), auth(),
+                    as_string(png), "image/png");
+  expect_error(bad, 400, "invalid_filter");
+  EXPECT_TRUE(testing::contains(json::parse(bad->body)["error"]["message"], "at position 9: expected a number"))
+      << bad->body;
+  body["filter"] = "colour = 'red'";
+  expect_error(c.Post("/v1/search", auth(), body.dump(), "application/json"), 400, "invalid_filter");
+  body["filter"] = 5;
+  expect_error(c.Post("/v1/search", auth(), body.dump(), "application/json"), 400, "bad_request");
+  expect_error(c.Post(("/v1/search?filter=" + std::string(5000, '(')).c_str(), auth(), as_string(png), "image/png"),
+               400, "invalid_filter");
+  expect_error(c.Post("/v1/search?sort=cheapest", auth(), as_string(png), "image/png"), 400, "bad_request");
+  expect_error(c.Post("/v1/search?facets=maybe", auth(), as_string(png), "image/png"), 400, "bad_request");
+  expect_error(c.Post("/v1/search?depth=1001", auth(), as_string(png), "image/png"), 400, "bad_request");
+
+  // More like this takes the same filter.
+  auto similar = c.Get(("/v1/products/" + item.id + "/similar?k=5&filter=" +
+                        httplib::detail::encode_query_param("category = \"" + other + "\""))
+                           .c_str(),
+                       auth());
+  ASSERT_TRUE(similar);
+  ASSERT_EQ(similar->status, 200) << similar->body;
+  for (const auto& result : json::parse(similar->body)["results"]) EXPECT_EQ(result["category"], other);
+}
+
+TEST_F(ServerTest, FacetsCountTheBestMatchesAndSortOrdersThem) {
+  const Bytes png = read_bytes(items_->at(3).image);
+  json r = search_png(png, "?k=10&depth=40&facets=true&sort=price_asc");
+  ASSERT_EQ(r["results"].size(), 10u);
+  ASSERT_TRUE(r.contains("facets")) << r.dump();
+  std::size_t total = 0;
+  for (const auto& v : r["facets"]["category"]) total += v["count"].get<std::size_t>();
+  EXPECT_EQ(total, 40u);
+  std::size_t in_buckets = 0;
+  for (const auto& b : r["facets"]["price"]) in_buckets += b["count"].get<std::size_t>();
+  EXPECT_EQ(in_buckets, 40u);
+  EXPECT_TRUE(r["facets"]["brand"].is_array());
+  EXPECT_TRUE(r["facets"]["color"].is_array());
+  for (std::size_t i = 1; i < r["results"].size(); ++i) {
+    EXPECT_LE(r["results"][i - 1]["price"].get<double>(), r["results"][i]["price"].get<double>());
+  }
+  EXPECT_EQ(r["sort"], "price_asc");
+  // Choosing a facet value narrows the results to it.
+  const std::string chosen = r["facets"]["category"][0]["value"];
+  json narrowed = search_png(png, "?k=10&filter=" + httplib::detail::encode_query_param("category = \"" + chosen + "\""));
+  ASSERT_FALSE(narrowed["results"].empty());
+  for (const auto& result : narrowed["results"]) EXPECT_EQ(result["category"], chosen);
+  // Without facets=true there are none.
+  EXPECT_FALSE(search_png(png, "?k=2").contains("facets"));
+}
+
 TEST_F(ServerTest, QueryPhotosFindTheirCategory) {
   int top_right = 0;
   for (const auto& q : *queries_) {

@@ -1,0 +1,412 @@
+// Filtered search against a brute-force reference: every product's vectors
+// embedded independently, every product checked with Filter::matches, the
+// best-scoring matches taken. The engine must agree at every selectivity, with
+// the exact scan, the flat index and the HNSW graph restricted to the matches.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "catalog/product.h"
+#include "common/error.h"
+#include "embed/embedder.h"
+#include "filter/filter.h"
+#include "image/image.h"
+#include "search/demo_catalog.h"
+#include "search/engine.h"
+#include "support/test_support.h"
+
+namespace lookalike::search {
+namespace {
+
+namespace fs = std::filesystem;
+using lookalike::testing::contains;
+using lookalike::testing::error_from;
+using lookalike::testing::TempDir;
+
+constexpr std::size_t kProducts = 2000;
+constexpr int kK = 10;
+
+// Built once beside the test binary and only read (ctest runs each test in its own process).
+fs::path shared_catalog() {
+  const fs::path dir = fs::read_symlink("/proc/self/exe").parent_path() / "search-test-demo-2000";
+  if (fs::exists(dir / "catalog.jsonl")) return dir;
+  const fs::path tmp = dir.string() + ".tmp-" + std::to_string(::getpid());
+  demo::write_demo_catalog(tmp, {.dataset_dir = {}, .max_products = kProducts, .max_queries = 30});
+  std::error_code ec;
+  fs::rename(tmp, dir, ec);
+  if (ec) fs::remove_all(tmp, ec);
+  return dir;
+}
+
+// The engine's raw-pixel baseline, rebuilt here so the reference embeds independently.
+image::InputSpec pixel_spec() {
+  image::InputSpec spec;
+  spec.width = 28;
+  spec.height = 28;
+  spec.channels = 1;
+  spec.mean = {0.f};
+  spec.stddev = {1.f};
+  return spec;
+}
+
+struct Reference {
+  std::vector<catalog::Product> products;
+  std::vector<std::vector<float>> vectors;  // one per product (the demo has one image each)
+  std::vector<std::vector<float>> scores;   // [query][product]: inner products, in double precision
+};
+
+class FilteredSearchTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new TempDir();
+    const fs::path demo = shared_catalog();
+    OpenOptions open;
+    open.model = kPixelsModel;
+    flat_ = Engine::open(root_->path() / "flat", open).release();
+    flat_->ingest(demo / "catalog.jsonl", {});
+    // The same stored vectors under an HNSW graph: copy the store, let the index be rebuilt.
+    fs::create_directories(root_->path() / "hnsw");
+    fs::copy_file(root_->path() / "flat" / "catalog.db", root_->path() / "hnsw" / "catalog.db");
+    open.index_factory = "HNSW32";
+    // A miniature of the default (200,000 of a 1,000,000-vector catalog): filters
+    // passing more than a quarter of the vectors go through the graph.
+    open.exact_scan_max_vectors = kProducts / 4;
+    hnsw_ = Engine::open(root_->path() / "hnsw", open).release();
+
+    reference_ = new Reference();
+    auto embedder = embed::pixel_embedder(pixel_spec());
+    catalog::read_catalog(
+        demo / "catalog.jsonl", {},
+        [&](std::size_t, catalog::CatalogEntry&& e) {
+          std::vector<float> v(static_cast<std::size_t>(embedder->info().dim));
+          embedder->embed({image::load_file(demo / e.product.images.at(0), {})}, v.data());
+          reference_->products.push_back(std::move(e.product));
+          reference_->vectors.push_back(std::move(v));
+        },
+        [](std::size_t, const std::string& m) { FAIL() << m; });
+    // Queries: demo query photos (unseen), embedded the same way.
+    for (const auto& entry : fs::directory_iterator(demo / "queries")) {
+      std::vector<float> v(static_cast<std::size_t>(embedder->info().dim));
+      embedder->embed({image::load_file(entry.path(), {})}, v.data());
+      queries_->push_back(std::move(v));
+    }
+    ASSERT_GE(queries_->size(), 20u);
+    for (const auto& q : *queries_) {
+      std::vector<float> row;
+      for (const auto& v : reference_->vectors) {
+        double dot = 0;
+        for (std::size_t j = 0; j < v.size(); ++j) dot += double(q[j]) * v[j];
+        row.push_back(static_cast<float>(dot));
+      }
+      reference_->scores.push_back(std::move(row));
+    }
+  }
+
+  static void TearDownTestSuite() {
+    delete flat_;
+    delete hnsw_;
+    delete reference_;
+    delete root_;
+  }
+
+  // The brute-force answer: ids of the k best products passing the filter, by
+  // the scores of every product for every query (computed once, below).
+  static std::vector<std::string> reference_top(std::size_t query, const filter::Filter* f, int k) {
+    std::vector<std::pair<float, std::string>> scored;
+    for (std::size_t i = 0; i < reference_->products.size(); ++i) {
+      if (f && !f->matches(reference_->products[i])) continue;
+      scored.emplace_back(reference_->scores[query][i], reference_->products[i].id);
+    }
+    std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    std::vector<std::string> ids;
+    for (std::size_t i = 0; i < scored.size() && ids.size() < static_cast<std::size_t>(k); ++i) {
+      ids.push_back(scored[i].second);
+    }
+    return ids;
+  }
+
+  static std::size_t reference_count(const filter::Filter& f) {
+    std::size_t n = 0;
+    for (const auto& p : reference_->products) n += f.matches(p);
+    return n;
+  }
+
+  struct Agreement {
+    double recall = 0;     // mean recall@k against the reference
+    bool complete = true;  // every query got min(k, matching) results
+    bool all_pass = true;  // every result passes the filter
+  };
+
+  static Agreement agreement(const Engine& engine, const filter::Filter& f, FilterStrategy strategy) {
+    SearchOptions options;
+    options.filter = f;
+    options.strategy = strategy;
+    Agreement a;
+    std::map<std::string, const catalog::Product*> by_id;
+    for (const auto& p : reference_->products) by_id[p.id] = &p;
+    double total = 0;
+    for (std::size_t qi = 0; qi < queries_->size(); ++qi) {
+      const auto& q = (*queries_)[qi];
+      auto expected = reference_top(qi, &f, kK);
+      auto got = engine.search_vectors(q.data(), 1, kK, false, options).front();
+      a.complete = a.complete && got.hits.size() == expected.size();
+      std::set<std::string> want(expected.begin(), expected.end());
+      std::size_t found = 0;
+      for (const auto& hit : got.hits) {
+        found += want.count(hit.product_id);
+        a.all_pass = a.all_pass && f.matches(*by_id.at(hit.product_id));
+      }
+      total += expected.empty() ? 1.0 : double(found) / double(expected.size());
+    }
+    a.recall = total / double(queries_->size());
+    return a;
+  }
+
+  static TempDir* root_;
+  static Engine* flat_;
+  static Engine* hnsw_;
+  static Reference* reference_;
+  static std::vector<std::vector<float>>* queries_;
+};
+
+TempDir* FilteredSearchTest::root_ = nullptr;
+Engine* FilteredSearchTest::flat_ = nullptr;
+Engine* FilteredSearchTest::hnsw_ = nullptr;
+Reference* FilteredSearchTest::reference_ = nullptr;
+std::vector<std::vector<float>>* FilteredSearchTest::queries_ = new std::vector<std::vector<float>>();
+
+// Filters from everything to a single product, built from the catalog's own values.
+std::vector<std::string> filters_of_every_selectivity(const std::vector<catalog::Product>& products) {
+  const auto& a = products[0];
+  const auto& b = products[1];
+  const auto& c = products[7];
+  char price[64];
+  std::snprintf(price, sizeof price, "%.17g", c.price);
+  return {
+      "price >= 0",                                                                   // ~100%
+      "NOT category = \"" + a.category + "\"",                                        // ~90%
+      "in_stock AND rating >= 3",                                                     // ~55%
+      "category = \"" + a.category + "\"",                                            // ~10%
+      "category IN (\"" + a.category + "\", \"" + b.category + "\") AND price < 30",  // a few %
+      "category = \"" + a.category + "\" AND brand = \"" + a.brand + "\"",            // ~1%
+      "brand = \"" + b.brand + "\" AND category = \"" + b.category + "\" AND attributes.material = \"" +
+          b.attributes.at("material") + "\"",                                // ~0.2%
+      "price = " + std::string(price) + " AND brand = \"" + c.brand + "\"",  // one product: 0.05%
+  };
+}
+
+TEST_F(FilteredSearchTest, EveryStrategyAgreesWithBruteForceAtEverySelectivity) {
+  std::size_t smallest = kProducts;
+  for (const auto& text : filters_of_every_selectivity(reference_->products)) {
+    auto f = filter::Filter::parse(text);
+    const std::size_t matching = reference_count(f);
+    ASSERT_GT(matching, 0u) << text;
+    smallest = std::min(smallest, matching);
+    SCOPED_TRACE(text + " (" + std::to_string(matching) + " of " + std::to_string(kProducts) + " products)");
+    for (auto [engine, strategy, name] : {std::tuple{flat_, FilterStrategy::kAuto, "flat auto"},
+                                          std::tuple{flat_, FilterStrategy::kIndex, "flat index"},
+                                          std::tuple{hnsw_, FilterStrategy::kExact, "hnsw exact"},
+                                          std::tuple{hnsw_, FilterStrategy::kIndex, "hnsw index"},
+                                          std::tuple{hnsw_, FilterStrategy::kAuto, "hnsw auto"}}) {
+      auto a = agreement(*engine, f, strategy);
+      EXPECT_TRUE(a.complete) << name << ": a query returned fewer than min(k, matching) products";
+      EXPECT_TRUE(a.all_pass) << name << ": a result does not pass the filter";
+      // Exact ways must agree exactly (up to float ties); the graph within the
+      // target where the automatic choice uses it. Forced onto the graph, a
+      // selective filter that follows the look (a category) loses recall: the
+      // walk stays near the photo's own neighbours (see bench/RESULTS.md).
+      if (std::string(name) != "hnsw index") {
+        EXPECT_GE(a.recall, 0.999) << name;
+      } else if (matching * 4 > kProducts) {
+        EXPECT_GE(a.recall, 0.95) << name;
+      }
+    }
+  }
+  EXPECT_EQ(smallest, 1u);  // down to a single product (0.05% of the catalog)
+}
+
+TEST_F(FilteredSearchTest, RandomFiltersAgreeWithBruteForce) {
+  std::mt19937 rng(11);
+  std::set<std::string> categories, brands, materials;
+  for (const auto& p : reference_->products) {
+    categories.insert(p.category);
+    brands.insert(p.brand);
+    materials.insert(p.attributes.at("material"));
+  }
+  auto pick = [&](const std::set<std::string>& s) { return *std::next(s.begin(), rng() % s.size()); };
+  auto leaf = [&]() -> std::string {
+    switch (rng() % 6) {
+      case 0:
+        return "category = \"" + pick(categories) + "\"";
+      case 1:
+        return "brand IN (\"" + pick(brands) + "\", \"" + pick(brands) + "\")";
+      case 2:
+        return "price < " + std::to_string(10 + rng() % 150);
+      case 3:
+        return "rating >= " + std::to_string(2.5 + (rng() % 25) / 10.0);
+      case 4:
+        return "attributes.material != \"" + pick(materials) + "\"";
+      default:
+        return "in_stock";
+    }
+  };
+  for (int trial = 0; trial < 10; ++trial) {
+    std::string text = leaf();
+    for (int more = rng() % 3; more > 0; --more)
+      text = "(" + text + (rng() % 3 ? " AND " : " OR ") + leaf() + ")";
+    if (rng() % 4 == 0) text = "NOT " + text;
+    auto f = filter::Filter::parse(text);
+    SCOPED_TRACE(text + " (" + std::to_string(reference_count(f)) + " products)");
+    auto exact = agreement(*hnsw_, f, FilterStrategy::kExact);
+    EXPECT_TRUE(exact.complete && exact.all_pass);
+    EXPECT_GE(exact.recall, 0.999);
+    auto automatic = agreement(*hnsw_, f, FilterStrategy::kAuto);
+    EXPECT_TRUE(automatic.complete && automatic.all_pass);
+    EXPECT_GE(automatic.recall, 0.95);
+  }
+}
+
+TEST_F(FilteredSearchTest, SimilarProductsSortAndFacetsWorkOnTheFilteredCandidates) {
+  {
+    SearchOptions none;
+    none.filter = filter::Filter::parse("brand = \"no such brand\"");
+    auto r = flat_->search_vectors(queries_->front().data(), 1, kK, false, none).front();
+    EXPECT_TRUE(r.hits.empty());
+    EXPECT_EQ(r.matched, 0u);
+  }
+  {
+    // More like this: the filter holds and the product itself is left out.
+    const auto& p = reference_->products[3];
+    SearchOptions like;
+    like.filter = filter::Filter::parse("category = \"" + p.category + "\" AND price < 40");
+    auto r = flat_->similar_products(p.id, kK, true, like);
+    ASSERT_EQ(r.hits.size(), static_cast<std::size_t>(kK));
+    for (const auto& hit : r.hits) {
+      EXPECT_NE(hit.product_id, p.id);
+      EXPECT_EQ(hit.product.category, p.category);
+      EXPECT_LT(hit.product.price, 40);
+    }
+  }
+  SearchOptions options;
+  options.sort = Sort::kPriceAsc;
+  options.depth = 50;
+  options.facets = true;
+  options.facet_options.attributes = {"material"};
+  const auto& q = queries_->front();
+  auto best = flat_->search_vectors(q.data(), 1, 50, true, {}).front();
+  auto sorted = flat_->search_vectors(q.data(), 1, kK, true, options).front();
+  ASSERT_EQ(sorted.hits.size(), static_cast<std::size_t>(kK));
+  // The ten cheapest of the 50 best matches, cheapest first.
+  std::vector<double> prices;
+  for (const auto& h : best.hits) prices.push_back(h.product.price);
+  std::sort(prices.begin(), prices.end());
+  for (int i = 0; i < kK; ++i) EXPECT_EQ(sorted.hits[i].product.price, prices[i]);
+  ASSERT_TRUE(sorted.facets.has_value());
+  std::size_t categories = 0, buckets = 0, materials = 0;
+  for (const auto& v : sorted.facets->category) categories += v.count;
+  for (const auto& b : sorted.facets->price) buckets += b.count;
+  for (const auto& v : sorted.facets->attributes.at("material")) materials += v.count;
+  EXPECT_EQ(categories, 50u);  // the facet set is the candidate set, not the page
+  EXPECT_EQ(buckets, 50u);
+  EXPECT_EQ(materials, 50u);
+  // Choosing a facet value narrows the results to it.
+  const auto& chosen = sorted.facets->category.back();
+  SearchOptions narrowed;
+  narrowed.filter = filter::Filter::parse("category = \"" + chosen.value + "\"");
+  auto r = flat_->search_vectors(q.data(), 1, kK, true, narrowed).front();
+  ASSERT_FALSE(r.hits.empty());
+  for (const auto& h : r.hits) EXPECT_EQ(h.product.category, chosen.value);
+
+  SearchOptions by_rating;
+  by_rating.sort = Sort::kRating;
+  auto rating = flat_->search_vectors(q.data(), 1, kK, true, by_rating).front();
+  for (std::size_t i = 1; i < rating.hits.size(); ++i) {
+    EXPECT_GE(rating.hits[i - 1].product.rating, rating.hits[i].product.rating);
+  }
+  EXPECT_EQ(parse_sort("price_desc"), Sort::kPriceDesc);
+  auto e = error_from([] { parse_sort("cheapest"); });
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(contains(e->what(), "price_asc"));
+}
+
+TEST(FilteredSearchWrites, PriceAndStockChangesAreSearchableAtOnceWithoutReembedding) {
+  TempDir root;
+  const fs::path demo = shared_catalog();
+  // A small catalog of its own: this test writes.
+  std::vector<catalog::CatalogEntry> entries;
+  catalog::read_catalog(
+      demo / "catalog.jsonl", {},
+      [&](std::size_t line, catalog::CatalogEntry&& e) {
+        if (line <= 50) entries.push_back(std::move(e));
+      },
+      [](std::size_t, const std::string&) {});
+  OpenOptions open;
+  open.model = kPixelsModel;
+  auto engine = Engine::open(root.path() / "data", open);
+  engine->apply(entries, demo, {});
+  const std::string id = entries[5].product.id;
+  std::vector<float> q(static_cast<std::size_t>(engine->dim()));
+  {
+    auto embedder = embed::pixel_embedder(pixel_spec());
+    embedder->embed({image::load_file(demo / entries[5].product.images[0], {})}, q.data());
+  }
+  SearchOptions cheap;
+  cheap.filter = filter::Filter::parse("price < 1 AND in_stock");
+  EXPECT_TRUE(engine->search_vectors(q.data(), 1, 5, false, cheap).front().hits.empty());
+
+  auto changed = entries[5];
+  changed.product.price = 0.5;
+  changed.product.stock = 3;
+  auto report = engine->apply({changed}, demo, {});
+  EXPECT_EQ(report.images_embedded, 0u);
+  EXPECT_EQ(report.products_updated, 1u);
+  auto r = engine->search_vectors(q.data(), 1, 5, false, cheap).front();
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_EQ(r.hits[0].product_id, id);
+  EXPECT_EQ(r.matched, 1u);
+
+  changed.product.stock = 0;  // sold out: in_stock no longer holds
+  engine->apply({changed}, demo, {});
+  EXPECT_TRUE(engine->search_vectors(q.data(), 1, 5, false, cheap).front().hits.empty());
+
+  // A deleted product is gone from filtered searches too.
+  SearchOptions by_id_price;
+  by_id_price.filter = filter::Filter::parse("price < 1");
+  ASSERT_EQ(engine->search_vectors(q.data(), 1, 5, false, by_id_price).front().hits.size(), 1u);
+  engine->delete_products({id});
+  EXPECT_TRUE(engine->search_vectors(q.data(), 1, 5, false, by_id_price).front().hits.empty());
+
+  // A reopened engine builds the same metadata from the store.
+  engine.reset();
+  auto reopened = Engine::open(root.path() / "data", open);
+  SearchOptions all;
+  all.filter = filter::Filter::parse("price >= 0");
+  EXPECT_EQ(reopened->search_vectors(q.data(), 1, 5, false, all).front().matched, entries.size() - 1);
+}
+
+TEST(FilteredSearchOptions, DepthOutsideItsRangeIsRefused) {
+  TempDir root;
+  OpenOptions open;
+  open.model = kPixelsModel;
+  auto engine = Engine::open(root.path() / "data", open);
+  std::vector<float> q(static_cast<std::size_t>(engine->dim()), 0.f);
+  SearchOptions deep;
+  deep.depth = Engine::kMaxK + 1;
+  auto e = error_from([&] { engine->search_vectors(q.data(), 1, 5, false, deep); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  EXPECT_TRUE(contains(e->what(), "depth"));
+}
+
+}  // namespace
+}  // namespace lookalike::search
