@@ -194,7 +194,7 @@ TEST_F(Durability, DiskFullDuringAnImportFailsThatImportAndKeepsEarlierData) {
   const json before = info_of(data);
   ASSERT_EQ(before["products"], kBase);
   const fs::path query = demo() / "images" / "00007.png";
-  Outcome search_before = run({"search", "--data", data.string(), "--image", query.string(), "--json"});
+  Outcome search_before = run({"search", "--data", data.string(), "--image", query.string(), "--json", "--profile", "visual"});
   ASSERT_EQ(search_before.status, 0) << describe(search_before);
 
   // 32 KiB: the store's write-ahead log cannot take the import's transaction.
@@ -213,7 +213,7 @@ TEST_F(Durability, DiskFullDuringAnImportFailsThatImportAndKeepsEarlierData) {
   ASSERT_EQ(after.status, 0) << describe(after);
   EXPECT_EQ(after.err, "") << "no repair should be needed" << describe(after);
   EXPECT_EQ(json::parse(after.out), before);
-  Outcome search_after = run({"search", "--data", data.string(), "--image", query.string(), "--json"});
+  Outcome search_after = run({"search", "--data", data.string(), "--image", query.string(), "--json", "--profile", "visual"});
   EXPECT_EQ(search_after.out, search_before.out) << describe(search_after);
 
   // With space again, the same import goes through.

@@ -1383,7 +1383,7 @@ TEST_F(RankingApiTest, ExplainBreaksTheScoreDownAndEventsShowAtOnce) {
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_TRUE(json::parse(r->body)["results"][0]["explain"].contains("price_fit"));
   for (const char* bad :
-       {"?depth=0", "?depth=1001", "?price=-1", "?price_min=50&price_max=10", "?explain=maybe"}) {
+       {"?depth=-1", "?depth=1001", "?price=-1", "?price_min=50&price_max=10", "?explain=maybe"}) {
     expect_error(c.Post((std::string("/v1/search") + bad).c_str(), auth(), as_string(png), "image/png"), 400,
                  "bad_request");
   }
@@ -1539,7 +1539,7 @@ TEST_F(ServerTest, ReindexSwitchesModelsInTheBackgroundAndRollsBack) {
   const std::string pixels = engine->info().model;
   const std::string photo = as_string(read_bytes(items_->at(42).image));
   auto search = [&] {
-    auto r = c.Post("/v1/search?k=3", auth(), photo, "image/png");
+    auto r = c.Post("/v1/search?k=3&profile=visual", auth(), photo, "image/png");
     EXPECT_TRUE(r && r->status == 200);
     return r && r->status == 200 ? json::parse(r->body) : json::object();
   };
