@@ -81,7 +81,8 @@ class TempFolder {
 void copy_synced(const fs::path& from, const fs::path& to, SnapshotReport& report) {
   std::error_code ec;
   fs::copy_file(from, to, fs::copy_options::none, ec);
-  if (ec) throw Error(ErrorKind::kIO, "cannot copy " + from.string() + " to " + to.string() + ": " + ec.message());
+  if (ec)
+    throw Error(ErrorKind::kIO, "cannot copy " + from.string() + " to " + to.string() + ": " + ec.message());
   fs::permissions(to, fs::status(from).permissions(), ec);
   if (ec) throw Error(ErrorKind::kIO, "cannot set the permissions of " + to.string() + ": " + ec.message());
   sync_path(to);
@@ -164,7 +165,8 @@ SnapshotReport snapshot_data_folder(const fs::path& data_dir, const fs::path& de
   // Verifying may have rebuilt the index: count and sync what is there now.
   report.files = 0;
   report.bytes = 0;
-  for (auto it = fs::recursive_directory_iterator(temp.path()); it != fs::recursive_directory_iterator(); ++it) {
+  for (auto it = fs::recursive_directory_iterator(temp.path()); it != fs::recursive_directory_iterator();
+       ++it) {
     if (!it->is_regular_file()) continue;
     ++report.files;
     report.bytes += it->file_size();

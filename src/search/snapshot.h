@@ -13,8 +13,8 @@ namespace lookalike::search {
 struct SnapshotReport {
   std::int64_t products = 0;
   std::int64_t images = 0;
-  std::size_t files = 0;      // files in the result, the store included
-  std::uintmax_t bytes = 0;   // their total size
+  std::size_t files = 0;     // files in the result, the store included
+  std::uintmax_t bytes = 0;  // their total size
   double seconds = 0;
 };
 
@@ -39,7 +39,8 @@ SnapshotReport snapshot_data_folder(const std::filesystem::path& data_dir, const
 // leaves either the old folder or the restored one. No server may be running on
 // data_dir. Throws Error(kInvalidInput) for a non-empty data_dir without force or a
 // folder that is not a snapshot, and the errors of Engine::open for a damaged one.
-SnapshotReport restore_data_folder(const std::filesystem::path& snapshot, const std::filesystem::path& data_dir,
-                                   bool force, const std::function<void(const std::string&)>& on_message);
+SnapshotReport restore_data_folder(const std::filesystem::path& snapshot,
+                                   const std::filesystem::path& data_dir, bool force,
+                                   const std::function<void(const std::string&)>& on_message);
 
 }  // namespace lookalike::search

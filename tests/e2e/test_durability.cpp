@@ -33,8 +33,8 @@ using lookalike::testing::Outcome;
 using lookalike::testing::read_text;
 using lookalike::testing::TempDir;
 
-constexpr std::size_t kBase = 200;   // products in the base folder
-constexpr std::size_t kMore = 100;   // further products, for imports during the tests
+constexpr std::size_t kBase = 200;  // products in the base folder
+constexpr std::size_t kMore = 100;  // further products, for imports during the tests
 
 Outcome run(const std::vector<std::string>& args, const std::function<void()>& in_child = {}) {
   std::vector<std::string> argv{LOOKALIKE_BINARY};
@@ -61,7 +61,8 @@ class Durability : public ::testing::Test {
   static void SetUpTestSuite() {
     root_ = new TempDir();
     const fs::path demo = root_->path() / "demo";
-    lookalike::demo::write_demo_catalog(demo, {.dataset_dir = {}, .max_products = kBase + kMore, .max_queries = 1});
+    lookalike::demo::write_demo_catalog(demo,
+                                        {.dataset_dir = {}, .max_products = kBase + kMore, .max_queries = 1});
     // first.jsonl: the base; more.jsonl: the rest, for imports during the tests.
     std::ifstream in(demo / "catalog.jsonl");
     std::ofstream first(demo / "first.jsonl"), more(demo / "more.jsonl");
@@ -109,7 +110,8 @@ TEST_F(Durability, DamagedStoreIsRefusedNamingTheFileAndNothingIsChanged) {
       {"pages overwritten",
        [&](const fs::path& f) {
          auto bytes = original;
-         for (std::size_t i = 0; i < 3 * 4096; ++i) bytes[5 * 4096 + i] = static_cast<std::uint8_t>(i * 31 + 7);
+         for (std::size_t i = 0; i < 3 * 4096; ++i)
+           bytes[5 * 4096 + i] = static_cast<std::uint8_t>(i * 31 + 7);
          lookalike::testing::write_bytes(f, bytes);
        }},
       {"header overwritten",
@@ -128,7 +130,8 @@ TEST_F(Durability, DamagedStoreIsRefusedNamingTheFileAndNothingIsChanged) {
     Outcome r = run({"info", "--data", data.string()});
     EXPECT_EQ(r.status, 1) << describe(r);
     EXPECT_NE(r.err.find((data / "catalog.db").string()), std::string::npos) << describe(r);
-    EXPECT_NE(r.err.find("restore"), std::string::npos) << "the message should say how to recover" << describe(r);
+    EXPECT_NE(r.err.find("restore"), std::string::npos)
+        << "the message should say how to recover" << describe(r);
     EXPECT_EQ(r.out, "") << describe(r);
     // Refusing must not "repair" the folder into an empty catalog.
     EXPECT_EQ(read_bytes(data / "model.lkm"), model);
@@ -153,7 +156,8 @@ TEST_F(Durability, DamagedModelIsRefusedNamingTheFile) {
     SCOPED_TRACE("model.lkm " + what);
     fs::path data = copy_of_base("damaged-model");
     damage(data / "model.lkm");
-    Outcome r = run({"search", "--data", data.string(), "--image", (demo() / "images" / "00001.png").string()});
+    Outcome r =
+        run({"search", "--data", data.string(), "--image", (demo() / "images" / "00001.png").string()});
     EXPECT_EQ(r.status, 1) << describe(r);
     EXPECT_NE(r.err.find((data / "model.lkm").string()), std::string::npos) << describe(r);
     EXPECT_EQ(r.out, "") << describe(r);
@@ -198,8 +202,8 @@ TEST_F(Durability, DiskFullDuringAnImportFailsThatImportAndKeepsEarlierData) {
   ASSERT_EQ(search_before.status, 0) << describe(search_before);
 
   // 32 KiB: the store's write-ahead log cannot take the import's transaction.
-  Outcome r = run_with_file_limit({"ingest", "--data", data.string(), "--catalog", (demo() / "more.jsonl").string()},
-                                  32 * 1024);
+  Outcome r = run_with_file_limit(
+      {"ingest", "--data", data.string(), "--catalog", (demo() / "more.jsonl").string()}, 32 * 1024);
   EXPECT_EQ(r.status, 1) << describe(r);
   EXPECT_NE(r.err.find("lookalike: error (io)"), std::string::npos) << describe(r);
   // The file and the consequence, not just "disk I/O error". (A real full disk is
@@ -235,9 +239,10 @@ TEST_F(Durability, DiskFullWhileSavingTheIndexKeepsTheCommittedImport) {
   }
   fs::copy_file(five, demo() / "five.jsonl", fs::copy_options::overwrite_existing);
   ASSERT_GT(fs::file_size(data / "index.lkx"), 100000u);
-  Outcome r = run_with_file_limit({"ingest", "--data", data.string(), "--catalog", (demo() / "five.jsonl").string()},
-                                  64 * 1024);
-  ASSERT_EQ(r.status, 0) << "the import was committed; only the derived index could not be saved" << describe(r);
+  Outcome r = run_with_file_limit(
+      {"ingest", "--data", data.string(), "--catalog", (demo() / "five.jsonl").string()}, 64 * 1024);
+  ASSERT_EQ(r.status, 0) << "the import was committed; only the derived index could not be saved"
+                         << describe(r);
   EXPECT_NE(r.err.find("could not save the vector index"), std::string::npos) << describe(r);
   EXPECT_NE(r.err.find("index.lkx"), std::string::npos) << describe(r);
   // The next open sees the old index file, rebuilds it from the store, and finds everything.
@@ -411,7 +416,8 @@ TEST_F(Durability, RestoreRefusesToOverwriteAndChecksTheSnapshotFirst) {
   ASSERT_EQ(forced.status, 0) << describe(forced);
   EXPECT_EQ(info_of(data)["products"], kBase);
   for (const auto& entry : fs::directory_iterator(root_->path())) {
-    EXPECT_EQ(entry.path().filename().string().rfind(".restore-target.", 0), std::string::npos) << entry.path();
+    EXPECT_EQ(entry.path().filename().string().rfind(".restore-target.", 0), std::string::npos)
+        << entry.path();
   }
 }
 
