@@ -542,7 +542,8 @@ TEST(CatalogStore, BackupIsACopyOfOneCommittedStateTakenWhileWriting) {
   EXPECT_EQ(copy->counts().products, 50);
   EXPECT_EQ(copy->get_product("p7"), store->get_product("p7"));
   expect_error([&] { store->backup_to(dir / "copy.db"); }, ErrorKind::kIO, "already exists");
-  expect_error([&] { store->backup_to(dir / "no-such-folder" / "copy.db"); }, ErrorKind::kIO, "no-such-folder");
+  expect_error([&] { store->backup_to(dir / "no-such-folder" / "copy.db"); }, ErrorKind::kIO,
+               "no-such-folder");
   EXPECT_FALSE(std::filesystem::exists(dir / "no-such-folder"));
 }
 
