@@ -181,6 +181,45 @@ TEST_F(Durability, EmptiedOrHeaderOnlyIndexIsRebuiltFromTheStore) {
   }
 }
 
+// ---- a killed import ----
+
+// Runs lookalike and ends it with SIGALRM (no handler runs, like kill -9) after ms.
+Outcome run_killed_after(const std::vector<std::string>& args, int ms) {
+  return run(args, [ms] {
+    itimerval timer{};
+    timer.it_value.tv_sec = ms / 1000;
+    timer.it_value.tv_usec = (ms % 1000) * 1000;
+    ::setitimer(ITIMER_REAL, &timer, nullptr);
+  });
+}
+
+TEST_F(Durability, KilledCliImportKeepsWholeBatchesAndTheIndexAgrees) {
+  // 2,000 lines (about four batches of 512) reusing the demo photos under new ids.
+  const fs::path big = demo() / "big.jsonl";
+  {
+    std::ofstream out(big);
+    for (std::size_t i = 0; i < 2000; ++i) {
+      const auto& p = entries_[i % entries_.size()].product;
+      out << json{{"id", "big-" + std::to_string(i)}, {"title", p.title}, {"images", p.images}}.dump() << "\n";
+    }
+  }
+  for (int ms : {1200, 2000, 3000}) {
+    SCOPED_TRACE("killed after " + std::to_string(ms) + " ms");
+    fs::path data = copy_of_base("killed-import");
+    Outcome r = run_killed_after({"ingest", "--data", data.string(), "--catalog", big.string()}, ms);
+    ASSERT_TRUE(r.status == 0 || r.status == 128 + SIGALRM) << describe(r);
+    Outcome info = run({"info", "--data", data.string(), "--json"});
+    ASSERT_EQ(info.status, 0) << describe(info);
+    json i = json::parse(info.out);
+    const std::size_t imported = i["products"].get<std::size_t>() - kBase;
+    EXPECT_TRUE(imported % 512 == 0 || imported == 2000) << imported << " products: not whole batches";
+    if (r.status == 0) EXPECT_EQ(imported, 2000u) << "an import reported as done is complete";
+    EXPECT_EQ(i["images"], kBase + imported);
+    EXPECT_EQ(i["embedded"], kBase + imported);
+    EXPECT_EQ(i["index_vectors"], kBase + imported) << "the index must agree with the store";
+  }
+}
+
 // ---- a full disk ----
 
 // Runs lookalike with every file it writes limited to max_bytes: writes beyond fail with
@@ -360,12 +399,7 @@ TEST_F(Durability, KilledSnapshotLeavesNoHalfCopyAndIsCleanedUpNextTime) {
   for (int ms : {30, 150, 300, 500, 800, 1200}) {
     SCOPED_TRACE("killed after " + std::to_string(ms) + " ms");
     fs::remove_all(snap);
-    Outcome r = run({"snapshot", "--data", base().string(), "--out", snap.string()}, [ms] {
-      itimerval timer{};
-      timer.it_value.tv_sec = ms / 1000;
-      timer.it_value.tv_usec = (ms % 1000) * 1000;
-      ::setitimer(ITIMER_REAL, &timer, nullptr);
-    });
+    Outcome r = run_killed_after({"snapshot", "--data", base().string(), "--out", snap.string()}, ms);
     if (r.status == 0) {
       EXPECT_EQ(info_of(snap)["products"], kBase) << "a snapshot that finished is complete";
     } else {
