@@ -20,9 +20,10 @@ struct SnapshotReport {
 
 // Copies the data folder data_dir to dest, which must not exist. The catalog store is
 // copied with SQLite's online backup (one committed state; writers are not blocked),
-// then the model, the vector index, keys.json and uploads/ (uploaded images are
-// written before the store rows that name them, so every image the copied store
-// names is there). The copy is assembled in a temp folder beside dest, opened as a
+// then every other file: the model, the vector index, keys.json, uploads/ and the
+// images in imports/ (images are written before the store rows that name them, so
+// every image the copied store names is there), but not temp files or the bodies of
+// bulk imports waiting in imports/. The copy is assembled in a temp folder beside dest, opened as a
 // data folder to verify it (an index older or newer than the copied store is rebuilt
 // from it there), synced, and renamed to dest: dest is complete or absent, never half
 // written. Messages (index rebuilt) go to on_message, which may be empty.

@@ -423,6 +423,31 @@ TEST_F(Durability, KilledSnapshotLeavesNoHalfCopyAndIsCleanedUpNextTime) {
   }
 }
 
+TEST_F(Durability, SnapshotHoldsImagesAndKeysButNotTempFilesOrImportBodies) {
+  fs::path data = copy_of_base("with-extras");
+  fs::create_directories(data / "imports" / "photos");
+  fs::create_directories(data / "uploads");
+  fs::copy_file(demo() / "images" / "00001.png", data / "imports" / "photos" / "sku-1.png");
+  fs::copy_file(demo() / "images" / "00002.png", data / "uploads" / "ab12.png");
+  lookalike::testing::write_text(data / "keys.json", "{}");
+  fs::permissions(data / "keys.json", fs::perms::owner_read | fs::perms::owner_write);
+  lookalike::testing::write_text(data / "imports" / "4242-0123abcd.jsonl", "{}\n");
+  lookalike::testing::write_text(data / ".index.lkx.tmp-4242-0-0badc0de", "half");
+  lookalike::testing::write_text(data / "uploads" / ".ab34.png.tmp-4242-0-0badc0de", "half");
+  fs::path snap = root_->path() / "extras-snap";
+  fs::remove_all(snap);
+  Outcome r = run({"snapshot", "--data", data.string(), "--out", snap.string()});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(read_text(snap / "imports" / "photos" / "sku-1.png"), read_text(demo() / "images" / "00001.png"));
+  EXPECT_EQ(read_text(snap / "uploads" / "ab12.png"), read_text(demo() / "images" / "00002.png"));
+  EXPECT_EQ(fs::status(snap / "keys.json").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_FALSE(fs::exists(snap / "imports" / "4242-0123abcd.jsonl"));
+  EXPECT_FALSE(fs::exists(snap / ".index.lkx.tmp-4242-0-0badc0de"));
+  EXPECT_FALSE(fs::exists(snap / "uploads" / ".ab34.png.tmp-4242-0-0badc0de"));
+  EXPECT_FALSE(fs::exists(snap / "catalog.db-wal"));
+}
+
 TEST_F(Durability, RestoreRefusesToOverwriteAndChecksTheSnapshotFirst) {
   fs::path snap = root_->path() / "restore-snap";
   fs::remove_all(snap);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -26,6 +27,8 @@
 #include "image/image.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
+#include "server/imports.h"
+#include "server/metrics.h"
 #include "server/routes.h"
 #include "server/server.h"
 #include "support/test_support.h"
@@ -301,6 +304,30 @@ std::vector<CatalogItem>* ServerTest::items_ = new std::vector<CatalogItem>();
 std::vector<CatalogItem>* ServerTest::queries_ = new std::vector<CatalogItem>();
 
 // --- health, static files, security headers --------------------------------
+
+TEST(ImportQueueFiles, BodiesLeftByAKilledServerAreRemovedAtStart) {
+  TempDir dir;
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_GT(dead, 0);
+  ::waitpid(dead, nullptr, 0);
+  const fs::path imports = dir / "imports";
+  fs::create_directories(imports / "photos");
+  const fs::path abandoned = imports / (std::to_string(dead) + "-0123abcd.jsonl");
+  const fs::path running = imports / (std::to_string(::getpid()) + "-4567abcd.jsonl");
+  testing::write_text(abandoned, "{\"id\": \"a\"}\n");
+  testing::write_text(running, "{\"id\": \"b\"}\n");
+  testing::write_text(imports / "catalog.jsonl", "{\"id\": \"c\"}\n");
+  testing::write_text(imports / "photos" / "1-x.jsonl", "");
+  {
+    Metrics metrics;
+    ImportQueue queue(dir.path(), metrics);
+  }
+  EXPECT_FALSE(fs::exists(abandoned));
+  EXPECT_TRUE(fs::exists(running)) << "a live server's body must stay";
+  EXPECT_TRUE(fs::exists(imports / "catalog.jsonl")) << "not a task body";
+  EXPECT_TRUE(fs::exists(imports / "photos" / "1-x.jsonl"));
+}
 
 TEST_F(ServerTest, LivezReadyzAndSecurityHeaders) {
   auto c = client();
