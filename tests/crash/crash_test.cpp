@@ -698,7 +698,9 @@ class Harness {
       // Its own photo finds it first; a deleted product's last photo never finds it.
       const int photo = got->exists ? got->photo : tracked.acked.photo >= 0 ? tracked.acked.photo : -1;
       if (photo < 0) continue;
-      auto r = http->Post("/v1/search?k=1&fields=title", auth(kSearchKey),
+      // profile=visual: by look alone, so that business signals cannot reorder the results
+      // (a server without ranking profiles ignores the parameter).
+      auto r = http->Post("/v1/search?k=1&fields=title&profile=visual", auth(kSearchKey),
                           photos_[static_cast<std::size_t>(photo)].bytes, "image/png");
       if (!r || r->status != 200) {
         loss(when + "search with the photo of " + id + " failed");
