@@ -2,7 +2,6 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -173,15 +172,10 @@ TEST(FilesWriteAtomic, RelativePathWritesIntoTheWorkingDirectory) {
   EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"rel.txt"});
 }
 
-// ---- sha256_hex ----
-
 TEST(FilesStaleTempFiles, RemovesOnlyThoseOfProcessesThatNoLongerRun) {
   TempDir dir;
-  // A pid that surely ran and ended: a child that has been waited for.
-  pid_t dead = ::fork();
-  if (dead == 0) ::_exit(0);
+  const long dead = lookalike::testing::pid_of_an_ended_process();
   ASSERT_GT(dead, 0);
-  ::waitpid(dead, nullptr, 0);
   const std::string dead_temp = ".index.lkx.tmp-" + std::to_string(dead) + "-0-0badc0de";
   const std::string live_temp = ".index.lkx.tmp-" + std::to_string(::getpid()) + "-1-0badc0de";
   write_text(dir / dead_temp, "half an index");
@@ -195,6 +189,8 @@ TEST(FilesStaleTempFiles, RemovesOnlyThoseOfProcessesThatNoLongerRun) {
   EXPECT_TRUE(std::filesystem::exists(dir / ".hidden"));
   EXPECT_EQ(remove_stale_temp_files(dir / "missing"), 0u);
 }
+
+// ---- sha256_hex ----
 
 TEST(FilesSha256, MatchesKnownVectors) {
   EXPECT_EQ(sha256_hex("abc", 3), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");

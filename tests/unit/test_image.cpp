@@ -1,17 +1,16 @@
-#include "image/image.h"
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
-
 #include "common/error.h"
+#include "image/image.h"
 #include "support/test_support.h"
 
 namespace lookalike::image {

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -303,14 +302,10 @@ Server* ServerTest::server_ = nullptr;
 std::vector<CatalogItem>* ServerTest::items_ = new std::vector<CatalogItem>();
 std::vector<CatalogItem>* ServerTest::queries_ = new std::vector<CatalogItem>();
 
-// --- health, static files, security headers --------------------------------
-
 TEST(ImportQueueFiles, BodiesLeftByAKilledServerAreRemovedAtStart) {
   TempDir dir;
-  pid_t dead = ::fork();
-  if (dead == 0) ::_exit(0);
+  const long dead = testing::pid_of_an_ended_process();
   ASSERT_GT(dead, 0);
-  ::waitpid(dead, nullptr, 0);
   const fs::path imports = dir / "imports";
   fs::create_directories(imports / "photos");
   const fs::path abandoned = imports / (std::to_string(dead) + "-0123abcd.jsonl");
@@ -328,6 +323,8 @@ TEST(ImportQueueFiles, BodiesLeftByAKilledServerAreRemovedAtStart) {
   EXPECT_TRUE(fs::exists(imports / "catalog.jsonl")) << "not a task body";
   EXPECT_TRUE(fs::exists(imports / "photos" / "1-x.jsonl"));
 }
+
+// --- health, static files, security headers --------------------------------
 
 TEST_F(ServerTest, LivezReadyzAndSecurityHeaders) {
   auto c = client();
