@@ -115,6 +115,10 @@ void sync_path(const fs::path& path) {
   fsync_path(path, fs::is_directory(path, ec) ? O_RDONLY | O_DIRECTORY : O_RDONLY);
 }
 
+bool process_has_ended(long pid) noexcept {
+  return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
 std::size_t remove_stale_temp_files(const fs::path& dir) noexcept {
   std::size_t removed = 0;
   std::error_code ec;
@@ -124,7 +128,7 @@ std::size_t remove_stale_temp_files(const fs::path& dir) noexcept {
     if (name.empty() || name[0] != '.' || at == std::string::npos) continue;
     // The pid is the number after ".tmp-" (see write_file_atomic).
     long pid = std::strtol(name.c_str() + at + 5, nullptr, 10);
-    if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH)) continue;
+    if (!process_has_ended(pid)) continue;
     std::error_code remove_ec;
     if (fs::remove(it->path(), remove_ec)) ++removed;
   }

@@ -23,6 +23,10 @@ void write_file_atomic(const std::filesystem::path& path, const void* data, std:
 // files created, renamed or removed in it) survive a power loss. Throws Error(kIO).
 void sync_path(const std::filesystem::path& path);
 
+// True when no process with this id runs: the owner of a temp file named by its pid
+// was killed. False for a live process, including one of another user.
+bool process_has_ended(long pid) noexcept;
+
 // Removes the temp files write_file_atomic leaves in dir when its process is killed
 // (".<name>.tmp-<pid>-..." whose pid no longer runs); never those of a live process.
 // Returns how many were removed. Missing folder: 0. Throws nothing.

@@ -1,7 +1,6 @@
 #include "search/snapshot.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "catalog/store.h"
 #include "common/error.h"
@@ -23,10 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kStoreFile = "catalog.db";
-// What a data folder holds besides the store; imports/ is left out: its files are
-// bodies of bulk imports in progress, which a restored server would not run.
-const char* const kCopiedFiles[] = {"model.lkm", "index.lkx", "keys.json"};
-constexpr const char* kUploads = "uploads";
+constexpr const char* kImports = "imports";
 
 [[noreturn]] void throw_errno(const std::string& what) {
   throw Error(ErrorKind::kIO, what + ": " + std::strerror(errno));
@@ -67,7 +64,7 @@ class TempFolder {
         continue;
       }
       const long pid = std::strtol(digits.c_str(), nullptr, 10);
-      if (pid == ::getpid() || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
+      if (pid == ::getpid() || process_has_ended(pid)) {
         std::error_code remove_ec;
         fs::remove_all(it->path(), remove_ec);
       }
@@ -81,7 +78,8 @@ class TempFolder {
 void copy_synced(const fs::path& from, const fs::path& to, SnapshotReport& report) {
   std::error_code ec;
   fs::copy_file(from, to, fs::copy_options::none, ec);
-  if (ec) throw Error(ErrorKind::kIO, "cannot copy " + from.string() + " to " + to.string() + ": " + ec.message());
+  if (ec)
+    throw Error(ErrorKind::kIO, "cannot copy " + from.string() + " to " + to.string() + ": " + ec.message());
   fs::permissions(to, fs::status(from).permissions(), ec);
   if (ec) throw Error(ErrorKind::kIO, "cannot set the permissions of " + to.string() + ": " + ec.message());
   sync_path(to);
@@ -89,26 +87,42 @@ void copy_synced(const fs::path& from, const fs::path& to, SnapshotReport& repor
   report.bytes += fs::file_size(to);
 }
 
-// Copies the regular files of `from` (not temp files, which start with a dot) into the new folder `to`.
-void copy_folder_files(const fs::path& from, const fs::path& to, SnapshotReport& report) {
-  make_dir(to);
-  std::error_code ec;
-  for (fs::directory_iterator it(from, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.empty() || name[0] == '.' || !it->is_regular_file()) continue;
-    copy_synced(it->path(), to / name, report);
+// Whether a file or folder of a data folder belongs in a copy: not the store (backed up on
+// its own, with its -wal and -shm files), not temp files (a leading dot), and not the bodies
+// of bulk imports waiting in imports/ (a restored server would not run them); everything
+// else is: the model, the index, keys.json, uploaded images, images put in imports/ for
+// bulk imports (the store names them), and whatever else the folder holds.
+bool belongs_in_copy(const fs::path& relative, bool is_file) {
+  for (const auto& part : relative) {
+    if (part.string().empty() || part.string()[0] == '.') return false;
   }
-  if (ec) throw Error(ErrorKind::kIO, "cannot list " + from.string() + ": " + ec.message());
-  sync_path(to);
+  const std::string first = relative.begin()->string();
+  if (first == kStoreFile || first.rfind(std::string(kStoreFile) + "-", 0) == 0) return false;
+  return !(is_file && relative.parent_path() == kImports && relative.extension() == ".jsonl");
 }
 
-// Copies the parts of a data folder other than the store.
+// Copies the data folder `from` but its store into the existing folder `to`, syncing
+// every file and folder. Symbolic links are copied as the files they point to.
 void copy_data_files(const fs::path& from, const fs::path& to, SnapshotReport& report) {
   std::error_code ec;
-  for (const char* name : kCopiedFiles) {
-    if (fs::is_regular_file(from / name, ec)) copy_synced(from / name, to / name, report);
+  std::vector<fs::path> folders{to};
+  fs::recursive_directory_iterator it(from, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const fs::path relative = it->path().lexically_relative(from);
+    const bool is_dir = it->is_directory(ec);
+    if (!belongs_in_copy(relative, !is_dir)) {
+      if (is_dir) it.disable_recursion_pending();
+      continue;
+    }
+    if (is_dir) {
+      make_dir(to / relative);
+      folders.push_back(to / relative);
+    } else if (it->is_regular_file(ec)) {
+      copy_synced(it->path(), to / relative, report);
+    }
   }
-  if (fs::is_directory(from / kUploads, ec)) copy_folder_files(from / kUploads, to / kUploads, report);
+  if (ec) throw Error(ErrorKind::kIO, "cannot list " + from.string() + ": " + ec.message());
+  for (const auto& folder : folders) sync_path(folder);
 }
 
 // Opens the folder as the engine would, which checks the store, the model and the index
@@ -164,7 +178,8 @@ SnapshotReport snapshot_data_folder(const fs::path& data_dir, const fs::path& de
   // Verifying may have rebuilt the index: count and sync what is there now.
   report.files = 0;
   report.bytes = 0;
-  for (auto it = fs::recursive_directory_iterator(temp.path()); it != fs::recursive_directory_iterator(); ++it) {
+  for (auto it = fs::recursive_directory_iterator(temp.path()); it != fs::recursive_directory_iterator();
+       ++it) {
     if (!it->is_regular_file()) continue;
     ++report.files;
     report.bytes += it->file_size();

@@ -1,8 +1,10 @@
 #include "server/imports.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 
@@ -28,7 +30,24 @@ ImportQueue::ImportQueue(fs::path data_dir, Metrics& metrics)
   if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
     throw Error(ErrorKind::kIO, "cannot create " + dir_.string() + ": " + std::strerror(errno));
   }
+  remove_abandoned_bodies();
   thread_ = std::thread([this] { run(); });
+}
+
+void ImportQueue::remove_abandoned_bodies() {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const auto dash = name.find('-');
+    if (it->path().extension() != ".jsonl" || dash == std::string::npos || dash == 0 ||
+        name.find_first_not_of("0123456789") != dash) {
+      continue;
+    }
+    if (process_has_ended(std::strtol(name.c_str(), nullptr, 10))) {
+      std::error_code remove_ec;
+      fs::remove(it->path(), remove_ec);
+    }
+  }
 }
 
 ImportQueue::~ImportQueue() { stop(); }
@@ -46,7 +65,8 @@ std::optional<std::string> ImportQueue::submit(std::shared_ptr<search::Engine> e
                                                const std::string& body) {
   auto task = std::make_shared<Task>();
   task->id = random_hex(8);
-  task->file = dir_ / (task->id + ".jsonl");
+  // Named by the server's pid, so that the next server can tell a body left by a killed one.
+  task->file = dir_ / (std::to_string(::getpid()) + "-" + task->id + ".jsonl");
   task->engine = std::move(engine);
   {
     std::lock_guard<std::mutex> lock(mutex_);

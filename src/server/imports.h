@@ -1,4 +1,4 @@
-// Bulk imports over the API: each body is saved as DIR/imports/<task>.jsonl and
+// Bulk imports over the API: each body is saved as DIR/imports/<pid>-<task>.jsonl and
 // run through Engine::ingest on the queue's one thread, one task at a time.
 #pragma once
 
@@ -59,6 +59,8 @@ class ImportQueue {
     double seconds = 0;
   };
 
+  // Removes the bodies of tasks of servers that were killed (their tasks died with them).
+  void remove_abandoned_bodies();
   void run();
   void run_task(const std::shared_ptr<Task>& task);
   nlohmann::json to_json(const Task& task) const;

@@ -16,6 +16,7 @@
 // Prints progress on stderr and one JSON summary line on stdout; exit 0 only when no
 // acknowledged write was lost and every check passed.
 #include <fcntl.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -30,7 +31,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <httplib.h>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -60,9 +60,9 @@ struct Options {
   unsigned seed = 1;
   fs::path work;
   bool keep = false;
-  std::string model;              // empty: the shipped model
-  int base_products = 40;         // ingested by the CLI before the first start, never changed
-  int clients = 3;                // PUT/DELETE clients, each with its own products
+  std::string model;       // empty: the shipped model
+  int base_products = 40;  // ingested by the CLI before the first start, never changed
+  int clients = 3;         // PUT/DELETE clients, each with its own products
   int products_per_client = 8;
   int bulk_products = 8;          // changed only by bulk imports
   int min_run_ms = 100;           // the server is killed this long after the writes start...
@@ -123,7 +123,8 @@ std::string base64(const std::string& bytes) {
   std::string out;
   std::size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
-    unsigned v = (unsigned char)bytes[i] << 16 | (unsigned char)bytes[i + 1] << 8 | (unsigned char)bytes[i + 2];
+    unsigned v =
+        (unsigned char)bytes[i] << 16 | (unsigned char)bytes[i + 1] << 8 | (unsigned char)bytes[i + 2];
     out += {table[v >> 18], table[(v >> 12) & 63], table[(v >> 6) & 63], table[v & 63]};
   }
   if (i + 1 == bytes.size()) {
@@ -150,9 +151,9 @@ struct Photo {
 std::vector<Photo> distinct_photos(const Options& o, std::size_t wanted, const fs::path& log) {
   const fs::path pool = o.work / "pool";
   const std::size_t candidates = wanted + wanted / 2 + 20;
-  auto r = run_cli(o, {"demo-catalog", "--out", pool.string(), "--products", std::to_string(candidates),
-                       "--queries", "1"},
-                   log);
+  auto r = run_cli(
+      o, {"demo-catalog", "--out", pool.string(), "--products", std::to_string(candidates), "--queries", "1"},
+      log);
   if (r.status != 0) die("demo-catalog failed; see " + log.string());
   std::vector<Photo> photos;
   std::set<std::string> seen;
@@ -186,8 +187,9 @@ std::vector<Photo> distinct_photos(const Options& o, std::size_t wanted, const f
                                   (pool / "probe.jsonl").string()};
   if (!o.model.empty()) ingest.insert(ingest.end(), {"--model", o.model});
   if (run_cli(o, ingest, log).status != 0) die("probe ingest failed; see " + log.string());
-  r = run_cli(o, {"search", "--data", (o.work / "probe").string(), "--queries",
-                  (o.work / "probe-queries.txt").string(), "--k", "2", "--json"},
+  r = run_cli(o,
+              {"search", "--data", (o.work / "probe").string(), "--queries",
+               (o.work / "probe-queries.txt").string(), "--k", "2", "--json"},
               log);
   if (r.status != 0) die("probe search failed; see " + log.string());
   std::vector<Photo> kept;
@@ -216,15 +218,15 @@ struct State {
   int photo = -1;  // index into the photos
 
   bool operator==(const State& o) const {
-    return exists == o.exists &&
-           (!exists || (rev == o.rev && title == o.title && price == o.price && stock == o.stock && photo == o.photo));
+    return exists == o.exists && (!exists || (rev == o.rev && title == o.title && price == o.price &&
+                                              stock == o.stock && photo == o.photo));
   }
 };
 
 std::string describe(const State& s) {
   if (!s.exists) return "absent";
-  return "rev " + std::to_string(s.rev) + " \"" + s.title + "\" price " + std::to_string(s.price) + " stock " +
-         std::to_string(s.stock) + " photo " + std::to_string(s.photo);
+  return "rev " + std::to_string(s.rev) + " \"" + s.title + "\" price " + std::to_string(s.price) +
+         " stock " + std::to_string(s.stock) + " photo " + std::to_string(s.photo);
 }
 
 struct Tracked {
@@ -297,9 +299,8 @@ class Server {
       ::dup2(in, 0);
       ::dup2(err, 1);
       ::dup2(err, 2);
-      std::vector<std::string> all{o.lookalike, "serve",         "--data",       data.string(), "--port",
-                                   "0",         "--admin-key",   kAdminKey,      "--search-key", kSearchKey,
-                                   "--threads", "4"};
+      std::vector<std::string> all{o.lookalike,   "serve",   "--data",       data.string(), "--port",    "0",
+                                   "--admin-key", kAdminKey, "--search-key", kSearchKey,    "--threads", "4"};
       std::vector<char*> argv;
       for (auto& a : all) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -390,7 +391,8 @@ class Harness {
     const fs::path log = o_.work / "lookalike.log";
     std::cerr << "crash_test: preparing distinct photos in " << o_.work << "\n";
     const std::size_t per_product = 2;
-    const std::size_t movable = static_cast<std::size_t>(o_.clients * o_.products_per_client + o_.bulk_products);
+    const std::size_t movable =
+        static_cast<std::size_t>(o_.clients * o_.products_per_client + o_.bulk_products);
     photos_ = distinct_photos(o_, static_cast<std::size_t>(o_.base_products) + movable * per_product, log);
     prepare_data(per_product, log);
 
@@ -399,7 +401,8 @@ class Harness {
       if (cycle % 10 == 0 || cycle == o_.cycles) {
         std::cerr << "crash_test: cycle " << cycle << "/" << o_.cycles << ": " << stats_.kills << " kills ("
                   << stats_.startup_kills << " while starting), acknowledged " << acknowledged()
-                  << " writes, losses " << stats_.losses << ", " << static_cast<int>(seconds_since(start)) << " s\n";
+                  << " writes, losses " << stats_.losses << ", " << static_cast<int>(seconds_since(start))
+                  << " s\n";
       }
     }
     bool final_ok = stats_.losses == 0 && failures_.empty() && final_checks(log);
@@ -433,9 +436,7 @@ class Harness {
   }
 
  private:
-  long acknowledged() const {
-    return stats_.acked_puts + stats_.acked_deletes + stats_.acked_import_lines;
-  }
+  long acknowledged() const { return stats_.acked_puts + stats_.acked_deletes + stats_.acked_import_lines; }
 
   void prepare_data(std::size_t per_product, const fs::path& log) {
     data_ = o_.work / "data";
@@ -449,8 +450,12 @@ class Harness {
       const std::string file = "images/" + std::to_string(next) + ".png";
       fs::copy_file(photos_[next].file, base / file);
       State s{true, 0, "base product " + std::to_string(i), 10.0 + i, i, static_cast<int>(next)};
-      catalog << json{{"id", id}, {"title", s.title}, {"price", s.price}, {"stock", s.stock},
-                      {"attributes", {{"rev", "0"}}}, {"images", {file}}}
+      catalog << json{{"id", id},
+                      {"title", s.title},
+                      {"price", s.price},
+                      {"stock", s.stock},
+                      {"attributes", {{"rev", "0"}}},
+                      {"images", {file}}}
                      .dump()
               << "\n";
       ledger_.set(id, s);
@@ -496,8 +501,8 @@ class Harness {
       return true;
     }
     if (!server.wait_ready(120)) {
-      failures_.push_back("cycle " + std::to_string(cycle) + ": the server did not become ready: " +
-                          server.log_text().substr(0, 2000));
+      failures_.push_back("cycle " + std::to_string(cycle) +
+                          ": the server did not become ready: " + server.log_text().substr(0, 2000));
       return false;
     }
     verify(server.port(), cycle, /*everything=*/cycle % 10 == 1);
@@ -679,11 +684,13 @@ class Harness {
       }
       if (*got == tracked.acked) {
         if (!tracked.uncertain.empty()) ++stats_.uncertain_not_applied;
-      } else if (std::find(tracked.uncertain.begin(), tracked.uncertain.end(), *got) != tracked.uncertain.end()) {
+      } else if (std::find(tracked.uncertain.begin(), tracked.uncertain.end(), *got) !=
+                 tracked.uncertain.end()) {
         ++stats_.uncertain_applied;
       } else {
-        loss(when + id + " is " + describe(*got) + ", expected " + describe(tracked.acked) +
-             (tracked.uncertain.empty() ? "" : " or an unacknowledged " + describe(tracked.uncertain.back())));
+        loss(
+            when + id + " is " + describe(*got) + ", expected " + describe(tracked.acked) +
+            (tracked.uncertain.empty() ? "" : " or an unacknowledged " + describe(tracked.uncertain.back())));
         continue;
       }
       ledger_.resolve(id, *got);
@@ -691,8 +698,10 @@ class Harness {
       // Its own photo finds it first; a deleted product's last photo never finds it.
       const int photo = got->exists ? got->photo : tracked.acked.photo >= 0 ? tracked.acked.photo : -1;
       if (photo < 0) continue;
-      auto r = http->Post("/v1/search?k=1&fields=title&profile=visual", auth(kSearchKey), photos_[static_cast<std::size_t>(photo)].bytes,
-                          "image/png");
+      // profile=visual: by look alone, so that business signals cannot reorder the results
+      // (a server without ranking profiles ignores the parameter).
+      auto r = http->Post("/v1/search?k=1&fields=title&profile=visual", auth(kSearchKey),
+                          photos_[static_cast<std::size_t>(photo)].bytes, "image/png");
       if (!r || r->status != 200) {
         loss(when + "search with the photo of " + id + " failed");
         continue;
@@ -740,7 +749,8 @@ class Harness {
     } else {
       json i = json::parse(info.out);
       if (i["products"] != products || i["images"] != products || i["index_vectors"] != products) {
-        failures_.push_back("lookalike info disagrees: " + info.out + " expected " + std::to_string(products));
+        failures_.push_back("lookalike info disagrees: " + info.out + " expected " +
+                            std::to_string(products));
       }
     }
     return stats_.losses == 0 && failures_.empty();
@@ -775,15 +785,24 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) usage();
       return argv[++i];
     };
-    if (a == "--lookalike") o.lookalike = value();
-    else if (a == "--cycles") o.cycles = std::atoi(value().c_str());
-    else if (a == "--seed") o.seed = static_cast<unsigned>(std::atol(value().c_str()));
-    else if (a == "--work") o.work = value();
-    else if (a == "--keep") o.keep = true;
-    else if (a == "--model") o.model = value();
-    else if (a == "--min-run-ms") o.min_run_ms = std::atoi(value().c_str());
-    else if (a == "--max-run-ms") o.max_run_ms = std::atoi(value().c_str());
-    else usage();
+    if (a == "--lookalike")
+      o.lookalike = value();
+    else if (a == "--cycles")
+      o.cycles = std::atoi(value().c_str());
+    else if (a == "--seed")
+      o.seed = static_cast<unsigned>(std::atol(value().c_str()));
+    else if (a == "--work")
+      o.work = value();
+    else if (a == "--keep")
+      o.keep = true;
+    else if (a == "--model")
+      o.model = value();
+    else if (a == "--min-run-ms")
+      o.min_run_ms = std::atoi(value().c_str());
+    else if (a == "--max-run-ms")
+      o.max_run_ms = std::atoi(value().c_str());
+    else
+      usage();
   }
   if (o.lookalike.empty() || o.cycles < 1 || o.min_run_ms < 0 || o.max_run_ms < o.min_run_ms) usage();
   o.lookalike = fs::absolute(o.lookalike).string();

@@ -33,8 +33,8 @@ using lookalike::testing::Outcome;
 using lookalike::testing::read_text;
 using lookalike::testing::TempDir;
 
-constexpr std::size_t kBase = 200;   // products in the base folder
-constexpr std::size_t kMore = 100;   // further products, for imports during the tests
+constexpr std::size_t kBase = 200;  // products in the base folder
+constexpr std::size_t kMore = 100;  // further products, for imports during the tests
 
 Outcome run(const std::vector<std::string>& args, const std::function<void()>& in_child = {}) {
   std::vector<std::string> argv{LOOKALIKE_BINARY};
@@ -61,7 +61,8 @@ class Durability : public ::testing::Test {
   static void SetUpTestSuite() {
     root_ = new TempDir();
     const fs::path demo = root_->path() / "demo";
-    lookalike::demo::write_demo_catalog(demo, {.dataset_dir = {}, .max_products = kBase + kMore, .max_queries = 1});
+    lookalike::demo::write_demo_catalog(demo,
+                                        {.dataset_dir = {}, .max_products = kBase + kMore, .max_queries = 1});
     // first.jsonl: the base; more.jsonl: the rest, for imports during the tests.
     std::ifstream in(demo / "catalog.jsonl");
     std::ofstream first(demo / "first.jsonl"), more(demo / "more.jsonl");
@@ -109,7 +110,8 @@ TEST_F(Durability, DamagedStoreIsRefusedNamingTheFileAndNothingIsChanged) {
       {"pages overwritten",
        [&](const fs::path& f) {
          auto bytes = original;
-         for (std::size_t i = 0; i < 3 * 4096; ++i) bytes[5 * 4096 + i] = static_cast<std::uint8_t>(i * 31 + 7);
+         for (std::size_t i = 0; i < 3 * 4096; ++i)
+           bytes[5 * 4096 + i] = static_cast<std::uint8_t>(i * 31 + 7);
          lookalike::testing::write_bytes(f, bytes);
        }},
       {"header overwritten",
@@ -128,7 +130,8 @@ TEST_F(Durability, DamagedStoreIsRefusedNamingTheFileAndNothingIsChanged) {
     Outcome r = run({"info", "--data", data.string()});
     EXPECT_EQ(r.status, 1) << describe(r);
     EXPECT_NE(r.err.find((data / "catalog.db").string()), std::string::npos) << describe(r);
-    EXPECT_NE(r.err.find("restore"), std::string::npos) << "the message should say how to recover" << describe(r);
+    EXPECT_NE(r.err.find("restore"), std::string::npos)
+        << "the message should say how to recover" << describe(r);
     EXPECT_EQ(r.out, "") << describe(r);
     // Refusing must not "repair" the folder into an empty catalog.
     EXPECT_EQ(read_bytes(data / "model.lkm"), model);
@@ -153,7 +156,8 @@ TEST_F(Durability, DamagedModelIsRefusedNamingTheFile) {
     SCOPED_TRACE("model.lkm " + what);
     fs::path data = copy_of_base("damaged-model");
     damage(data / "model.lkm");
-    Outcome r = run({"search", "--data", data.string(), "--image", (demo() / "images" / "00001.png").string()});
+    Outcome r =
+        run({"search", "--data", data.string(), "--image", (demo() / "images" / "00001.png").string()});
     EXPECT_EQ(r.status, 1) << describe(r);
     EXPECT_NE(r.err.find((data / "model.lkm").string()), std::string::npos) << describe(r);
     EXPECT_EQ(r.out, "") << describe(r);
@@ -177,6 +181,52 @@ TEST_F(Durability, EmptiedOrHeaderOnlyIndexIsRebuiltFromTheStore) {
   }
 }
 
+// ---- a killed import ----
+
+// Runs lookalike and ends it with SIGALRM (no handler runs, like kill -9) after ms.
+Outcome run_killed_after(const std::vector<std::string>& args, int ms) {
+  return run(args, [ms] {
+    itimerval timer{};
+    timer.it_value.tv_sec = ms / 1000;
+    timer.it_value.tv_usec = (ms % 1000) * 1000;
+    ::setitimer(ITIMER_REAL, &timer, nullptr);
+  });
+}
+
+TEST_F(Durability, KilledCliImportKeepsWholeBatchesAndTheIndexAgrees) {
+  // 2,000 lines (about four batches of 512) reusing the demo photos under new ids.
+  const fs::path big = demo() / "big.jsonl";
+  {
+    std::ofstream out(big);
+    for (std::size_t i = 0; i < 2000; ++i) {
+      const auto& p = entries_[i % entries_.size()].product;
+      out << json{{"id", "big-" + std::to_string(i)}, {"title", p.title}, {"images", p.images}}.dump()
+          << "\n";
+    }
+  }
+  int killed = 0;
+  for (int ms : {300, 1200, 2000, 3000}) {
+    SCOPED_TRACE("killed after " + std::to_string(ms) + " ms");
+    fs::path data = copy_of_base("killed-import");
+    Outcome r = run_killed_after({"ingest", "--data", data.string(), "--catalog", big.string()}, ms);
+    ASSERT_TRUE(r.status == 0 || r.status == 128 + SIGALRM) << describe(r);
+    Outcome info = run({"info", "--data", data.string(), "--json"});
+    ASSERT_EQ(info.status, 0) << describe(info);
+    json i = json::parse(info.out);
+    const std::size_t imported = i["products"].get<std::size_t>() - kBase;
+    EXPECT_TRUE(imported % 512 == 0 || imported == 2000) << imported << " products: not whole batches";
+    if (r.status == 0) {
+      EXPECT_EQ(imported, 2000u) << "an import reported as done is complete";
+    } else {
+      ++killed;
+    }
+    EXPECT_EQ(i["images"], kBase + imported);
+    EXPECT_EQ(i["embedded"], kBase + imported);
+    EXPECT_EQ(i["index_vectors"], kBase + imported) << "the index must agree with the store";
+  }
+  EXPECT_GT(killed, 0) << "no run was killed before it finished";
+}
+
 // ---- a full disk ----
 
 // Runs lookalike with every file it writes limited to max_bytes: writes beyond fail with
@@ -198,8 +248,8 @@ TEST_F(Durability, DiskFullDuringAnImportFailsThatImportAndKeepsEarlierData) {
   ASSERT_EQ(search_before.status, 0) << describe(search_before);
 
   // 32 KiB: the store's write-ahead log cannot take the import's transaction.
-  Outcome r = run_with_file_limit({"ingest", "--data", data.string(), "--catalog", (demo() / "more.jsonl").string()},
-                                  32 * 1024);
+  Outcome r = run_with_file_limit(
+      {"ingest", "--data", data.string(), "--catalog", (demo() / "more.jsonl").string()}, 32 * 1024);
   EXPECT_EQ(r.status, 1) << describe(r);
   EXPECT_NE(r.err.find("lookalike: error (io)"), std::string::npos) << describe(r);
   // The file and the consequence, not just "disk I/O error". (A real full disk is
@@ -235,9 +285,10 @@ TEST_F(Durability, DiskFullWhileSavingTheIndexKeepsTheCommittedImport) {
   }
   fs::copy_file(five, demo() / "five.jsonl", fs::copy_options::overwrite_existing);
   ASSERT_GT(fs::file_size(data / "index.lkx"), 100000u);
-  Outcome r = run_with_file_limit({"ingest", "--data", data.string(), "--catalog", (demo() / "five.jsonl").string()},
-                                  64 * 1024);
-  ASSERT_EQ(r.status, 0) << "the import was committed; only the derived index could not be saved" << describe(r);
+  Outcome r = run_with_file_limit(
+      {"ingest", "--data", data.string(), "--catalog", (demo() / "five.jsonl").string()}, 64 * 1024);
+  ASSERT_EQ(r.status, 0) << "the import was committed; only the derived index could not be saved"
+                         << describe(r);
   EXPECT_NE(r.err.find("could not save the vector index"), std::string::npos) << describe(r);
   EXPECT_NE(r.err.find("index.lkx"), std::string::npos) << describe(r);
   // The next open sees the old index file, rebuilds it from the store, and finds everything.
@@ -355,12 +406,7 @@ TEST_F(Durability, KilledSnapshotLeavesNoHalfCopyAndIsCleanedUpNextTime) {
   for (int ms : {30, 150, 300, 500, 800, 1200}) {
     SCOPED_TRACE("killed after " + std::to_string(ms) + " ms");
     fs::remove_all(snap);
-    Outcome r = run({"snapshot", "--data", base().string(), "--out", snap.string()}, [ms] {
-      itimerval timer{};
-      timer.it_value.tv_sec = ms / 1000;
-      timer.it_value.tv_usec = (ms % 1000) * 1000;
-      ::setitimer(ITIMER_REAL, &timer, nullptr);
-    });
+    Outcome r = run_killed_after({"snapshot", "--data", base().string(), "--out", snap.string()}, ms);
     if (r.status == 0) {
       EXPECT_EQ(info_of(snap)["products"], kBase) << "a snapshot that finished is complete";
     } else {
@@ -375,6 +421,31 @@ TEST_F(Durability, KilledSnapshotLeavesNoHalfCopyAndIsCleanedUpNextTime) {
   for (const auto& entry : fs::directory_iterator(root_->path())) {
     EXPECT_EQ(entry.path().filename().string().rfind(".killed-snap.", 0), std::string::npos) << entry.path();
   }
+}
+
+TEST_F(Durability, SnapshotHoldsImagesAndKeysButNotTempFilesOrImportBodies) {
+  fs::path data = copy_of_base("with-extras");
+  fs::create_directories(data / "imports" / "photos");
+  fs::create_directories(data / "uploads");
+  fs::copy_file(demo() / "images" / "00001.png", data / "imports" / "photos" / "sku-1.png");
+  fs::copy_file(demo() / "images" / "00002.png", data / "uploads" / "ab12.png");
+  lookalike::testing::write_text(data / "keys.json", "{}");
+  fs::permissions(data / "keys.json", fs::perms::owner_read | fs::perms::owner_write);
+  lookalike::testing::write_text(data / "imports" / "4242-0123abcd.jsonl", "{}\n");
+  lookalike::testing::write_text(data / ".index.lkx.tmp-4242-0-0badc0de", "half");
+  lookalike::testing::write_text(data / "uploads" / ".ab34.png.tmp-4242-0-0badc0de", "half");
+  fs::path snap = root_->path() / "extras-snap";
+  fs::remove_all(snap);
+  Outcome r = run({"snapshot", "--data", data.string(), "--out", snap.string()});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(read_text(snap / "imports" / "photos" / "sku-1.png"), read_text(demo() / "images" / "00001.png"));
+  EXPECT_EQ(read_text(snap / "uploads" / "ab12.png"), read_text(demo() / "images" / "00002.png"));
+  EXPECT_EQ(fs::status(snap / "keys.json").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_FALSE(fs::exists(snap / "imports" / "4242-0123abcd.jsonl"));
+  EXPECT_FALSE(fs::exists(snap / ".index.lkx.tmp-4242-0-0badc0de"));
+  EXPECT_FALSE(fs::exists(snap / "uploads" / ".ab34.png.tmp-4242-0-0badc0de"));
+  EXPECT_FALSE(fs::exists(snap / "catalog.db-wal"));
 }
 
 TEST_F(Durability, RestoreRefusesToOverwriteAndChecksTheSnapshotFirst) {
@@ -411,7 +482,8 @@ TEST_F(Durability, RestoreRefusesToOverwriteAndChecksTheSnapshotFirst) {
   ASSERT_EQ(forced.status, 0) << describe(forced);
   EXPECT_EQ(info_of(data)["products"], kBase);
   for (const auto& entry : fs::directory_iterator(root_->path())) {
-    EXPECT_EQ(entry.path().filename().string().rfind(".restore-target.", 0), std::string::npos) << entry.path();
+    EXPECT_EQ(entry.path().filename().string().rfind(".restore-target.", 0), std::string::npos)
+        << entry.path();
   }
 }
 

@@ -116,6 +116,13 @@ Outcome run_program(const std::vector<std::string>& argv_strings, const std::fun
   return r;
 }
 
+long pid_of_an_ended_process() {
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  if (child > 0) ::waitpid(child, nullptr, 0);
+  return child;
+}
+
 std::string describe(const Outcome& r) {
   std::string out =
       "\n  command: " + r.command + "\n  exit status: " + std::to_string(r.status) + "\n  stderr:\n" + r.err;

@@ -53,6 +53,10 @@ void write_bytes(const std::filesystem::path& path, const std::vector<std::uint8
 void write_text(const std::filesystem::path& path, const std::string& text);
 std::string read_text(const std::filesystem::path& path);
 
+// The id of a process that ran and has ended (a child, waited for): what a process
+// killed while it held a file looks like afterwards. -1 if fork fails.
+long pid_of_an_ended_process();
+
 // A finished program run.
 struct Outcome {
   std::string command;  // for failure messages, shell-quoted

@@ -525,6 +525,47 @@ TEST(CatalogStore, DataSurvivesReopen) {
   EXPECT_EQ(store->vectors_version(), 1);
 }
 
+TEST(CatalogStore, BackupIsACopyOfOneCommittedStateTakenWhileWriting) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  auto writer = Store::open(dir / "store.db");
+  for (int i = 0; i < 50; ++i) store->upsert_product(sample_product("p" + std::to_string(i)));
+  {
+    // A write in progress on another connection is not part of the copy.
+    Store::Transaction open_write(*writer);
+    writer->upsert_product(sample_product("uncommitted"));
+    store->backup_to(dir / "copy.db");
+  }
+  auto copy = Store::open(dir / "copy.db");
+  copy->check_integrity(dir / "copy.db");
+  EXPECT_EQ(copy->product_ids(), store->product_ids());
+  EXPECT_EQ(copy->counts().products, 50);
+  EXPECT_EQ(copy->get_product("p7"), store->get_product("p7"));
+  expect_error([&] { store->backup_to(dir / "copy.db"); }, ErrorKind::kIO, "already exists");
+  expect_error([&] { store->backup_to(dir / "no-such-folder" / "copy.db"); }, ErrorKind::kIO,
+               "no-such-folder");
+  EXPECT_FALSE(std::filesystem::exists(dir / "no-such-folder"));
+}
+
+TEST(CatalogStore, CheckIntegrityNamesTheFileOfADamagedStore) {
+  TempDir dir;
+  {
+    auto store = Store::open(dir / "store.db");
+    Store::Transaction transaction(*store);
+    for (int i = 0; i < 2000; ++i) store->upsert_product(sample_product("product-" + std::to_string(i)));
+    transaction.commit();
+  }
+  Store::open(dir / "store.db")->check_integrity(dir / "store.db");
+  // Overwrite pages in the middle of the file: the header still reads, the b-tree does not.
+  std::string bytes = lookalike::testing::read_text(dir / "store.db");
+  ASSERT_GT(bytes.size(), 20u * 4096);
+  for (std::size_t i = 10 * 4096; i < 14 * 4096; ++i) bytes[i] = static_cast<char>(i * 131);
+  write_text(dir / "store.db", bytes);
+  auto store = Store::open(dir / "store.db");
+  expect_error([&] { store->check_integrity(dir / "store.db"); }, ErrorKind::kIO,
+               (dir / "store.db").string() + " is corrupt");
+}
+
 TEST(CatalogStore, TwoStoresOnOneFileSeeEachOthersCommits) {
   TempDir dir;
   auto writer = Store::open(dir / "store.db");

@@ -172,6 +172,24 @@ TEST(FilesWriteAtomic, RelativePathWritesIntoTheWorkingDirectory) {
   EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"rel.txt"});
 }
 
+TEST(FilesStaleTempFiles, RemovesOnlyThoseOfProcessesThatNoLongerRun) {
+  TempDir dir;
+  const long dead = lookalike::testing::pid_of_an_ended_process();
+  ASSERT_GT(dead, 0);
+  const std::string dead_temp = ".index.lkx.tmp-" + std::to_string(dead) + "-0-0badc0de";
+  const std::string live_temp = ".index.lkx.tmp-" + std::to_string(::getpid()) + "-1-0badc0de";
+  write_text(dir / dead_temp, "half an index");
+  write_text(dir / live_temp, "being written");
+  write_text(dir / "index.lkx", "the index");
+  write_text(dir / ".hidden", "not ours");
+  EXPECT_EQ(remove_stale_temp_files(dir.path()), 1u);
+  EXPECT_FALSE(std::filesystem::exists(dir / dead_temp));
+  EXPECT_TRUE(std::filesystem::exists(dir / live_temp));
+  EXPECT_TRUE(std::filesystem::exists(dir / "index.lkx"));
+  EXPECT_TRUE(std::filesystem::exists(dir / ".hidden"));
+  EXPECT_EQ(remove_stale_temp_files(dir / "missing"), 0u);
+}
+
 // ---- sha256_hex ----
 
 TEST(FilesSha256, MatchesKnownVectors) {

@@ -26,6 +26,8 @@
 #include "image/image.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
+#include "server/imports.h"
+#include "server/metrics.h"
 #include "server/routes.h"
 #include "server/server.h"
 #include "support/test_support.h"
@@ -299,6 +301,28 @@ std::shared_ptr<search::Engine> ServerTest::engine_;
 Server* ServerTest::server_ = nullptr;
 std::vector<CatalogItem>* ServerTest::items_ = new std::vector<CatalogItem>();
 std::vector<CatalogItem>* ServerTest::queries_ = new std::vector<CatalogItem>();
+
+TEST(ImportQueueFiles, BodiesLeftByAKilledServerAreRemovedAtStart) {
+  TempDir dir;
+  const long dead = testing::pid_of_an_ended_process();
+  ASSERT_GT(dead, 0);
+  const fs::path imports = dir / "imports";
+  fs::create_directories(imports / "photos");
+  const fs::path abandoned = imports / (std::to_string(dead) + "-0123abcd.jsonl");
+  const fs::path running = imports / (std::to_string(::getpid()) + "-4567abcd.jsonl");
+  testing::write_text(abandoned, "{\"id\": \"a\"}\n");
+  testing::write_text(running, "{\"id\": \"b\"}\n");
+  testing::write_text(imports / "catalog.jsonl", "{\"id\": \"c\"}\n");
+  testing::write_text(imports / "photos" / "1-x.jsonl", "");
+  {
+    Metrics metrics;
+    ImportQueue queue(dir.path(), metrics);
+  }
+  EXPECT_FALSE(fs::exists(abandoned));
+  EXPECT_TRUE(fs::exists(running)) << "a live server's body must stay";
+  EXPECT_TRUE(fs::exists(imports / "catalog.jsonl")) << "not a task body";
+  EXPECT_TRUE(fs::exists(imports / "photos" / "1-x.jsonl"));
+}
 
 // --- health, static files, security headers --------------------------------
 
