@@ -28,6 +28,7 @@
 #include "search/engine.h"
 #include "server/routes.h"
 #include "server/server.h"
+#include "support/hostile_images.h"
 #include "support/test_support.h"
 
 namespace lookalike::server {
@@ -744,6 +745,52 @@ TEST_F(ServerTest, ErrorStatusesOfTheTable) {
   EXPECT_EQ(ok->status, 200);
 }
 
+// Peak resident memory of this process so far (VmHWM), in bytes.
+std::size_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+TEST_F(ServerTest, HostileImagesAreRefusedWithTheirStatusAndTheServerKeepsServing) {
+  ServerOptions o = options();
+  o.max_body_bytes = ServerOptions{}.max_body_bytes;  // the default 16 MiB: the million-chunk PNG fits
+  Server server(o, engine_);
+  server.start();
+  auto c = client(server.port());
+  const auto& hostile = testing::hostile_images();
+  const std::size_t peak_before = peak_rss_bytes();
+  for (const auto& image : hostile) {
+    SCOPED_TRACE(image.name);
+    const auto start = Clock::now();
+    auto r = c.Post("/v1/search", auth(), as_string(image.bytes), "image/jpeg");
+    const auto took = Clock::now() - start;
+    ASSERT_TRUE(r) << httplib::to_string(r.error());
+    EXPECT_EQ(r->status, image.http_status) << r->body;
+    EXPECT_NE(json::parse(r->body)["error"]["message"].get<std::string>().find(image.message_part),
+              std::string::npos)
+        << r->body;
+    EXPECT_LT(took, std::chrono::seconds(3));  // refused, not decoded (figures: bench/RESULTS.md)
+
+    // Uploaded as a product photo: the same answer, and nothing stored.
+    httplib::MultipartFormDataItems parts = {{"product", R"({"title": "Hostile"})", "", "application/json"},
+                                             {"image", as_string(image.bytes), image.name, "image/jpeg"}};
+    auto put = c.Put("/v1/products/hostile-1", auth(kAdminKey), parts);
+    ASSERT_TRUE(put);
+    EXPECT_EQ(put->status, image.http_status) << put->body;
+  }
+  // None of them was decoded: the 30000 x 30000 one alone would take 900 MB.
+  EXPECT_LT(peak_rss_bytes(), peak_before + (256u << 20));
+  EXPECT_EQ(c.Get("/v1/products/hostile-1", auth())->status, 404);
+  const Bytes photo = read_bytes(items_->at(3).image);
+  auto ok = c.Post("/v1/search?k=1", auth(), as_string(photo), "image/png");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(json::parse(ok->body)["results"][0]["product_id"], items_->at(3).id);
+}
+
 TEST_F(ServerTest, ChunkedAndLengthlessBodiesGet411BeforeTheBodyIsRead) {
   // Chunked: refused on the headers alone; the body never needs to arrive.
   RawConnection chunked(port());
@@ -855,10 +902,12 @@ TEST_F(ServerTest, OverloadGets503WithRetryAfterQuickly) {
   o.queue = 1;
   Server small(o, engine_);
   small.start();
-  // The one worker is held by a request whose headers never finish; the next
-  // request waits in the queue; the one after that finds the queue full.
+  // The one worker is held by a request whose body never finishes (slow headers
+  // hold none: the poller collects them); the next request waits in the queue;
+  // the one after that finds the queue full.
   RawConnection slow(small.port());
-  slow.send("GET /livez HTTP/1.1\r\nHost: x\r\n");
+  slow.send("POST /v1/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kSearchKey) +
+            "\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n" + std::string(10, 'x'));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   RawConnection queued(small.port());
   queued.send("GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -915,6 +964,119 @@ TEST_F(ServerTest, SlowClientsAndTooManyConnectionsAreCutOff) {
   RawConnection extra(small.port());
   extra.send("GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(status_of(extra.read(2000, "}")), 503);
+}
+
+TEST_F(ServerTest, SlowlorisClientsDoNotStarveOthersAndGet408) {
+  ServerOptions o = options();
+  o.threads = 2;
+  o.read_timeout_seconds = 1;
+  Server small(o, engine_);
+  small.start();
+  // Five times as many clients dribbling headers as there are workers.
+  std::vector<std::unique_ptr<RawConnection>> slow;
+  for (int i = 0; i < 10; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(small.port()));
+    ASSERT_TRUE(slow.back()->connected());
+    slow.back()->send("GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  }
+  for (int round = 0; round < 3; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    for (auto& c : slow) c->send("a");
+    // A normal client is answered at once meanwhile, search included.
+    auto c = client(small.port());
+    const auto start = Clock::now();
+    auto live = c.Get("/livez");
+    ASSERT_TRUE(live);
+    EXPECT_EQ(live->status, 200);
+    auto found = c.Post("/v1/search?k=1", auth(), as_string(read_bytes(items_->at(4).image)), "image/png");
+    ASSERT_TRUE(found);
+    EXPECT_EQ(found->status, 200);
+    EXPECT_LT(Clock::now() - start, std::chrono::seconds(1));
+  }
+  // The read timeout counts from the first byte of the request: 408, then closed.
+  for (auto& c : slow) {
+    std::string answer = c->read(3000);
+    EXPECT_EQ(status_of(answer), 408) << answer;
+    EXPECT_NE(answer.find("\"request_timeout\""), std::string::npos) << answer;
+    EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+  }
+  // A pipelined request whose headers are incomplete does not hold the worker either.
+  RawConnection pipelined(small.port());
+  pipelined.send("GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  RawConnection pipelined2(small.port());
+  pipelined2.send("GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto c = client(small.port());
+  auto live = c.Get("/livez");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
+  std::string first = pipelined.read(3000, "HTTP/1.1 408");
+  EXPECT_EQ(status_of(first), 200) << first;
+  EXPECT_NE(first.find("HTTP/1.1 408"), std::string::npos) << first;
+}
+
+TEST_F(ServerTest, TooManyOrTooLongHeadersAreRefused) {
+  // More header fields than the limit: 431, whatever their size.
+  RawConnection many(port());
+  std::string request = "GET /livez HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 101; ++i) request += "X-" + std::to_string(i) + ": 1\r\n";
+  many.send(request + "\r\n");
+  std::string answer = many.read(3000, "}");
+  EXPECT_EQ(status_of(answer), 431) << answer;
+  EXPECT_NE(answer.find("\"headers_too_large\""), std::string::npos) << answer;
+  RawConnection hundred(port());
+  request = "GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  for (int i = 0; i < 98; ++i) request += "X-" + std::to_string(i) + ": 1\r\n";
+  hundred.send(request + "\r\n");
+  EXPECT_EQ(status_of(hundred.read(3000, "}")), 200);
+  // One header line longer than the whole head limit (64 KiB), never finished: 400, closed.
+  RawConnection longer(port());
+  longer.send("GET /livez HTTP/1.1\r\nHost: x\r\nX-Long: " + std::string(70000, 'a'));
+  std::string cut = longer.read(3000, "}");
+  EXPECT_EQ(status_of(cut), 400) << cut.substr(0, 200);
+  // A request line over 8 KiB: 414.
+  RawConnection uri(port());
+  uri.send("GET /livez?" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status_of(uri.read(3000, "}")), 414);
+}
+
+TEST_F(ServerTest, HostileJsonBodiesGet400) {
+  auto c = client();
+  const std::string png_b64 = base64(read_bytes(items_->at(5).image));
+  auto expect_400 = [&](const std::string& body, const std::string& message_part) {
+    auto r = c.Post("/v1/search", auth(), body, "application/json");
+    expect_error(r, 400, "bad_request");
+    if (r) EXPECT_NE(r->body.find(message_part), std::string::npos) << r->body;
+  };
+  // Deeply nested: refused before parsing, at once, whatever the depth.
+  const auto start = Clock::now();
+  expect_400(std::string(100000, '['), "nested too deeply");
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"x\": " + std::string(500000, '[') + "}",
+             "nested too deeply");
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
+  // Invalid UTF-8, in a key and in a value; an unpaired surrogate escape.
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"k\xff\": 1}", "not valid JSON (UTF-8)");
+  expect_400("{\"image_base64\": \"\xc3\x28" + png_b64 + "\"}", "not valid JSON (UTF-8)");
+  expect_400("{\"image_base64\": \"\\ud800" + png_b64 + "\"}", "not valid JSON (UTF-8)");
+  // k and offset beyond their maxima, in the body and in the query.
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"k\": 101}", "k must be from 1 to 100");
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"k\": 1e300}", "k must be an integer");
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"k\": 18446744073709551616}", "k must be");
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"offset\": 1001}", "offset must be from 0 to 1000");
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"k\": 100, \"offset\": 901}",
+             "k + offset must be at most 1000");
+  auto r = c.Post("/v1/search?k=99999999999999999999", auth(), "{\"image_base64\": \"" + png_b64 + "\"}",
+                  "application/json");
+  expect_error(r, 400, "bad_request");
+  // A product body: the same checks, and nothing is stored.
+  auto put = c.Put("/v1/products/nested", auth(kAdminKey), "{\"title\": " + std::string(100000, '[') + "}",
+                   "application/json");
+  expect_error(put, 400, "bad_request");
+  put = c.Put("/v1/products/utf8", auth(kAdminKey), "{\"title\": \"\xff\xfe\"}", "application/json");
+  expect_error(put, 400, "bad_request");
+  EXPECT_EQ(c.Get("/v1/products/nested", auth())->status, 404);
+  EXPECT_EQ(c.Get("/v1/products/utf8", auth())->status, 404);
+  EXPECT_EQ(c.Get("/livez")->status, 200);
 }
 
 TEST_F(ServerTest, StopFinishesTheRequestInFlight) {
