@@ -19,6 +19,12 @@ std::vector<std::uint8_t> read_file(const std::filesystem::path& path, std::size
 // path, fsync the folder. Throws Error(kIO) and leaves any old file untouched on failure.
 void write_file_atomic(const std::filesystem::path& path, const void* data, std::size_t size);
 
+// Creates dir with mode 0700 (whatever the umask; missing parents get the usual
+// modes) when it does not exist, so that the data a lookalike folder holds is shut
+// off from other users. An existing folder keeps the mode its owner gave it.
+// Throws Error(kIO) naming the folder.
+void create_private_directory(const std::filesystem::path& dir);
+
 // Lower-case hex SHA-256 of a buffer.
 std::string sha256_hex(const void* data, std::size_t size);
 

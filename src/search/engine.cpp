@@ -220,9 +220,7 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
   engine->limits_ = options.limits;
   engine->index_factory_ = options.index_factory;
   engine->on_message_ = options.on_message;
-  std::error_code ec;
-  fs::create_directories(data_dir, ec);
-  if (ec) throw Error(ErrorKind::kIO, "cannot create data folder " + data_dir.string() + ": " + ec.message());
+  create_private_directory(data_dir);
   engine->store_ = catalog::Store::open(data_dir / kStoreFile);
   auto& store = *engine->store_;
 

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/files.h"
 #include "search/engine.h"
 #include "server/api.h"
 #include "server/imports.h"
@@ -91,9 +92,7 @@ void Server::start() {
   auto& d = *impl_;
   const auto& o = d.options;
   check_options(o);
-  std::error_code ec;
-  fs::create_directories(o.data_dir, ec);
-  if (ec) throw Error(ErrorKind::kIO, "cannot create " + o.data_dir.string() + ": " + ec.message());
+  create_private_directory(o.data_dir);
   make_private_dir(o.data_dir / "uploads");
   d.keys = resolve_keys(o.data_dir, o.admin_key, o.search_key, o.on_message);
   d.imports = std::make_unique<ImportQueue>(o.data_dir, d.metrics);
@@ -112,7 +111,9 @@ void Server::start() {
   t.write_timeout_ms = o.write_timeout_seconds * 1000;
   t.request_timeout_ms = o.request_timeout_seconds * 1000;
   t.keep_alive_ms = o.keep_alive_seconds * 1000;
-  t.default_headers = {{"X-Content-Type-Options", "nosniff"}, {"Referrer-Policy", "no-referrer"}};
+  // X-Frame-Options for browsers that predate the page's CSP frame-ancestors.
+  t.default_headers = {
+      {"X-Content-Type-Options", "nosniff"}, {"Referrer-Policy", "no-referrer"}, {"X-Frame-Options", "DENY"}};
   if (!o.cors_origin.empty()) {
     t.default_headers.emplace("Access-Control-Allow-Origin", o.cors_origin);
     t.default_headers.emplace("Vary", "Origin");

@@ -11,6 +11,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <iostream>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -427,6 +429,160 @@ TEST_F(ServerTest, GeneratedKeysAreStoredPrivatelyAndPrintedOnce) {
   auto live = c.Get("/livez");
   ASSERT_TRUE(live);
   EXPECT_EQ(live->status, 200);
+}
+
+// Everything written to file descriptor 2 (std::cerr, libraries' stderr) while alive.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    std::fflush(stderr);
+    saved_ = ::dup(2);
+    file_ = std::tmpfile();
+    ::dup2(::fileno(file_), 2);
+  }
+  ~StderrCapture() { restore(); }
+  std::string text() {
+    restore();
+    std::rewind(file_);
+    std::string out;
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, file_)) > 0;) out.append(buf, n);
+    return out;
+  }
+
+ private:
+  void restore() {
+    if (saved_ < 0) return;
+    std::cerr.flush();
+    std::fflush(stderr);
+    ::dup2(saved_, 2);
+    ::close(saved_);
+    saved_ = -1;
+  }
+  int saved_ = -1;
+  std::FILE* file_ = nullptr;
+};
+
+TEST_F(ServerTest, KeysAreNeverLogged) {
+  TempDir dir;
+  const std::string admin = "admin-key-from-env-0123456789";
+  const std::string search = "search-key-from-env-0123456789";
+  ::setenv("LOOKALIKE_ADMIN_KEY", admin.c_str(), 1);
+  ::setenv("LOOKALIKE_SEARCH_KEY", search.c_str(), 1);
+  std::vector<std::string> messages;
+  ServerOptions o = options();
+  o.data_dir = dir.path() / "data";
+  o.admin_key.clear();
+  o.search_key.clear();
+  o.on_message = [&](const std::string& m) { messages.push_back(m); };
+  std::string log;
+  {
+    StderrCapture capture;
+    {
+      Server server(o, engine_);
+      server.start();
+      EXPECT_EQ(server.admin_key(), admin);
+      auto c = client(server.port());
+      const std::string png = as_string(read_bytes(items_->at(1).image));
+      // Right and wrong keys, in both headers, in the query and the path; requests that
+      // fail on the server (a catalog image gone missing is logged) and requests that fail
+      // on the client's side.
+      for (const std::string& key : {admin, search, admin + "x", search.substr(1)}) {
+        for (const char* header : {"Authorization", "X-API-Key"}) {
+          httplib::Headers h = {{header, std::string(header) == "X-API-Key" ? key : "Bearer " + key}};
+          c.Post(("/v1/search?k=1&key=" + key).c_str(), h, png, "image/png");
+          c.Post("/v1/search", h, "not an image", "image/png");
+          c.Get(("/v1/products/" + key).c_str(), h);
+          c.Put(("/v1/products/" + key).c_str(), h, "{", "application/json");
+          c.Delete("/v1/products/no-such-product", h);
+        }
+      }
+      const fs::path gone = dir.path() / "gone.png";
+      testing::write_bytes(gone, read_bytes(items_->at(1).image));
+      const std::string line = R"({"id": "gone", "images": ["gone.png"]})";
+      testing::write_text(dir.path() / "gone.jsonl", line + "\n");
+      engine_->ingest(dir.path() / "gone.jsonl", {});
+      fs::remove(gone);
+      auto missing = c.Get("/v1/products/gone/images/0", {{"Authorization", "Bearer " + admin}});
+      ASSERT_TRUE(missing);
+      EXPECT_EQ(missing->status, 404);
+      engine_->delete_products({"gone"});
+    }
+    log = capture.text();
+  }
+  ::unsetenv("LOOKALIKE_ADMIN_KEY");
+  ::unsetenv("LOOKALIKE_SEARCH_KEY");
+  EXPECT_NE(log.find("cannot serve image 0 of gone"), std::string::npos) << log;  // the log was captured
+  EXPECT_EQ(log.find(admin), std::string::npos) << log;
+  EXPECT_EQ(log.find(search), std::string::npos) << log;
+  EXPECT_EQ(log.find("key-from-env"), std::string::npos) << log;
+  for (const auto& m : messages) EXPECT_EQ(m.find("key-from-env"), std::string::npos) << m;
+  EXPECT_FALSE(fs::exists(o.data_dir / "keys.json"));  // keys from the environment stay off the disk
+}
+
+TEST_F(ServerTest, DataFolderIsPrivate) {
+  TempDir dir;
+  const mode_t old_umask = ::umask(0);  // the most permissive: the modes must not come from it
+  ServerOptions o = options();
+  o.data_dir = dir.path() / "new" / "data";
+  o.admin_key.clear();
+  o.search_key.clear();
+  {
+    Server server(o, nullptr);
+    server.start();
+  }
+  testing::write_bytes(dir.path() / "catalog" / "a.png", read_bytes(items_->at(0).image));
+  testing::write_text(dir.path() / "catalog" / "catalog.jsonl", R"({"id": "a", "images": ["a.png"]})" "\n");
+  auto engine = search::Engine::open(o.data_dir, {.model = search::kPixelsModel});
+  engine->ingest(dir.path() / "catalog" / "catalog.jsonl", {});
+  engine.reset();
+  ::umask(old_umask);
+  auto mode = [](const fs::path& p) {
+    struct stat st {};
+    EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+    return st.st_mode & 0777;
+  };
+  // The folder shuts out other users, whatever the umask made of the files inside
+  // (here catalog.db and index.lkx are 0644 or wider); the keys are private by themselves.
+  EXPECT_EQ(mode(o.data_dir), 0700u);
+  EXPECT_EQ(mode(o.data_dir / "uploads"), 0700u);
+  EXPECT_EQ(mode(o.data_dir / "keys.json"), 0600u);
+  EXPECT_TRUE(fs::exists(o.data_dir / "catalog.db"));
+  // A folder the engine creates on its own (lookalike ingest) is private too.
+  const fs::path cli_made = dir.path() / "cli" / "data";
+  ::umask(0);
+  search::Engine::open(cli_made, {.model = search::kPixelsModel}).reset();
+  ::umask(old_umask);
+  EXPECT_EQ(mode(cli_made), 0700u);
+  // A folder that already exists keeps the mode its owner gave it.
+  const fs::path shared = dir.path() / "shared";
+  fs::create_directory(shared);
+  fs::permissions(shared, fs::perms(0750));
+  search::Engine::open(shared, {.model = search::kPixelsModel}).reset();
+  EXPECT_EQ(mode(shared), 0750u);
+}
+
+TEST_F(ServerTest, ThePageHasNoInlineScriptAndCannotBeFramed) {
+  auto c = client();
+  auto index = c.Get("/");
+  ASSERT_TRUE(index);
+  EXPECT_EQ(index->get_header_value("X-Frame-Options"), "DENY");
+  EXPECT_NE(index->get_header_value("Content-Security-Policy").find("frame-ancestors 'none'"), std::string::npos);
+  EXPECT_EQ(index->get_header_value("Content-Security-Policy").find("unsafe-inline"), std::string::npos);
+  EXPECT_EQ(c.Get("/livez")->get_header_value("X-Frame-Options"), "DENY");
+  // The shipped page keeps to that policy: every script comes from a file, and no
+  // element carries an event handler or a style attribute (both count as inline).
+  const std::string html = testing::read_text(fs::path(LOOKALIKE_SOURCE_DIR) / "web" / "index.html");
+  const std::regex script_tag("<script\\b[^>]*>", std::regex::icase);
+  int scripts = 0;
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), script_tag); it != std::sregex_iterator(); ++it) {
+    EXPECT_NE(it->str().find("src="), std::string::npos) << it->str();
+    ++scripts;
+  }
+  EXPECT_GT(scripts, 0);
+  EXPECT_FALSE(std::regex_search(html, std::regex("\\son[a-z]+\\s*=", std::regex::icase)));
+  EXPECT_FALSE(std::regex_search(html, std::regex("\\sstyle\\s*=", std::regex::icase)));
+  EXPECT_FALSE(std::regex_search(html, std::regex("javascript:", std::regex::icase)));
 }
 
 // --- search -----------------------------------------------------------------
