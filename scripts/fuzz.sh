@@ -18,13 +18,13 @@ all=(image_decode catalog_jsonl catalog_csv request_json http_request)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
-for tool in clang clang++; do
+for tool in clang++; do
   command -v "$tool" >/dev/null || { echo "fuzz.sh: $tool is needed (apt-get install clang)" >&2; exit 1; }
 done
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g" \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DLOOKALIKE_FUZZ=ON "${launcher[@]}" >/dev/null
+  -DCMAKE_CXX_COMPILER=clang++ -DLOOKALIKE_FUZZ=ON "${launcher[@]}" >/dev/null
 build_targets=()
 for t in "${targets[@]}"; do build_targets+=(--target "fuzz_$t"); done
 cmake --build build-fuzz -j "$(nproc)" "${build_targets[@]}"

@@ -34,6 +34,8 @@ constexpr int kDefaultPageSize = 10;
 // (64 KiB, by the transport).
 constexpr std::size_t kMaxHeaderFields = 100;
 constexpr std::size_t kMaxStaticFileBytes = 16u << 20;
+// How long a request waits for its share of the decode budget before 503.
+constexpr std::chrono::seconds kDecodeBudgetWait{10};
 
 const char* kHtmlSecurityPolicy =
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
@@ -337,7 +339,8 @@ Api::Api(ApiOptions options, ApiKeys keys, EngineSlot& engine, Metrics& metrics,
       engine_(engine),
       metrics_(metrics),
       imports_(imports),
-      openapi_(dump(openapi_spec(options_.public_search))) {}
+      openapi_(dump(openapi_spec(options_.public_search))),
+      decode_budget_(options_.decode_budget_pixels) {}
 
 std::shared_ptr<search::Engine> Api::engine() const {
   auto engine = engine_.get();
@@ -658,11 +661,29 @@ void Api::search(const Request& req, Response& res) const {
   check_page(page);
 
   const int min_side = engine_.min_side();
+  const auto ticket = decode_ticket(data, size, engine->limits());
   image::Image query = crop ? image::decode_crop(data, size, engine->limits(), *crop, min_side)
                             : image::decode(data, size, engine->limits(), min_side);
   auto results = engine->search({query}, page.k + page.offset, /*with_details=*/true);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   send_json(res, 200, results_json(results.front().hits, page, took_ms));
+}
+
+std::optional<DecodeBudget::Ticket> Api::decode_ticket(const std::uint8_t* data, std::size_t size,
+                                                       const image::DecodeLimits& limits) const {
+  const auto format = image::sniff_format(data, size);
+  const auto dims = image::read_dimensions(data, size, format);
+  const std::int64_t pixels = std::int64_t{dims.width} * dims.height;
+  // Over the limits: decode refuses it from the header, at no cost.
+  if (dims.width > limits.max_width || dims.height > limits.max_height || pixels > limits.max_pixels) return {};
+  auto ticket = decode_budget_.acquire(pixels, Clock::now() + kDecodeBudgetWait);
+  if (!ticket) {
+    throw ApiError{503,
+                   "overloaded",
+                   "the server is decoding too many large images; retry after 1 second",
+                   {{"Retry-After", "1"}}};
+  }
+  return ticket;
 }
 
 void Api::get_product(Response& res, const std::string& id) const {
@@ -770,6 +791,7 @@ void Api::put_product(const Request& req, Response& res, const std::string& id) 
     try {
       if (bytes.empty()) throw bad_request("is empty");
       const auto format = image::sniff_format(bytes.data(), bytes.size());
+      const auto ticket = decode_ticket(bytes.data(), bytes.size(), engine->limits());
       image::decode(bytes.data(), bytes.size(), engine->limits(), engine_.min_side());
       names.push_back(sha256_hex(bytes.data(), bytes.size()) + "." + extension_of(format));
     } catch (const Error& e) {

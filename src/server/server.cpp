@@ -54,6 +54,7 @@ void check_options(const ServerOptions& o) {
   if (o.queue < 0) throw Error(ErrorKind::kInvalidInput, "--queue must not be negative");
   if (o.port < 0 || o.port > 65535) throw Error(ErrorKind::kInvalidInput, "--port must be from 0 to 65535");
   if (o.max_body_bytes == 0) throw Error(ErrorKind::kInvalidInput, "--max-body-bytes must be positive");
+  if (o.decode_budget_pixels <= 0) throw Error(ErrorKind::kInvalidInput, "the decode budget must be positive");
   if (o.data_dir.empty()) throw Error(ErrorKind::kInvalidInput, "--data is required");
   for (char c : o.cors_origin) {
     if (c == '\r' || c == '\n') throw Error(ErrorKind::kInvalidInput, "--cors-origin holds a line break");
@@ -97,7 +98,8 @@ void Server::start() {
   d.keys = resolve_keys(o.data_dir, o.admin_key, o.search_key, o.on_message);
   d.imports = std::make_unique<ImportQueue>(o.data_dir, d.metrics);
   d.api = std::make_unique<Api>(
-      ApiOptions{o.data_dir, o.web_dir, o.max_body_bytes, o.public_search, o.cors_origin}, d.keys, d.engine,
+      ApiOptions{o.data_dir, o.web_dir, o.max_body_bytes, o.public_search, o.cors_origin, o.decode_budget_pixels},
+      d.keys, d.engine,
       d.metrics, *d.imports);
 
   TransportOptions t;

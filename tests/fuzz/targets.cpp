@@ -83,13 +83,14 @@ class RequestParser final : public httplib::Server {
     set_payload_max_length(1u << 20);
     auto handler = [](const httplib::Request& req, httplib::Response& res) {
       // What the search and product handlers do with the parts.
-      for (const auto& [name, part] : req.files) {
-        const auto* bytes = reinterpret_cast<const std::uint8_t*>(part.content.data());
-        if (name == "product") {
-          expect_only_errors("http_request",
-                             [&] { server::parse_json_body(part.content, "the product part"); });
-        } else if (!part.content.empty()) {
-          expect_only_errors("http_request", [&] { image::sniff_format(bytes, part.content.size()); });
+      for (const auto& entry : req.files) {
+        const std::string& content = entry.second.content;
+        if (entry.first == "product") {
+          expect_only_errors("http_request", [&] { server::parse_json_body(content, "the product part"); });
+        } else if (!content.empty()) {
+          expect_only_errors("http_request", [&] {
+            image::sniff_format(reinterpret_cast<const std::uint8_t*>(content.data()), content.size());
+          });
         }
       }
       res.set_content(std::to_string(req.files.size()) + " " + std::to_string(req.body.size()), "text/plain");

@@ -28,6 +28,7 @@
 #include "image/image.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
+#include "server/decode_budget.h"
 #include "server/routes.h"
 #include "server/server.h"
 #include "support/hostile_images.h"
@@ -520,6 +521,12 @@ TEST_F(ServerTest, KeysAreNeverLogged) {
   EXPECT_FALSE(fs::exists(o.data_dir / "keys.json"));  // keys from the environment stay off the disk
 }
 
+search::OpenOptions pixels_model() {
+  search::OpenOptions open;
+  open.model = search::kPixelsModel;
+  return open;
+}
+
 TEST_F(ServerTest, DataFolderIsPrivate) {
   TempDir dir;
   const mode_t old_umask = ::umask(0);  // the most permissive: the modes must not come from it
@@ -533,7 +540,7 @@ TEST_F(ServerTest, DataFolderIsPrivate) {
   }
   testing::write_bytes(dir.path() / "catalog" / "a.png", read_bytes(items_->at(0).image));
   testing::write_text(dir.path() / "catalog" / "catalog.jsonl", R"({"id": "a", "images": ["a.png"]})" "\n");
-  auto engine = search::Engine::open(o.data_dir, {.model = search::kPixelsModel});
+  auto engine = search::Engine::open(o.data_dir, pixels_model());
   engine->ingest(dir.path() / "catalog" / "catalog.jsonl", {});
   engine.reset();
   ::umask(old_umask);
@@ -551,14 +558,14 @@ TEST_F(ServerTest, DataFolderIsPrivate) {
   // A folder the engine creates on its own (lookalike ingest) is private too.
   const fs::path cli_made = dir.path() / "cli" / "data";
   ::umask(0);
-  search::Engine::open(cli_made, {.model = search::kPixelsModel}).reset();
+  search::Engine::open(cli_made, pixels_model()).reset();
   ::umask(old_umask);
   EXPECT_EQ(mode(cli_made), 0700u);
   // A folder that already exists keeps the mode its owner gave it.
   const fs::path shared = dir.path() / "shared";
   fs::create_directory(shared);
   fs::permissions(shared, fs::perms(0750));
-  search::Engine::open(shared, {.model = search::kPixelsModel}).reset();
+  search::Engine::open(shared, pixels_model()).reset();
   EXPECT_EQ(mode(shared), 0750u);
 }
 
@@ -1233,6 +1240,59 @@ TEST_F(ServerTest, HostileJsonBodiesGet400) {
   EXPECT_EQ(c.Get("/v1/products/nested", auth())->status, 404);
   EXPECT_EQ(c.Get("/v1/products/utf8", auth())->status, 404);
   EXPECT_EQ(c.Get("/livez")->status, 200);
+}
+
+TEST(DecodeBudget, BoundsThePixelsDecodingAtOnce) {
+  DecodeBudget budget(100);
+  const auto soon = [] { return Clock::now() + std::chrono::milliseconds(50); };
+  auto a = budget.acquire(60, soon());
+  ASSERT_TRUE(a);
+  auto b = budget.acquire(40, soon());
+  ASSERT_TRUE(b);
+  EXPECT_EQ(budget.in_use(), 100);
+  EXPECT_FALSE(budget.acquire(1, soon()));  // spent: waits, then gives up
+  // A waiting request gets its share as soon as another decode ends.
+  std::atomic<bool> got{false};
+  std::thread waiter([&] { got = budget.acquire(50, Clock::now() + std::chrono::seconds(10)).has_value(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(got);
+  a.reset();
+  waiter.join();
+  EXPECT_TRUE(got);
+  EXPECT_EQ(budget.in_use(), 40);  // the waiter's ticket ended with its thread
+  // An image over the whole budget waits until nothing else decodes, then takes it all.
+  EXPECT_FALSE(budget.acquire(1000, soon()));
+  b.reset();
+  auto huge = budget.acquire(1000, soon());
+  ASSERT_TRUE(huge);
+  EXPECT_EQ(budget.in_use(), 100);
+  huge.reset();
+  EXPECT_EQ(budget.in_use(), 0);
+}
+
+TEST_F(ServerTest, ATinyDecodeBudgetStillServesOneImageAtATime) {
+  ServerOptions o = options();
+  o.decode_budget_pixels = 500;
+  Server server(o, engine_);
+  server.start();
+  auto c = client(server.port());
+  const Bytes photo = read_bytes(items_->at(7).image);  // 28 x 28 = 784 pixels: over the budget
+  std::vector<std::thread> clients;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&] {
+      auto own = client(server.port());
+      auto ok = own.Post("/v1/search?k=1", auth(), as_string(photo), "image/png");
+      if (ok && ok->status == 200) ++answered;
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(answered, 4);
+  // Over the limits: refused from the header, without waiting for the budget.
+  const auto start = Clock::now();
+  auto big = c.Post("/v1/search", auth(), as_string(png_claiming(photo, 20000, 20000)), "image/png");
+  expect_error(big, 413, "payload_too_large");
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST_F(ServerTest, StopFinishesTheRequestInFlight) {
