@@ -100,7 +100,7 @@ wait "${clients[@]}"
 echo
 echo "8 clients posting allowed-7071x7071-rgba16.png at once: server peak RSS $(mib "$(status_kb VmHWM)") MiB."
 
-query=$(find "$data/images" -name '*.png' 2> /dev/null | head -n 1)
+query=$(find "$data/images" -name '*.png' -print -quit 2> /dev/null || true)
 if [ -n "$query" ]; then
   read -r status seconds <<< "$(curl -s -o /dev/null -w '%{http_code} %{time_total}' \
     -H "Authorization: Bearer $key" -H "Content-Type: image/png" --data-binary "@$query" \
