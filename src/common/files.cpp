@@ -1,6 +1,7 @@
 #include "common/files.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <unistd.h>
@@ -34,6 +35,21 @@ void fsync_path(const fs::path& path, int flags) {
 }
 
 }  // namespace
+
+void create_private_directory(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) return;
+  if (dir.has_parent_path()) fs::create_directories(dir.parent_path(), ec);
+  if (ec) throw Error(ErrorKind::kIO, "cannot create " + dir.parent_path().string() + ": " + ec.message());
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    if (errno == EEXIST && fs::is_directory(dir, ec)) return;  // made meanwhile by another process
+    throw Error(ErrorKind::kIO, "cannot create " + dir.string() + ": " + std::strerror(errno));
+  }
+  // mkdir's mode is masked by the umask, which may remove bits but never adds any.
+  if (::chmod(dir.c_str(), 0700) != 0) {
+    throw Error(ErrorKind::kIO, "cannot set the mode of " + dir.string() + ": " + std::strerror(errno));
+  }
+}
 
 std::vector<std::uint8_t> read_file(const fs::path& path, std::size_t max_bytes) {
   std::error_code ec;

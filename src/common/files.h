@@ -32,6 +32,12 @@ bool process_has_ended(long pid) noexcept;
 // Returns how many were removed. Missing folder: 0. Throws nothing.
 std::size_t remove_stale_temp_files(const std::filesystem::path& dir) noexcept;
 
+// Creates dir with mode 0700 (whatever the umask; missing parents get the usual
+// modes) when it does not exist, so that the data a lookalike folder holds is shut
+// off from other users. An existing folder keeps the mode its owner gave it.
+// Throws Error(kIO) naming the folder.
+void create_private_directory(const std::filesystem::path& dir);
+
 // Lower-case hex SHA-256 of a buffer.
 std::string sha256_hex(const void* data, std::size_t size);
 

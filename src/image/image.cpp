@@ -175,18 +175,34 @@ int exif_orientation(const std::uint8_t* tiff, std::size_t size) {
   return 1;
 }
 
-// Looks for an eXIf chunk before the image data, where libpng (and OpenCV) read it.
-int png_orientation(const std::uint8_t* d, std::size_t size) {
+// Walks the chunks: counts those other than the header, image data (IDAT, which
+// encoders split into many) and end against the limit, wherever they are, since libpng reads the chunks
+// after the image data too; and reads the EXIF orientation from an eXIf chunk
+// before the image data, where libpng (and OpenCV) read it.
+int scan_png_chunks(const std::uint8_t* d, std::size_t size, std::size_t max_chunks) {
   std::size_t pos = 8;
+  std::size_t chunks = 0;
+  int orientation = 1;
+  bool exif_seen = false, image_data_seen = false;
   while (size - pos >= 12) {
     std::size_t length = be32(d + pos);
     const std::uint8_t* type = d + pos + 4;
-    if (length > size - pos - 12) return 1;
-    if (std::memcmp(type, "IDAT", 4) == 0) return 1;
-    if (std::memcmp(type, "eXIf", 4) == 0) return exif_orientation(d + pos + 8, length);
+    if (length > size - pos - 12) break;
+    if (std::memcmp(type, "IDAT", 4) == 0) {
+      image_data_seen = true;
+    } else if (std::memcmp(type, "IHDR", 4) != 0 && std::memcmp(type, "IEND", 4) != 0 &&
+               ++chunks > max_chunks) {
+      throw Error(ErrorKind::kTooLarge, "PNG has more than " + std::to_string(max_chunks) +
+                                            " chunks besides IHDR, IDAT and IEND");
+    }
+    if (!exif_seen && !image_data_seen && std::memcmp(type, "eXIf", 4) == 0) {
+      exif_seen = true;
+      orientation = exif_orientation(d + pos + 8, length);
+    }
+    if (std::memcmp(type, "IEND", 4) == 0) break;
     pos += 12 + length;
   }
-  return 1;
+  return orientation;
 }
 
 // ---- JPEG ----
@@ -471,7 +487,7 @@ Image decode(const std::uint8_t* data, std::size_t size, const DecodeLimits& lim
       dims = header.dims;
       check_limits(dims, limits);
       gray_source = png_is_gray(header.color_type);
-      orientation = png_orientation(data, size);
+      orientation = scan_png_chunks(data, size, limits.max_png_chunks);
       break;
     }
     case Format::kWebp:

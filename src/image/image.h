@@ -20,6 +20,9 @@ struct DecodeLimits {
   int max_width = 12000;                    // pixels
   int max_height = 12000;                   // pixels
   std::int64_t max_pixels = 50'000'000;     // width * height
+  // PNG chunks other than IHDR, IDAT (image data, often split) and IEND: a few are normal (text, colour profile, EXIF);
+  // a million empty ones cost the decoder a CRC and a call each and mean nothing.
+  std::size_t max_png_chunks = 1000;
 };
 
 enum class Format { kJpeg, kPng, kWebp };
@@ -50,8 +53,8 @@ Format sniff_format(const std::uint8_t* data, std::size_t size);
 // VP8/VP8L/VP8X). Throws Error(kUndecodable) when the header is truncated or invalid.
 Dimensions read_dimensions(const std::uint8_t* data, std::size_t size, Format format);
 
-// Decodes an image held in memory. Checks size and header dimensions against
-// limits first (Error(kTooLarge)); corrupt or truncated data is Error(kUndecodable).
+// Decodes an image held in memory. Checks size, header dimensions and the PNG
+// chunk count against limits first (Error(kTooLarge)); corrupt or truncated data is Error(kUndecodable).
 // EXIF orientation is honoured. When min_side > 0 and a JPEG is at least twice as
 // large as needed on both sides, it is decoded at 1/2, 1/4 or 1/8 scale, keeping
 // both sides >= min_side. Never lets an OpenCV exception escape.

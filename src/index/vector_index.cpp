@@ -11,7 +11,10 @@
 #include <faiss/index_io.h>
 #include <faiss/utils/distances.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -273,6 +276,22 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const fs::path& path, const std::
   if (stamp.model != expected_model) {
     throw Error(ErrorKind::kModelMismatch, "index file " + path.string() + " was built by model " + stamp.model +
                                                ", not by the current model " + expected_model);
+  }
+  // FAISS sizes a vector from the length stored before it and allocates it before
+  // reading it; an absurd length would be a huge allocation (and a crash under
+  // AddressSanitizer, which refuses it instead of throwing). The id map closes the
+  // payload (IndexIDMap2 writes it last): its length must be the header's count.
+  const auto& payload = file.payload;
+  std::uint64_t id_map_length = 0;
+  if (count > (payload.size() - std::min<std::size_t>(payload.size(), 8)) / 8) {
+    throw Error(ErrorKind::kInvalidInput, "index file " + path.string() + " is too short for its " +
+                                              std::to_string(count) + " vectors");
+  }
+  std::memcpy(&id_map_length, payload.data() + payload.size() - count * 8 - 8, 8);
+  if (id_map_length != count) {
+    throw Error(ErrorKind::kInvalidInput, "index file " + path.string() + " has an id map of " +
+                                              std::to_string(id_map_length) + " entries for " +
+                                              std::to_string(count) + " vectors");
   }
   auto impl = std::make_unique<Impl>();
   try {

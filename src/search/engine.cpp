@@ -418,9 +418,7 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
   engine->index_factory_ = options.index_factory;
   engine->exact_scan_max_vectors_ = options.exact_scan_max_vectors;
   engine->on_message_ = options.on_message;
-  std::error_code ec;
-  fs::create_directories(data_dir, ec);
-  if (ec) throw Error(ErrorKind::kIO, "cannot create data folder " + data_dir.string() + ": " + ec.message());
+  create_private_directory(data_dir);
   if (std::size_t removed = remove_stale_temp_files(data_dir); removed > 0 && options.on_message) {
     options.on_message("removed " + std::to_string(removed) + " temp file(s) left in " + data_dir.string() +
                        " by a process that was killed");

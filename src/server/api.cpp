@@ -20,6 +20,7 @@
 #include "search/engine.h"
 #include "server/imports.h"
 #include "server/metrics.h"
+#include "server/request_body.h"
 
 namespace lookalike::server {
 namespace fs = std::filesystem;
@@ -30,8 +31,12 @@ using nlohmann::json;
 namespace {
 
 constexpr int kDefaultPageSize = 10;
-constexpr int kMaxJsonDepth = 32;
+// Browsers send about 20; the bytes of the request line and headers are bounded too
+// (64 KiB, by the transport).
+constexpr std::size_t kMaxHeaderFields = 100;
 constexpr std::size_t kMaxStaticFileBytes = 16u << 20;
+// How long a request waits for its share of the decode budget before 503.
+constexpr std::chrono::seconds kDecodeBudgetWait{10};
 
 const char* kHtmlSecurityPolicy =
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
@@ -104,82 +109,6 @@ int json_int(const json& doc, const std::string& name, int min, int max) {
     throw bad_request(name + " must be from " + std::to_string(min) + " to " + std::to_string(max));
   }
   return static_cast<int>(value);
-}
-
-// nlohmann's parser keeps a stack per nesting level; bound the depth before parsing.
-json parse_json_body(const std::string& body, const char* what) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : body) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) throw bad_request(std::string(what) + " is nested too deeply");
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) throw bad_request(std::string(what) + " is not valid JSON (UTF-8)");
-  if (!doc.is_object()) throw bad_request(std::string(what) + " must be a JSON object");
-  return doc;
-}
-
-// Standard or URL-safe alphabet, padding optional, whitespace ignored, and a
-// "data:...;base64," prefix skipped (what a browser's FileReader produces).
-std::vector<std::uint8_t> decode_base64(const std::string& text, const std::string& what) {
-  std::size_t start = 0;
-  if (text.compare(0, 5, "data:") == 0) {
-    auto comma = text.find(',');
-    if (comma == std::string::npos || text.substr(0, comma).find(";base64") == std::string::npos) {
-      throw bad_request(what + " is a data URL without ;base64");
-    }
-    start = comma + 1;
-  }
-  std::vector<std::uint8_t> out;
-  out.reserve((text.size() - start) / 4 * 3 + 3);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  bool padding = false;
-  for (std::size_t i = start; i < text.size(); ++i) {
-    const char c = text[i];
-    int v;
-    if (c >= 'A' && c <= 'Z') {
-      v = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-      v = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-      v = c - '0' + 52;
-    } else if (c == '+' || c == '-') {
-      v = 62;
-    } else if (c == '/' || c == '_') {
-      v = 63;
-    } else if (c == '=') {
-      padding = true;
-      continue;
-    } else if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
-      continue;
-    } else {
-      throw bad_request(what + " is not valid base64");
-    }
-    if (padding) throw bad_request(what + " is not valid base64 (data after padding)");
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<std::uint8_t>((acc >> bits) & 0xFF));
-    }
-  }
-  if (bits >= 6) throw bad_request(what + " is not valid base64 (truncated)");
-  return out;
 }
 
 std::string image_url(const std::string& id, std::size_t n) {
@@ -536,7 +465,8 @@ Api::Api(ApiOptions options, ApiKeys keys, EngineSlot& engine, Metrics& metrics,
       metrics_(metrics),
       imports_(imports),
       reindexer_(reindexer),
-      openapi_(dump(openapi_spec(options_.public_search))) {}
+      openapi_(dump(openapi_spec(options_.public_search))),
+      decode_budget_(options_.decode_budget_pixels) {}
 
 std::shared_ptr<search::Engine> Api::engine() const {
   auto engine = engine_.get();
@@ -573,6 +503,15 @@ bool Api::admit(const Request& req, Response& res, RequestState& state) {
   // the unread body would otherwise be parsed as the next request.
   state.close_after = state.linger = chunked || (has_length && (!length_ok || length > 0));
   try {
+    // httplib adds REMOTE_ADDR, REMOTE_PORT, LOCAL_ADDR and LOCAL_PORT to what the client sent.
+    const std::size_t sent_headers = req.headers.size() - std::min<std::size_t>(req.headers.size(), 4);
+    if (sent_headers > kMaxHeaderFields) {
+      throw ApiError{431,
+                     "headers_too_large",
+                     "the request has " + std::to_string(sent_headers) + " header fields; the limit is " +
+                         std::to_string(kMaxHeaderFields),
+                     {}};
+    }
     const std::string raw_path = req.target.substr(0, req.target.find('?'));
     const MatchResult result = match_route(req.method, raw_path, state.match);
     if (state.match.any) state.route_label = state.match.any->pattern;
@@ -888,12 +827,30 @@ void Api::search(const Request& req, Response& res) const {
   check_page(page);
 
   const int min_side = engine->query_min_side();
+  const auto ticket = decode_ticket(data, size, engine->limits());
   image::Image query = crop ? image::decode_crop(data, size, engine->limits(), *crop, min_side)
                             : image::decode(data, size, engine->limits(), min_side);
   page.ranking.depth = page.search.depth;
   auto results = engine->search({query}, page.k + page.offset, /*with_details=*/true, page.search, &page.ranking);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   send_json(res, 200, results_json(results.front(), page, took_ms));
+}
+
+std::optional<DecodeBudget::Ticket> Api::decode_ticket(const std::uint8_t* data, std::size_t size,
+                                                       const image::DecodeLimits& limits) const {
+  const auto format = image::sniff_format(data, size);
+  const auto dims = image::read_dimensions(data, size, format);
+  const std::int64_t pixels = std::int64_t{dims.width} * dims.height;
+  // Over the limits: decode refuses it from the header, at no cost.
+  if (dims.width > limits.max_width || dims.height > limits.max_height || pixels > limits.max_pixels) return {};
+  auto ticket = decode_budget_.acquire(pixels, Clock::now() + kDecodeBudgetWait);
+  if (!ticket) {
+    throw ApiError{503,
+                   "overloaded",
+                   "the server is decoding too many large images; retry after 1 second",
+                   {{"Retry-After", "1"}}};
+  }
+  return ticket;
 }
 
 void Api::get_product(Response& res, const std::string& id) const {
@@ -1002,6 +959,7 @@ void Api::put_product(const Request& req, Response& res, const std::string& id) 
     try {
       if (bytes.empty()) throw bad_request("is empty");
       const auto format = image::sniff_format(bytes.data(), bytes.size());
+      const auto ticket = decode_ticket(bytes.data(), bytes.size(), engine->limits());
       image::decode(bytes.data(), bytes.size(), engine->limits(), engine->query_min_side());
       names.push_back(sha256_hex(bytes.data(), bytes.size()) + "." + extension_of(format));
     } catch (const Error& e) {

@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "server/decode_budget.h"
 #include "server/keys.h"
 #include "server/transport.h"
 
@@ -18,6 +20,9 @@ class Error;
 }
 namespace lookalike::search {
 class Engine;
+}
+namespace lookalike::image {
+struct DecodeLimits;
 }
 
 namespace lookalike::server {
@@ -54,6 +59,7 @@ struct ApiOptions {
   std::size_t max_body_bytes = 16u << 20;
   bool public_search = false;
   std::string cors_origin;
+  std::int64_t decode_budget_pixels = 50'000'000;  // ServerOptions::decode_budget_pixels
 };
 
 class Api final : public RequestHandler {
@@ -76,6 +82,11 @@ class Api final : public RequestHandler {
  private:
   void authorize(const httplib::Request& req, const Route& route) const;
   std::shared_ptr<search::Engine> engine() const;
+  // The image's share of the decode budget, held while it decodes; nothing for an
+  // image that decode will refuse from its header. Throws decode's errors for a bad
+  // header and ApiError 503 when the budget stays spent.
+  std::optional<DecodeBudget::Ticket> decode_ticket(const std::uint8_t* data, std::size_t size,
+                                                    const image::DecodeLimits& limits) const;
 
   void serve_static(const httplib::Request& req, httplib::Response& res, const std::string& file) const;
   void readyz(httplib::Response& res) const;
@@ -106,6 +117,7 @@ class Api final : public RequestHandler {
   ImportQueue& imports_;
   ReindexRunner& reindexer_;
   const std::string openapi_;
+  mutable DecodeBudget decode_budget_;
 };
 
 }  // namespace lookalike::server

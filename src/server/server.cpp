@@ -54,6 +54,7 @@ void check_options(const ServerOptions& o) {
   if (o.queue < 0) throw Error(ErrorKind::kInvalidInput, "--queue must not be negative");
   if (o.port < 0 || o.port > 65535) throw Error(ErrorKind::kInvalidInput, "--port must be from 0 to 65535");
   if (o.max_body_bytes == 0) throw Error(ErrorKind::kInvalidInput, "--max-body-bytes must be positive");
+  if (o.decode_budget_pixels <= 0) throw Error(ErrorKind::kInvalidInput, "the decode budget must be positive");
   if (o.data_dir.empty()) throw Error(ErrorKind::kInvalidInput, "--data is required");
   for (char c : o.cors_origin) {
     if (c == '\r' || c == '\n') throw Error(ErrorKind::kInvalidInput, "--cors-origin holds a line break");
@@ -93,9 +94,7 @@ void Server::start() {
   auto& d = *impl_;
   const auto& o = d.options;
   check_options(o);
-  std::error_code ec;
-  fs::create_directories(o.data_dir, ec);
-  if (ec) throw Error(ErrorKind::kIO, "cannot create " + o.data_dir.string() + ": " + ec.message());
+  create_private_directory(o.data_dir);
   make_private_dir(o.data_dir / "uploads");
   // A server killed while writing an upload or an import body leaves its temp file behind.
   remove_stale_temp_files(o.data_dir / "uploads");
@@ -104,8 +103,8 @@ void Server::start() {
   d.imports = std::make_unique<ImportQueue>(o.data_dir, d.metrics);
   d.reindexer = std::make_unique<ReindexRunner>();
   d.api = std::make_unique<Api>(
-      ApiOptions{o.data_dir, o.web_dir, o.max_body_bytes, o.public_search, o.cors_origin}, d.keys, d.engine,
-      d.metrics, *d.imports, *d.reindexer);
+      ApiOptions{o.data_dir, o.web_dir, o.max_body_bytes, o.public_search, o.cors_origin, o.decode_budget_pixels},
+      d.keys, d.engine, d.metrics, *d.imports, *d.reindexer);
 
   TransportOptions t;
   t.host = o.host;
@@ -118,7 +117,9 @@ void Server::start() {
   t.write_timeout_ms = o.write_timeout_seconds * 1000;
   t.request_timeout_ms = o.request_timeout_seconds * 1000;
   t.keep_alive_ms = o.keep_alive_seconds * 1000;
-  t.default_headers = {{"X-Content-Type-Options", "nosniff"}, {"Referrer-Policy", "no-referrer"}};
+  // X-Frame-Options for browsers that predate the page's CSP frame-ancestors.
+  t.default_headers = {
+      {"X-Content-Type-Options", "nosniff"}, {"Referrer-Policy", "no-referrer"}, {"X-Frame-Options", "DENY"}};
   if (!o.cors_origin.empty()) {
     t.default_headers.emplace("Access-Control-Allow-Origin", o.cors_origin);
     t.default_headers.emplace("Vary", "Origin");

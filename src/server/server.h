@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -38,6 +39,10 @@ struct ServerOptions {
   int request_timeout_seconds = 60;  // a whole request, body included
   int keep_alive_seconds = 5;        // an idle connection is closed after this
   int max_connections = 512;         // open client connections; beyond: 503 overloaded
+  // Pixels (width * height, from the file headers) of the uploaded images being decoded
+  // at once, across requests; more wait, and get 503 overloaded after 10 s. Bounds the
+  // memory of decoding (up to about 18 bytes a pixel) whatever the worker count.
+  std::int64_t decode_budget_pixels = 50'000'000;
   // Where start-up messages (generated keys, the address) go; may be empty.
   std::function<void(const std::string&)> on_message;
 };

@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <iterator>
+#include <string>
 
 #include "common/error.h"
 #include "embed/embedder.h"
@@ -67,6 +69,29 @@ void address_of(int fd, bool peer, std::string& ip, int& port) {
   ip = buf;
 }
 
+// Where the blank line ending the request line and headers starts in data, or npos.
+// `from` says how much was already searched, so that a head arriving byte by byte
+// costs linear time.
+std::size_t head_end(const char* data, std::size_t size, std::size_t from) {
+  static constexpr char kEnd[] = "\r\n\r\n";
+  const std::size_t start = from > 3 ? from - 3 : 0;
+  if (size < start + 4) return std::string::npos;
+  const char* end = data + size;
+  const char* found = std::search(data + start, end, kEnd, kEnd + 4);
+  return found == end ? std::string::npos : static_cast<std::size_t>(found - data);
+}
+
+std::string fixed_response(const char* status_line, const std::string& code, const std::string& message,
+                           const char* extra_headers, const httplib::Headers& default_headers) {
+  const std::string body = R"({"error":{"code":")" + code + R"(","message":")" + message + R"("}})";
+  std::string response =
+      std::string("HTTP/1.1 ") + status_line +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+      extra_headers + "Connection: close\r\n";
+  for (const auto& [name, value] : default_headers) response += name + ": " + value + "\r\n";
+  return response + "\r\n" + body;
+}
+
 // A client connection as httplib reads and writes it, with limits httplib 0.11
 // lacks: the request line and headers may hold at most `limit` bytes and must
 // arrive before a deadline; the body may hold at most max_body_bytes and must
@@ -74,8 +99,15 @@ void address_of(int fd, bool peer, std::string& ip, int& port) {
 // headers one byte at a time.
 class ConnectionStream final : public httplib::Stream {
  public:
-  ConnectionStream(int fd, int read_timeout_ms, int write_timeout_ms)
-      : fd_(fd), read_timeout_ms_(read_timeout_ms), write_timeout_ms_(write_timeout_ms), buffer_(16 * 1024) {}
+  // `head`: the bytes the poller already read from the connection.
+  ConnectionStream(int fd, int read_timeout_ms, int write_timeout_ms, const std::string& head)
+      : fd_(fd),
+        read_timeout_ms_(read_timeout_ms),
+        write_timeout_ms_(write_timeout_ms),
+        buffer_(head.begin(), head.end()),
+        end_(head.size()) {
+    buffer_.resize(std::max<std::size_t>(buffer_.size(), 16 * 1024));
+  }
 
   void begin_request(Clock::time_point deadline, std::size_t head_limit) {
     deadline_ = deadline;
@@ -87,6 +119,15 @@ class ConnectionStream final : public httplib::Stream {
     limit_ = delivered_ + body_limit;
   }
   std::size_t buffered() const { return end_ - pos_; }
+  // The buffered bytes hold a whole request line and headers.
+  bool buffered_head_complete() const {
+    return head_end(buffer_.data() + pos_, end_ - pos_, 0) != std::string::npos;
+  }
+  std::string take_buffered() {
+    std::string out(buffer_.data() + pos_, end_ - pos_);
+    pos_ = end_;
+    return out;
+  }
 
   bool is_readable() const override { return pos_ < end_ || wait_fd(fd_, POLLIN, read_timeout_ms_); }
   bool is_writable() const override { return wait_fd(fd_, POLLOUT, write_timeout_ms_); }
@@ -238,15 +279,13 @@ Transport::Transport(TransportOptions options, RequestHandler& handler)
     if (t_state) handler_.finished(req, res, *t_state);
   });
 
-  const std::string body =
-      R"({"error":{"code":"overloaded","message":"the server is busy; retry after 1 second"}})";
   overloaded_response_ =
-      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: " +
-      std::to_string(body.size()) + "\r\nRetry-After: 1\r\nConnection: close\r\n";
-  for (const auto& [name, value] : options_.default_headers) {
-    overloaded_response_ += name + ": " + value + "\r\n";
-  }
-  overloaded_response_ += "\r\n" + body;
+      fixed_response("503 Service Unavailable", "overloaded", "the server is busy; retry after 1 second",
+                     "Retry-After: 1\r\n", options_.default_headers);
+  timeout_response_ = fixed_response("408 Request Timeout", "request_timeout",
+                                     "the request line and headers did not arrive within " +
+                                         std::to_string(options_.read_timeout_ms) + " ms",
+                                     "", options_.default_headers);
 
   if (::pipe2(wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
     throw Error(ErrorKind::kIO, std::string("cannot create a pipe: ") + std::strerror(errno));
@@ -323,12 +362,16 @@ void Transport::adopt(int fd) {
   } else if (open > options_.max_connections) {
     refuse_overloaded(fd);
   } else {
-    add_to_poller({fd, Clock::now() + std::chrono::milliseconds(options_.read_timeout_ms), false, 0, 0});
+    add_to_poller(
+        {fd, Clock::now() + std::chrono::milliseconds(options_.read_timeout_ms), false, 0, 0, {}, {}});
   }
 }
 
-void Transport::park(int fd, std::size_t requests) {
-  add_to_poller({fd, Clock::now() + std::chrono::milliseconds(options_.keep_alive_ms), false, requests, 0});
+void Transport::park(int fd, std::size_t requests, std::string head) {
+  const auto now = Clock::now();
+  // A request already begun must finish its headers within the read timeout.
+  const int wait_ms = head.empty() ? options_.keep_alive_ms : options_.read_timeout_ms;
+  add_to_poller({fd, now + std::chrono::milliseconds(wait_ms), false, requests, 0, std::move(head), now});
 }
 
 void Transport::linger(int fd) {
@@ -336,7 +379,7 @@ void Transport::linger(int fd) {
   // discarded, so the kernel does not answer it with a reset that could destroy
   // the response in the client's receive buffer.
   ::shutdown(fd, SHUT_WR);
-  add_to_poller({fd, Clock::now() + std::chrono::milliseconds(options_.linger_ms), true, 0, 0});
+  add_to_poller({fd, Clock::now() + std::chrono::milliseconds(options_.linger_ms), true, 0, 0, {}, {}});
 }
 
 void Transport::refuse_overloaded(int fd) {
@@ -347,27 +390,35 @@ void Transport::refuse_overloaded(int fd) {
   linger(fd);
 }
 
+void Transport::refuse_timed_out(int fd) {
+  [[maybe_unused]] ssize_t n =
+      ::send(fd, timeout_response_.data(), timeout_response_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  linger(fd);
+}
+
 void Transport::add_to_poller(Parked parked) {
+  const int fd = parked.fd;
+  bool added = false;
   {
     std::lock_guard<std::mutex> lock(poll_mutex_);
     if (!poll_exit_) {
-      pending_.push_back(parked);
-      parked.fd = -1;
+      pending_.push_back(std::move(parked));
+      added = true;
     }
   }
-  if (parked.fd >= 0) {
-    close_connection(parked.fd);
+  if (!added) {
+    close_connection(fd);
     return;
   }
   char byte = 1;
   [[maybe_unused]] ssize_t n = ::write(wake_pipe_[1], &byte, 1);
 }
 
-bool Transport::enqueue(int fd, std::size_t requests, Clock::time_point ready) {
+bool Transport::enqueue(int fd, std::size_t requests, Clock::time_point ready, std::string& head) {
   {
     std::lock_guard<std::mutex> lock(queue_mutex_);
     if (workers_exit_ || jobs_.size() >= static_cast<std::size_t>(std::max(0, options_.queue))) return false;
-    jobs_.push_back({fd, requests, ready});
+    jobs_.push_back({fd, requests, ready, std::move(head)});
   }
   queue_cv_.notify_one();
   return true;
@@ -381,7 +432,7 @@ void Transport::poll_loop() {
     bool exiting;
     {
       std::lock_guard<std::mutex> lock(poll_mutex_);
-      entries.insert(entries.end(), pending_.begin(), pending_.end());
+      std::move(pending_.begin(), pending_.end(), std::back_inserter(entries));
       pending_.clear();
       exiting = poll_exit_;
     }
@@ -427,7 +478,7 @@ void Transport::poll_loop() {
     const auto now = Clock::now();
     std::size_t kept = 0;
     for (std::size_t i = 0; i < entries.size(); ++i) {
-      Parked e = entries[i];
+      Parked& e = entries[i];
       const short revents = rc > 0 ? fds[i + 1].revents : 0;
       bool keep = true;
       if (e.linger) {
@@ -449,14 +500,48 @@ void Transport::poll_loop() {
         }
         if (keep && now >= e.deadline) keep = false;
         if (!keep) close_connection(e.fd);
-      } else if (revents & POLLIN) {
-        keep = false;
-        if (!enqueue(e.fd, e.requests, now)) refuse_overloaded(e.fd);
-      } else if ((revents & (POLLHUP | POLLERR)) || now >= e.deadline) {
-        keep = false;
-        close_connection(e.fd);
+      } else {
+        // Collect the request line and headers; a worker gets the request only once they are complete.
+        bool closed = false;
+        const std::size_t searched = e.head.size();
+        if (revents & (POLLIN | POLLHUP | POLLERR)) {
+          while (e.head.size() < options_.max_head_bytes) {
+            const std::size_t room = std::min(scratch.size(), options_.max_head_bytes - e.head.size());
+            ssize_t n = ::recv(e.fd, scratch.data(), room, MSG_DONTWAIT);
+            if (n > 0) {
+              if (e.head.empty()) {
+                e.started = now;
+                e.deadline = now + std::chrono::milliseconds(options_.read_timeout_ms);
+              }
+              e.head.append(scratch.data(), static_cast<std::size_t>(n));
+              continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
+            closed = true;  // EOF or error
+            break;
+          }
+        }
+        const bool ready =
+            !e.head.empty() && (e.head.size() >= options_.max_head_bytes ||
+                                head_end(e.head.data(), e.head.size(), searched) != std::string::npos);
+        if (ready) {
+          // Over the size limit: the worker lets httplib answer 400 for it.
+          keep = false;
+          if (!enqueue(e.fd, e.requests, e.started, e.head)) refuse_overloaded(e.fd);
+        } else if (closed) {
+          keep = false;
+          close_connection(e.fd);
+        } else if (now >= e.deadline) {
+          keep = false;
+          if (e.head.empty()) {
+            close_connection(e.fd);
+          } else {
+            refuse_timed_out(e.fd);
+          }
+        }
       }
-      if (keep) entries[kept++] = e;
+      if (keep && kept != i) entries[kept] = std::move(e);
+      if (keep) ++kept;
     }
     entries.resize(kept);
   }
@@ -478,12 +563,13 @@ void Transport::worker_loop() {
       job = jobs_.front();
       jobs_.pop_front();
     }
-    serve(job.fd, job.requests, job.ready);
+    serve(job.fd, job.requests, job.ready, std::move(job.head));
   }
 }
 
-void Transport::serve(int fd, std::size_t requests, Clock::time_point ready) {
-  ConnectionStream stream(fd, options_.read_timeout_ms, options_.write_timeout_ms);
+void Transport::serve(int fd, std::size_t requests, Clock::time_point ready, std::string head) {
+  ConnectionStream stream(fd, options_.read_timeout_ms, options_.write_timeout_ms, head);
+  head.clear();
   Clock::time_point start = ready;
   for (;;) {
     RequestState state;
@@ -525,6 +611,11 @@ void Transport::serve(int fd, std::size_t requests, Clock::time_point ready) {
     }
     if (stream.buffered() == 0) {
       park(fd, requests);
+      return;
+    }
+    if (!stream.buffered_head_complete()) {
+      // The start of a pipelined request: the poller waits for the rest of its headers.
+      park(fd, requests, stream.take_buffered());
       return;
     }
     start = Clock::now();  // a pipelined request is already here

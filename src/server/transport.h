@@ -7,8 +7,11 @@
 // to be parsed as the next request. So the transport overrides
 // Server::process_and_close_socket (a virtual the accept loop calls for each new
 // socket) to take the socket, and from then on owns it:
-//  - a poller thread waits until a request's first bytes arrive (idle and
-//    keep-alive connections hold no worker), then queues it for the pool;
+//  - a poller thread collects each request's line and headers as they arrive
+//    (idle, keep-alive and slow connections hold no worker: a client dribbling
+//    its headers cannot starve the pool) and queues the request for the pool
+//    once its headers are complete; headers not complete within the read
+//    timeout get 408;
 //  - a full queue, or too many connections, is answered 503 `overloaded` with
 //    Retry-After right there, without reading the request;
 //  - a worker runs one request through Server::process_request with our own
@@ -102,25 +105,30 @@ class Transport {
     int fd;
     Clock::time_point deadline;
     bool linger;
-    std::size_t requests;  // served on this connection so far
-    std::size_t drained;   // linger: bytes discarded
+    std::size_t requests;       // served on this connection so far
+    std::size_t drained;        // linger: bytes discarded
+    std::string head;           // the next request's bytes read so far (at most max_head_bytes)
+    Clock::time_point started;  // when head's first byte arrived
   };
 
-  void adopt(int fd);                       // accept thread: a new connection
-  void park(int fd, std::size_t requests);  // wait for its next request
-  void linger(int fd);                      // drain, then close
-  void refuse_overloaded(int fd);           // 503 without reading, then linger
+  void adopt(int fd);  // accept thread: a new connection
+  // Waits for the next request; `head` holds its first bytes when some are already read.
+  void park(int fd, std::size_t requests, std::string head = {});
+  void linger(int fd);             // drain, then close
+  void refuse_overloaded(int fd);  // 503 without reading, then linger
+  void refuse_timed_out(int fd);   // 408: the headers did not arrive in time
   void close_connection(int fd);
   void poll_loop();
   void worker_loop();
-  bool enqueue(int fd, std::size_t requests, Clock::time_point ready);
-  void serve(int fd, std::size_t requests, Clock::time_point ready);
+  bool enqueue(int fd, std::size_t requests, Clock::time_point ready, std::string& head);
+  void serve(int fd, std::size_t requests, Clock::time_point ready, std::string head);
   void add_to_poller(Parked parked);
 
   const TransportOptions options_;
   RequestHandler& handler_;
   std::unique_ptr<HttpServer> http_;
   std::string overloaded_response_;
+  std::string timeout_response_;
 
   std::atomic<bool> stopping_{false};
   std::atomic<int> connections_{0};
@@ -140,6 +148,7 @@ class Transport {
     int fd;
     std::size_t requests;
     Clock::time_point ready;
+    std::string head;  // the request line and headers, complete (or at the size limit)
   };
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;

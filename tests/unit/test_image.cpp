@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <opencv2/core.hpp>
@@ -12,6 +13,7 @@
 #include "common/error.h"
 #include "image/distort.h"
 #include "image/image.h"
+#include "support/hostile_images.h"
 #include "support/test_support.h"
 
 namespace lookalike::image {
@@ -534,6 +536,64 @@ TEST(ImageDecode, WebpVp8xClaiming16383SquareIsRefusedBeforeDecoding) {
   EXPECT_EQ(dims.width, 16383);
   EXPECT_EQ(dims.height, 16383);
   expect_decode_error(webp, ErrorKind::kTooLarge, "16383 x 16383");
+}
+
+TEST(ImageDecode, EveryHostileImageIsRefusedFastWithItsReason) {
+  for (const auto& hostile : testing::hostile_images()) {
+    SCOPED_TRACE(hostile.name);
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      decode(hostile.bytes, {}, 28);
+      ADD_FAILURE() << "decoded";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(to_string(e.kind())), hostile.error_kind) << e.what();
+      EXPECT_NE(std::string(e.what()).find(hostile.message_part), std::string::npos) << e.what();
+    }
+    // Generous for a sanitizer build on a busy machine; the recorded figures are in bench/RESULTS.md.
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  }
+}
+
+TEST(ImageDecode, PngOfZerosWithinTheLimitsDecodes) {
+  // The same kind of file as the 30000 x 30000 bomb, small enough to be allowed.
+  const Bytes png = testing::png_of_zeros(1000, 600, false);
+  EXPECT_LT(png.size(), 2000u);
+  const Image image = decode(png);
+  EXPECT_EQ(image.width, 1000);
+  EXPECT_EQ(image.height, 600);
+  EXPECT_EQ(image.channels, 1);
+  EXPECT_TRUE(std::all_of(image.pixels.begin(), image.pixels.end(), [](std::uint8_t v) { return v == 0; }));
+  const Image rgba = decode(testing::png_of_zeros(20, 10, true));
+  EXPECT_EQ(rgba.channels, 3);
+  EXPECT_EQ(rgba.pixels.front(), 255);  // transparent black over white
+}
+
+TEST(ImageDecode, PngChunkCountLimitApplies) {
+  EXPECT_EQ(decode(testing::png_with_chunks(1000)).width, 16);
+  expect_decode_error(testing::png_with_chunks(1001), ErrorKind::kTooLarge,
+                      "more than 1000 chunks besides IHDR, IDAT and IEND");
+  DecodeLimits limits;
+  limits.max_png_chunks = 5;
+  EXPECT_EQ(decode(testing::png_with_chunks(5), limits).width, 16);
+  expect_decode_error(testing::png_with_chunks(6), ErrorKind::kTooLarge, "more than 5 chunks", limits);
+  // Image data split into many chunks, as encoders do, is not counted.
+  const Bytes whole = encode(random_bgr(64, 64), ".png");
+  Bytes split(whole.begin(), whole.begin() + 33);  // signature and IHDR
+  Bytes data;
+  for (std::size_t pos = 33; pos + 12 <= whole.size();) {
+    const std::uint32_t length = (std::uint32_t{whole[pos]} << 24) | (whole[pos + 1] << 16) |
+                                 (whole[pos + 2] << 8) | whole[pos + 3];
+    if (std::string(whole.begin() + pos + 4, whole.begin() + pos + 8) == "IDAT") {
+      data.insert(data.end(), whole.begin() + pos + 8, whole.begin() + pos + 8 + length);
+    }
+    pos += 12 + length;
+  }
+  ASSERT_GT(data.size(), 4000u);
+  for (std::size_t pos = 0; pos < data.size(); pos += 4) {
+    put_png_chunk(split, "IDAT", Bytes(data.begin() + pos, data.begin() + std::min(pos + 4, data.size())));
+  }
+  put_png_chunk(split, "IEND", {});
+  EXPECT_EQ(decode(split).width, 64);
 }
 
 TEST(ImageDecode, PixelCountLimitApplies) {

@@ -11,6 +11,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <iostream>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -26,10 +28,12 @@
 #include "image/image.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
+#include "server/decode_budget.h"
 #include "server/imports.h"
 #include "server/metrics.h"
 #include "server/routes.h"
 #include "server/server.h"
+#include "support/hostile_images.h"
 #include "support/test_support.h"
 
 namespace lookalike::server {
@@ -452,6 +456,166 @@ TEST_F(ServerTest, GeneratedKeysAreStoredPrivatelyAndPrintedOnce) {
   EXPECT_EQ(live->status, 200);
 }
 
+// Everything written to file descriptor 2 (std::cerr, libraries' stderr) while alive.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    std::fflush(stderr);
+    saved_ = ::dup(2);
+    file_ = std::tmpfile();
+    ::dup2(::fileno(file_), 2);
+  }
+  ~StderrCapture() { restore(); }
+  std::string text() {
+    restore();
+    std::rewind(file_);
+    std::string out;
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, file_)) > 0;) out.append(buf, n);
+    return out;
+  }
+
+ private:
+  void restore() {
+    if (saved_ < 0) return;
+    std::cerr.flush();
+    std::fflush(stderr);
+    ::dup2(saved_, 2);
+    ::close(saved_);
+    saved_ = -1;
+  }
+  int saved_ = -1;
+  std::FILE* file_ = nullptr;
+};
+
+TEST_F(ServerTest, KeysAreNeverLogged) {
+  TempDir dir;
+  const std::string admin = "admin-key-from-env-0123456789";
+  const std::string search = "search-key-from-env-0123456789";
+  ::setenv("LOOKALIKE_ADMIN_KEY", admin.c_str(), 1);
+  ::setenv("LOOKALIKE_SEARCH_KEY", search.c_str(), 1);
+  std::vector<std::string> messages;
+  ServerOptions o = options();
+  o.data_dir = dir.path() / "data";
+  o.admin_key.clear();
+  o.search_key.clear();
+  o.on_message = [&](const std::string& m) { messages.push_back(m); };
+  std::string log;
+  {
+    StderrCapture capture;
+    {
+      Server server(o, engine_);
+      server.start();
+      EXPECT_EQ(server.admin_key(), admin);
+      auto c = client(server.port());
+      const std::string png = as_string(read_bytes(items_->at(1).image));
+      // Right and wrong keys, in both headers, in the query and the path; requests that
+      // fail on the server (a catalog image gone missing is logged) and requests that fail
+      // on the client's side.
+      for (const std::string& key : {admin, search, admin + "x", search.substr(1)}) {
+        for (const char* header : {"Authorization", "X-API-Key"}) {
+          httplib::Headers h = {{header, std::string(header) == "X-API-Key" ? key : "Bearer " + key}};
+          c.Post(("/v1/search?k=1&key=" + key).c_str(), h, png, "image/png");
+          c.Post("/v1/search", h, "not an image", "image/png");
+          c.Get(("/v1/products/" + key).c_str(), h);
+          c.Put(("/v1/products/" + key).c_str(), h, "{", "application/json");
+          c.Delete("/v1/products/no-such-product", h);
+        }
+      }
+      const fs::path gone = dir.path() / "gone.png";
+      testing::write_bytes(gone, read_bytes(items_->at(1).image));
+      const std::string line = R"({"id": "gone", "images": ["gone.png"]})";
+      testing::write_text(dir.path() / "gone.jsonl", line + "\n");
+      engine_->ingest(dir.path() / "gone.jsonl", {});
+      fs::remove(gone);
+      auto missing = c.Get("/v1/products/gone/images/0", {{"Authorization", "Bearer " + admin}});
+      ASSERT_TRUE(missing);
+      EXPECT_EQ(missing->status, 404);
+      engine_->delete_products({"gone"});
+    }
+    log = capture.text();
+  }
+  ::unsetenv("LOOKALIKE_ADMIN_KEY");
+  ::unsetenv("LOOKALIKE_SEARCH_KEY");
+  EXPECT_NE(log.find("cannot serve image 0 of gone"), std::string::npos) << log;  // the log was captured
+  EXPECT_EQ(log.find(admin), std::string::npos) << log;
+  EXPECT_EQ(log.find(search), std::string::npos) << log;
+  EXPECT_EQ(log.find("key-from-env"), std::string::npos) << log;
+  for (const auto& m : messages) EXPECT_EQ(m.find("key-from-env"), std::string::npos) << m;
+  EXPECT_FALSE(fs::exists(o.data_dir / "keys.json"));  // keys from the environment stay off the disk
+}
+
+search::OpenOptions pixels_model() {
+  search::OpenOptions open;
+  open.model = search::kPixelsModel;
+  return open;
+}
+
+TEST_F(ServerTest, DataFolderIsPrivate) {
+  TempDir dir;
+  const mode_t old_umask = ::umask(0);  // the most permissive: the modes must not come from it
+  ServerOptions o = options();
+  o.data_dir = dir.path() / "new" / "data";
+  o.admin_key.clear();
+  o.search_key.clear();
+  {
+    Server server(o, nullptr);
+    server.start();
+  }
+  testing::write_bytes(dir.path() / "catalog" / "a.png", read_bytes(items_->at(0).image));
+  testing::write_text(dir.path() / "catalog" / "catalog.jsonl", R"({"id": "a", "images": ["a.png"]})" "\n");
+  auto engine = search::Engine::open(o.data_dir, pixels_model());
+  engine->ingest(dir.path() / "catalog" / "catalog.jsonl", {});
+  engine.reset();
+  ::umask(old_umask);
+  auto mode = [](const fs::path& p) {
+    struct stat st {};
+    EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+    return st.st_mode & 0777;
+  };
+  // The folder shuts out other users, whatever the umask made of the files inside
+  // (here catalog.db and index.lkx are 0644 or wider); the keys are private by themselves.
+  EXPECT_EQ(mode(o.data_dir), 0700u);
+  EXPECT_EQ(mode(o.data_dir / "uploads"), 0700u);
+  EXPECT_EQ(mode(o.data_dir / "keys.json"), 0600u);
+  EXPECT_TRUE(fs::exists(o.data_dir / "catalog.db"));
+  // A folder the engine creates on its own (lookalike ingest) is private too.
+  const fs::path cli_made = dir.path() / "cli" / "data";
+  ::umask(0);
+  search::Engine::open(cli_made, pixels_model()).reset();
+  ::umask(old_umask);
+  EXPECT_EQ(mode(cli_made), 0700u);
+  // A folder that already exists keeps the mode its owner gave it.
+  const fs::path shared = dir.path() / "shared";
+  fs::create_directory(shared);
+  fs::permissions(shared, fs::perms(0750));
+  search::Engine::open(shared, pixels_model()).reset();
+  EXPECT_EQ(mode(shared), 0750u);
+}
+
+TEST_F(ServerTest, ThePageHasNoInlineScriptAndCannotBeFramed) {
+  auto c = client();
+  auto index = c.Get("/");
+  ASSERT_TRUE(index);
+  EXPECT_EQ(index->get_header_value("X-Frame-Options"), "DENY");
+  EXPECT_NE(index->get_header_value("Content-Security-Policy").find("frame-ancestors 'none'"), std::string::npos);
+  EXPECT_EQ(index->get_header_value("Content-Security-Policy").find("unsafe-inline"), std::string::npos);
+  EXPECT_EQ(c.Get("/livez")->get_header_value("X-Frame-Options"), "DENY");
+  // The shipped page keeps to that policy: every script comes from a file, and no
+  // element carries an event handler or a style attribute (both count as inline).
+  const std::string html = testing::read_text(fs::path(LOOKALIKE_SOURCE_DIR) / "web" / "index.html");
+  const std::regex script_tag("<script\\b[^>]*>", std::regex::icase);
+  int scripts = 0;
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), script_tag); it != std::sregex_iterator(); ++it) {
+    EXPECT_NE(it->str().find("src="), std::string::npos) << it->str();
+    ++scripts;
+  }
+  EXPECT_GT(scripts, 0);
+  EXPECT_FALSE(std::regex_search(html, std::regex("\\son[a-z]+\\s*=", std::regex::icase)));
+  EXPECT_FALSE(std::regex_search(html, std::regex("\\sstyle\\s*=", std::regex::icase)));
+  EXPECT_FALSE(std::regex_search(html, std::regex("javascript:", std::regex::icase)));
+}
+
 // --- search -----------------------------------------------------------------
 
 TEST_F(ServerTest, SearchFindsTheCatalogImageFirstInEveryBodyForm) {
@@ -846,6 +1010,52 @@ TEST_F(ServerTest, ErrorStatusesOfTheTable) {
   EXPECT_EQ(ok->status, 200);
 }
 
+// Peak resident memory of this process so far (VmHWM), in bytes.
+std::size_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+TEST_F(ServerTest, HostileImagesAreRefusedWithTheirStatusAndTheServerKeepsServing) {
+  ServerOptions o = options();
+  o.max_body_bytes = ServerOptions{}.max_body_bytes;  // the default 16 MiB: the million-chunk PNG fits
+  Server server(o, engine_);
+  server.start();
+  auto c = client(server.port());
+  const auto& hostile = testing::hostile_images();
+  const std::size_t peak_before = peak_rss_bytes();
+  for (const auto& image : hostile) {
+    SCOPED_TRACE(image.name);
+    const auto start = Clock::now();
+    auto r = c.Post("/v1/search", auth(), as_string(image.bytes), "image/jpeg");
+    const auto took = Clock::now() - start;
+    ASSERT_TRUE(r) << httplib::to_string(r.error());
+    EXPECT_EQ(r->status, image.http_status) << r->body;
+    EXPECT_NE(json::parse(r->body)["error"]["message"].get<std::string>().find(image.message_part),
+              std::string::npos)
+        << r->body;
+    EXPECT_LT(took, std::chrono::seconds(3));  // refused, not decoded (figures: bench/RESULTS.md)
+
+    // Uploaded as a product photo: the same answer, and nothing stored.
+    httplib::MultipartFormDataItems parts = {{"product", R"({"title": "Hostile"})", "", "application/json"},
+                                             {"image", as_string(image.bytes), image.name, "image/jpeg"}};
+    auto put = c.Put("/v1/products/hostile-1", auth(kAdminKey), parts);
+    ASSERT_TRUE(put);
+    EXPECT_EQ(put->status, image.http_status) << put->body;
+  }
+  // None of them was decoded: the 30000 x 30000 one alone would take 900 MB.
+  EXPECT_LT(peak_rss_bytes(), peak_before + (256u << 20));
+  EXPECT_EQ(c.Get("/v1/products/hostile-1", auth())->status, 404);
+  const Bytes photo = read_bytes(items_->at(3).image);
+  auto ok = c.Post("/v1/search?k=1", auth(), as_string(photo), "image/png");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(json::parse(ok->body)["results"][0]["product_id"], items_->at(3).id);
+}
+
 TEST_F(ServerTest, ChunkedAndLengthlessBodiesGet411BeforeTheBodyIsRead) {
   // Chunked: refused on the headers alone; the body never needs to arrive.
   RawConnection chunked(port());
@@ -957,10 +1167,12 @@ TEST_F(ServerTest, OverloadGets503WithRetryAfterQuickly) {
   o.queue = 1;
   Server small(o, engine_);
   small.start();
-  // The one worker is held by a request whose headers never finish; the next
-  // request waits in the queue; the one after that finds the queue full.
+  // The one worker is held by a request whose body never finishes (slow headers
+  // hold none: the poller collects them); the next request waits in the queue;
+  // the one after that finds the queue full.
   RawConnection slow(small.port());
-  slow.send("GET /livez HTTP/1.1\r\nHost: x\r\n");
+  slow.send("POST /v1/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kSearchKey) +
+            "\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n" + std::string(10, 'x'));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   RawConnection queued(small.port());
   queued.send("GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -1017,6 +1229,173 @@ TEST_F(ServerTest, SlowClientsAndTooManyConnectionsAreCutOff) {
   RawConnection extra(small.port());
   extra.send("GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(status_of(extra.read(2000, "}")), 503);
+}
+
+TEST_F(ServerTest, SlowlorisClientsDoNotStarveOthersAndGet408) {
+  ServerOptions o = options();
+  o.threads = 2;
+  o.read_timeout_seconds = 3;
+  Server small(o, engine_);
+  small.start();
+  // Five times as many clients dribbling headers as there are workers.
+  std::vector<std::unique_ptr<RawConnection>> slow;
+  for (int i = 0; i < 10; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(small.port()));
+    ASSERT_TRUE(slow.back()->connected());
+    slow.back()->send("GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  }
+  for (int round = 0; round < 3; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    for (auto& c : slow) c->send("a");
+    // A normal client is answered at once meanwhile, search included.
+    auto c = client(small.port());
+    const auto start = Clock::now();
+    auto live = c.Get("/livez");
+    ASSERT_TRUE(live);
+    EXPECT_EQ(live->status, 200);
+    auto found = c.Post("/v1/search?k=1", auth(), as_string(read_bytes(items_->at(4).image)), "image/png");
+    ASSERT_TRUE(found);
+    EXPECT_EQ(found->status, 200);
+    // Starved, it would wait for the slow clients' read timeout (3 s).
+    EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(1500));
+  }
+  // The read timeout counts from the first byte of the request: 408, then closed.
+  for (auto& c : slow) {
+    std::string answer = c->read(5000);
+    EXPECT_EQ(status_of(answer), 408) << answer;
+    EXPECT_NE(answer.find("\"request_timeout\""), std::string::npos) << answer;
+    EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+  }
+  // A pipelined request whose headers are incomplete does not hold the worker either.
+  RawConnection pipelined(small.port());
+  pipelined.send("GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  RawConnection pipelined2(small.port());
+  pipelined2.send("GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto c = client(small.port());
+  auto live = c.Get("/livez");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
+  std::string first = pipelined.read(5000, "HTTP/1.1 408");
+  EXPECT_EQ(status_of(first), 200) << first;
+  EXPECT_NE(first.find("HTTP/1.1 408"), std::string::npos) << first;
+}
+
+TEST_F(ServerTest, TooManyOrTooLongHeadersAreRefused) {
+  // More header fields than the limit: 431, whatever their size.
+  RawConnection many(port());
+  std::string request = "GET /livez HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 101; ++i) request += "X-" + std::to_string(i) + ": 1\r\n";
+  many.send(request + "\r\n");
+  std::string answer = many.read(3000, "}");
+  EXPECT_EQ(status_of(answer), 431) << answer;
+  EXPECT_NE(answer.find("\"headers_too_large\""), std::string::npos) << answer;
+  RawConnection hundred(port());
+  request = "GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  for (int i = 0; i < 98; ++i) request += "X-" + std::to_string(i) + ": 1\r\n";
+  hundred.send(request + "\r\n");
+  EXPECT_EQ(status_of(hundred.read(3000, "}")), 200);
+  // One header line longer than the whole head limit (64 KiB), never finished: 400, closed.
+  RawConnection longer(port());
+  longer.send("GET /livez HTTP/1.1\r\nHost: x\r\nX-Long: " + std::string(70000, 'a'));
+  std::string cut = longer.read(3000, "}");
+  EXPECT_EQ(status_of(cut), 400) << cut.substr(0, 200);
+  // A request line over 8 KiB: 414.
+  RawConnection uri(port());
+  uri.send("GET /livez?" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status_of(uri.read(3000, "}")), 414);
+}
+
+TEST_F(ServerTest, HostileJsonBodiesGet400) {
+  auto c = client();
+  const std::string png_b64 = base64(read_bytes(items_->at(5).image));
+  auto expect_400 = [&](const std::string& body, const std::string& message_part) {
+    auto r = c.Post("/v1/search", auth(), body, "application/json");
+    expect_error(r, 400, "bad_request");
+    if (r) EXPECT_NE(r->body.find(message_part), std::string::npos) << r->body;
+  };
+  // Deeply nested: refused before parsing, at once, whatever the depth.
+  const auto start = Clock::now();
+  expect_400(std::string(100000, '['), "nested too deeply");
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"x\": " + std::string(500000, '[') + "}",
+             "nested too deeply");
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
+  // Invalid UTF-8, in a key and in a value; an unpaired surrogate escape.
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"k\xff\": 1}", "not valid JSON (UTF-8)");
+  expect_400("{\"image_base64\": \"\xc3\x28" + png_b64 + "\"}", "not valid JSON (UTF-8)");
+  expect_400("{\"image_base64\": \"\\ud800" + png_b64 + "\"}", "not valid JSON (UTF-8)");
+  // k and offset beyond their maxima, in the body and in the query.
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"k\": 101}", "k must be from 1 to 100");
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"k\": 1e300}", "k must be an integer");
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"k\": 18446744073709551616}", "k must be");
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"offset\": 1001}", "offset must be from 0 to 1000");
+  expect_400("{\"image_base64\": \"" + png_b64 + "\", \"k\": 100, \"offset\": 901}",
+             "k + offset must be at most 1000");
+  auto r = c.Post("/v1/search?k=99999999999999999999", auth(), "{\"image_base64\": \"" + png_b64 + "\"}",
+                  "application/json");
+  expect_error(r, 400, "bad_request");
+  // A product body: the same checks, and nothing is stored.
+  auto put = c.Put("/v1/products/nested", auth(kAdminKey), "{\"title\": " + std::string(100000, '[') + "}",
+                   "application/json");
+  expect_error(put, 400, "bad_request");
+  put = c.Put("/v1/products/utf8", auth(kAdminKey), "{\"title\": \"\xff\xfe\"}", "application/json");
+  expect_error(put, 400, "bad_request");
+  EXPECT_EQ(c.Get("/v1/products/nested", auth())->status, 404);
+  EXPECT_EQ(c.Get("/v1/products/utf8", auth())->status, 404);
+  EXPECT_EQ(c.Get("/livez")->status, 200);
+}
+
+TEST(DecodeBudget, BoundsThePixelsDecodingAtOnce) {
+  DecodeBudget budget(100);
+  const auto soon = [] { return Clock::now() + std::chrono::milliseconds(50); };
+  auto a = budget.acquire(60, soon());
+  ASSERT_TRUE(a);
+  auto b = budget.acquire(40, soon());
+  ASSERT_TRUE(b);
+  EXPECT_EQ(budget.in_use(), 100);
+  EXPECT_FALSE(budget.acquire(1, soon()));  // spent: waits, then gives up
+  // A waiting request gets its share as soon as another decode ends.
+  std::atomic<bool> got{false};
+  std::thread waiter([&] { got = budget.acquire(50, Clock::now() + std::chrono::seconds(10)).has_value(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(got);
+  a.reset();
+  waiter.join();
+  EXPECT_TRUE(got);
+  EXPECT_EQ(budget.in_use(), 40);  // the waiter's ticket ended with its thread
+  // An image over the whole budget waits until nothing else decodes, then takes it all.
+  EXPECT_FALSE(budget.acquire(1000, soon()));
+  b.reset();
+  auto huge = budget.acquire(1000, soon());
+  ASSERT_TRUE(huge);
+  EXPECT_EQ(budget.in_use(), 100);
+  huge.reset();
+  EXPECT_EQ(budget.in_use(), 0);
+}
+
+TEST_F(ServerTest, ATinyDecodeBudgetStillServesOneImageAtATime) {
+  ServerOptions o = options();
+  o.decode_budget_pixels = 500;
+  Server server(o, engine_);
+  server.start();
+  auto c = client(server.port());
+  const Bytes photo = read_bytes(items_->at(7).image);  // 28 x 28 = 784 pixels: over the budget
+  std::vector<std::thread> clients;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&] {
+      auto own = client(server.port());
+      auto ok = own.Post("/v1/search?k=1", auth(), as_string(photo), "image/png");
+      if (ok && ok->status == 200) ++answered;
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(answered, 4);
+  // Over the limits: refused from the header, without waiting for the budget.
+  const auto start = Clock::now();
+  auto big = c.Post("/v1/search", auth(), as_string(png_claiming(photo, 20000, 20000)), "image/png");
+  expect_error(big, 413, "payload_too_large");
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST_F(ServerTest, StopFinishesTheRequestInFlight) {
