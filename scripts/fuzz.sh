@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
-all=(image_decode catalog_jsonl catalog_csv request_json http_request)
+all=(image_decode catalog_jsonl catalog_csv request_json filter_expression http_request)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 

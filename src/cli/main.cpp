@@ -3,32 +3,31 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "catalog/event.h"
 #include "cli/runtime.h"
 #include "cli/serve.h"
-#include "catalog/event.h"
 #include "common/error.h"
 #include "common/files.h"
 #include "embed/embedder.h"
-#include "image/image.h"
 #include "embed/train.h"
+#include "image/image.h"
 #include "rank/rank.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
 #include "search/eval.h"
+#include "search/filter_bench.h"
 #include "search/robustness.h"
 #include "search/snapshot.h"
-#include "search/filter_bench.h"
 #include "search/training_data.h"
 
 namespace fs = std::filesystem;
@@ -72,23 +71,6 @@ json hit_json(const search::ProductHit& hit, bool explain) {
   return out;
 }
 
-json values_json(const std::vector<filter::FacetValue>& values) {
-  json out = json::array();
-  for (const auto& v : values) out.push_back({{"value", v.value}, {"count", v.count}});
-  return out;
-}
-
-json facets_json(const filter::Facets& f) {
-  json price = json::array();
-  for (const auto& b : f.price) {
-    price.push_back({{"from", b.from}, {"to", b.to ? json(*b.to) : json(nullptr)}, {"count", b.count}});
-  }
-  json attributes = json::object();
-  for (const auto& [key, values] : f.attributes) attributes[key] = values_json(values);
-  return {{"category", values_json(f.category)}, {"brand", values_json(f.brand)}, {"attributes", attributes},
-          {"price", price}};
-}
-
 // `matched` only with a filter: without one, the line keeps its original two keys.
 json result_json(const std::string& query, const search::QueryResult& result, bool filtered, bool explain) {
   json out{{"query", query}};
@@ -99,7 +81,7 @@ json result_json(const std::string& query, const search::QueryResult& result, bo
   out["results"] = json::array();
   for (const auto& hit : result.hits) out["results"].push_back(hit_json(hit, explain));
   if (filtered) out["matched"] = result.matched;
-  if (result.facets) out["facets"] = facets_json(*result.facets);
+  if (result.facets) out["facets"] = json::parse(filter::facets_json(*result.facets));
   return out;
 }
 
@@ -133,8 +115,9 @@ void print_result_table(const std::string& query, const search::QueryResult& res
   int rank = 0;
   for (const auto& hit : result.hits) {
     const auto& p = hit.product;
-    std::printf("%3d  %.3f  %-10s  %-40s  %-12s  %8.2f %s  stock %lld\n", ++rank, hit.score, hit.product_id.c_str(),
-                p.title.c_str(), p.category.c_str(), p.price, p.currency.c_str(), static_cast<long long>(p.stock));
+    std::printf("%3d  %.3f  %-10s  %-40s  %-12s  %8.2f %s  stock %lld\n", ++rank, hit.score,
+                hit.product_id.c_str(), p.title.c_str(), p.category.c_str(), p.price, p.currency.c_str(),
+                static_cast<long long>(p.stock));
     if (!explain || !hit.ranking) continue;
     std::printf("      =");
     for (std::size_t c = 0; c < rank::kComponentCount; ++c) {
@@ -178,8 +161,10 @@ int main(int argc, char** argv) {
   bool strict = false, as_json = false;
   ingest_cmd->add_option("--data", data_dir, "Data folder (created when new)")->required();
   ingest_cmd->add_option("--catalog", catalog_file, "Catalog file, .jsonl or .csv")->required();
-  ingest_cmd->add_option("--model", model, "Model file for a new data folder, or 'pixels' (default: shipped model)");
-  ingest_cmd->add_option("--index", index_factory, "FAISS factory string (default: Flat up to 200k vectors, else HNSW32)");
+  ingest_cmd->add_option("--model", model,
+                         "Model file for a new data folder, or 'pixels' (default: shipped model)");
+  ingest_cmd->add_option("--index", index_factory,
+                         "FAISS factory string (default: Flat up to 200k vectors, else HNSW32)");
   ingest_cmd->add_flag("--strict", strict, "Exit with status 3 when any line or image was skipped");
   ingest_cmd->add_flag("--json", as_json, "Print the summary as JSON");
 
@@ -199,7 +184,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--batch", train_options.batch_size, "Batch size");
   train_cmd->add_option("--lr", train_options.learning_rate, "Peak learning rate");
   train_cmd->add_option("--dim", train_options.dim, "Embedding dimension");
-  train_cmd->add_option("--seed", train_options.seed, "Random seed (training is reproducible per seed and thread count)");
+  train_cmd->add_option("--seed", train_options.seed,
+                        "Random seed (training is reproducible per seed and thread count)");
   train_cmd->add_flag("--resume", train_options.resume, "Resume from the checkpoint next to --out");
 
   // info
@@ -223,8 +209,10 @@ int main(int argc, char** argv) {
                          "Only products passing this filter, e.g. 'category = \"Sneaker\" AND price < 50' "
                          "(grammar in the README)");
   search_cmd->add_option("--sort", sort_name, "best, price_asc, price_desc or rating (default: best)");
-  search_cmd->add_option("--depth", search_options.depth,
-                         "Candidates per query: the best matches re-ranked, sorted and counted in facets (default: the profile's, 100)")
+  search_cmd
+      ->add_option("--depth", search_options.depth,
+                   "Candidates per query: the best matches re-ranked, sorted and counted in facets (default: "
+                   "the profile's, 100)")
       ->check(CLI::Range(0, search::Engine::kMaxK));
   search_cmd->add_flag("--facets", search_options.facets, "Count category, brand, colour and price facets");
 
@@ -259,7 +247,8 @@ int main(int argc, char** argv) {
   auto* bench_cmd = app.add_subcommand(
       "bench-filter", "Filtered search: recall@k against exact filtered search and latency per selectivity");
   std::size_t synthetic = 0, bench_queries = 200;
-  bench_cmd->add_option("--data", data_dir, "Data folder (for --synthetic: created when missing)")->required();
+  bench_cmd->add_option("--data", data_dir, "Data folder (for --synthetic: created when missing)")
+      ->required();
   bench_cmd->add_option("--queries", queries_file, "Queries JSONL {\"image\": ...} (not with --synthetic)");
   bench_cmd->add_option("--synthetic", synthetic, "Use a synthetic catalog of this many products");
   bench_cmd->add_option("--index", index_factory, "FAISS factory string for a new synthetic catalog");
@@ -268,14 +257,16 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--json", as_json, "Print the rows as JSON");
 
   // eval
-  auto* eval_cmd = app.add_subcommand("eval", "Category retrieval quality: P@1, P@10, mAP@100 and throughput");
+  auto* eval_cmd =
+      app.add_subcommand("eval", "Category retrieval quality: P@1, P@10, mAP@100 and throughput");
   eval_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
-  eval_cmd->add_option("--queries", queries_file, "Queries JSONL {\"image\": ..., \"category\": ...}")->required();
+  eval_cmd->add_option("--queries", queries_file, "Queries JSONL {\"image\": ..., \"category\": ...}")
+      ->required();
   eval_cmd->add_flag("--json", as_json, "Print as JSON");
 
   // snapshot
-  auto* snapshot_cmd =
-      app.add_subcommand("snapshot", "Consistent copy of a data folder, also while a server is serving and writing it");
+  auto* snapshot_cmd = app.add_subcommand(
+      "snapshot", "Consistent copy of a data folder, also while a server is serving and writing it");
   std::string snapshot_out;
   snapshot_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
   snapshot_cmd->add_option("--out", snapshot_out, "Folder to create (must not exist)")->required();
@@ -286,7 +277,9 @@ int main(int argc, char** argv) {
       app.add_subcommand("restore", "Bring a data folder back from a snapshot (stop the server on it first)");
   std::string restore_from;
   bool force = false;
-  restore_cmd->add_option("--from", restore_from, "Snapshot folder")->required()->check(CLI::ExistingDirectory);
+  restore_cmd->add_option("--from", restore_from, "Snapshot folder")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   restore_cmd->add_option("--data", data_dir, "Data folder to restore (created when missing)")->required();
   restore_cmd->add_flag("--force", force, "Replace a data folder that is not empty");
   restore_cmd->add_flag("--json", as_json, "Print the summary as JSON");
@@ -346,9 +339,9 @@ int main(int argc, char** argv) {
     if (*demo_cmd) {
       cli::Progress progress("demo-catalog");
       auto report = demo::write_demo_catalog(demo_out, demo_options);
-      std::cerr << "wrote " << report.products << " products to " << (fs::path(demo_out) / "catalog.jsonl").string()
-                << " and " << report.queries << " queries to " << (fs::path(demo_out) / "queries.jsonl").string()
-                << "\n";
+      std::cerr << "wrote " << report.products << " products to "
+                << (fs::path(demo_out) / "catalog.jsonl").string() << " and " << report.queries
+                << " queries to " << (fs::path(demo_out) / "queries.jsonl").string() << "\n";
       return 0;
     }
     if (*ingest_cmd) {
@@ -357,8 +350,8 @@ int main(int argc, char** argv) {
       cli::Progress progress("ingest");
       options.on_progress = [&](std::size_t lines) { progress.update(lines, 0, "lines"); };
       options.on_skip = [&](std::size_t line, const std::string& image, const std::string& reason) {
-        progress.message("skipped line " + std::to_string(line) + (image.empty() ? "" : " image " + image) + ": " +
-                         reason);
+        progress.message("skipped line " + std::to_string(line) + (image.empty() ? "" : " image " + image) +
+                         ": " + reason);
       };
       auto r = engine->ingest(catalog_file, options);
       progress.done();
@@ -376,11 +369,12 @@ int main(int argc, char** argv) {
       if (as_json) {
         std::cout << summary.dump() << "\n";
       } else {
-        std::printf("imported %zu lines in %.1f s: %zu added, %zu updated, %zu unchanged, %zu deleted; "
-                    "%zu images embedded (%.0f/s), %zu reused; skipped %zu lines and %zu images\n",
-                    r.lines, r.seconds, r.products_added, r.products_updated, r.products_unchanged,
-                    r.products_deleted, r.images_embedded, summary["images_per_second"].get<double>(),
-                    r.images_reused, r.lines_skipped, r.images_skipped);
+        std::printf(
+            "imported %zu lines in %.1f s: %zu added, %zu updated, %zu unchanged, %zu deleted; "
+            "%zu images embedded (%.0f/s), %zu reused; skipped %zu lines and %zu images\n",
+            r.lines, r.seconds, r.products_added, r.products_updated, r.products_unchanged,
+            r.products_deleted, r.images_embedded, summary["images_per_second"].get<double>(),
+            r.images_reused, r.lines_skipped, r.images_skipped);
       }
       return strict && r.skipped() > 0 ? kExitSkipped : 0;
     }
@@ -389,8 +383,11 @@ int main(int argc, char** argv) {
       const bool snap = snapshot_cmd->parsed();
       auto r = snap ? search::snapshot_data_folder(data_dir, snapshot_out, say)
                     : search::restore_data_folder(restore_from, data_dir, force, say);
-      json summary{{"products", r.products}, {"images", r.images}, {"files", r.files},
-                   {"bytes", r.bytes},       {"seconds", r.seconds}};
+      json summary{{"products", r.products},
+                   {"images", r.images},
+                   {"files", r.files},
+                   {"bytes", r.bytes},
+                   {"seconds", r.seconds}};
       if (as_json) {
         std::cout << summary.dump() << "\n";
       } else {
@@ -416,9 +413,7 @@ int main(int argc, char** argv) {
           });
       std::cerr << "training on " << set.size() << " images in " << set.class_names.size() << " categories\n";
       train_options.checkpoint = train_out + ".checkpoint";
-      train_options.on_progress = [&](const embed::TrainProgress& p) {
-        progress.train(p);
-      };
+      train_options.on_progress = [&](const embed::TrainProgress& p) { progress.train(p); };
       embed::train_model(set, train_options, train_out);
       progress.done();
       std::error_code ec;
@@ -477,13 +472,15 @@ int main(int argc, char** argv) {
       bool any_failed = false;
       constexpr std::size_t kBatch = 256;
       for (std::size_t begin = 0; begin < paths.size(); begin += kBatch) {
-        std::vector<fs::path> files(paths.begin() + static_cast<long>(begin),
-                                    paths.begin() + static_cast<long>(std::min(paths.size(), begin + kBatch)));
+        std::vector<fs::path> files(
+            paths.begin() + static_cast<long>(begin),
+            paths.begin() + static_cast<long>(std::min(paths.size(), begin + kBatch)));
         auto results = engine->search_files(files, k, /*with_details=*/true, search_options, &rank_request);
         for (std::size_t i = 0; i < results.size(); ++i) {
           any_failed = any_failed || !results[i].error.empty();
           if (as_json) {
-            std::cout << result_json(paths[begin + i], results[i], search_options.filter.has_value(), explain).dump()
+            std::cout << result_json(paths[begin + i], results[i], search_options.filter.has_value(), explain)
+                             .dump()
                       << "\n";
           } else {
             print_result_table(paths[begin + i], results[i], explain);
@@ -552,10 +549,13 @@ int main(int argc, char** argv) {
           const auto start = std::chrono::steady_clock::now();
           search::write_synthetic_catalog(data_dir, synthetic_options, say);
           say("synthetic catalog written in " +
-              std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()) + " s");
+              std::to_string(
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()) +
+              " s");
         }
         engine = search::Engine::open(data_dir, open_options("", ""));
-        queries = search::synthetic_queries(synthetic_options, static_cast<std::size_t>(engine->dim()), bench_queries);
+        queries = search::synthetic_queries(synthetic_options, static_cast<std::size_t>(engine->dim()),
+                                            bench_queries);
       } else {
         if (queries_file.empty()) throw CLI::RequiredError("--queries or --synthetic");
         engine = search::Engine::open(data_dir, open_options("", ""));
@@ -576,15 +576,16 @@ int main(int argc, char** argv) {
       auto rows = search::bench_filtered_search(*engine, data_dir, queries, bench_options, say);
       auto info = engine->info();
       for (const auto& r : rows) {
-        json row{{"target", r.target},   {"selectivity", r.selectivity}, {"strategy", r.strategy},
-                 {"recall", r.recall},   {"complete", r.complete},       {"p50_ms", r.p50_ms},
-                 {"p99_ms", r.p99_ms},   {"chosen", r.chosen},           {"k", k},
+        json row{{"target", r.target},        {"selectivity", r.selectivity}, {"strategy", r.strategy},
+                 {"recall", r.recall},        {"complete", r.complete},       {"p50_ms", r.p50_ms},
+                 {"p99_ms", r.p99_ms},        {"chosen", r.chosen},           {"k", k},
                  {"products", info.products}, {"index", info.index_factory}};
         if (as_json) {
           std::cout << row.dump() << "\n";
         } else {
-          std::printf("%-9.4g %-6s recall@%d %.4f  complete %.3f  p50 %7.2f ms  p99 %7.2f ms  %s\n", r.selectivity,
-                      r.strategy.c_str(), k, r.recall, r.complete, r.p50_ms, r.p99_ms, r.chosen.c_str());
+          std::printf("%-9.4g %-6s recall@%d %.4f  complete %.3f  p50 %7.2f ms  p99 %7.2f ms  %s\n",
+                      r.selectivity, r.strategy.c_str(), k, r.recall, r.complete, r.p50_ms, r.p99_ms,
+                      r.chosen.c_str());
         }
       }
       return 0;
@@ -592,20 +593,26 @@ int main(int argc, char** argv) {
     if (*eval_cmd) {
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       cli::Progress progress("eval");
-      auto r = search::evaluate(*engine, queries_file,
-                                [&](std::size_t done, std::size_t total) { progress.update(done, total, "queries"); });
+      auto r = search::evaluate(*engine, queries_file, [&](std::size_t done, std::size_t total) {
+        progress.update(done, total, "queries");
+      });
       progress.done();
-      json out{{"queries", r.queries},          {"failed", r.failed},
-               {"precision_at_1", r.precision_at_1}, {"precision_at_10", r.precision_at_10},
-               {"map_at_100", r.map_at_100},    {"seconds", r.seconds},
-               {"queries_per_second", r.queries_per_second()}, {"model", engine->info().model}};
+      json out{{"queries", r.queries},
+               {"failed", r.failed},
+               {"precision_at_1", r.precision_at_1},
+               {"precision_at_10", r.precision_at_10},
+               {"map_at_100", r.map_at_100},
+               {"seconds", r.seconds},
+               {"queries_per_second", r.queries_per_second()},
+               {"model", engine->info().model}};
       if (as_json) {
         std::cout << out.dump() << "\n";
       } else {
-        std::printf("queries        %zu (%zu failed)\nP@1            %.4f\nP@10           %.4f\nmAP@100        %.4f\n"
-                    "throughput     %.0f queries/s (%.1f s)\n",
-                    r.queries, r.failed, r.precision_at_1, r.precision_at_10, r.map_at_100, r.queries_per_second(),
-                    r.seconds);
+        std::printf(
+            "queries        %zu (%zu failed)\nP@1            %.4f\nP@10           %.4f\nmAP@100        %.4f\n"
+            "throughput     %.0f queries/s (%.1f s)\n",
+            r.queries, r.failed, r.precision_at_1, r.precision_at_10, r.map_at_100, r.queries_per_second(),
+            r.seconds);
       }
       return 0;
     }

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "common/error.h"
@@ -144,7 +145,9 @@ std::vector<Token> tokenize(const std::string& s) {
       }
     } else if (std::isdigit(c) || ((c == '-' || c == '+' || c == '.') && i + 1 < s.size() &&
                                    (std::isdigit(static_cast<unsigned char>(s[i + 1])) || s[i + 1] == '.'))) {
-      std::size_t end = i;
+      // The first character is taken whatever it is: a leading '+' is no word character,
+      // and scanning from it would make an empty token that never advances.
+      std::size_t end = i + 1;
       while (end < s.size() && word_char(static_cast<unsigned char>(s[end]))) ++end;
       // An exponent sign belongs to the number: 1e-3.
       while (end < s.size() && (s[end] == '+' || s[end] == '-') && (s[end - 1] == 'e' || s[end - 1] == 'E')) {
@@ -730,6 +733,29 @@ Facets count_facets(const Table& table, const std::vector<std::uint32_t>& rows, 
     ++facets.price[static_cast<std::size_t>(it - options.price_edges.begin())].count;
   }
   return facets;
+}
+
+namespace {
+
+nlohmann::json values_json(const std::vector<FacetValue>& values) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& v : values) out.push_back({{"value", v.value}, {"count", v.count}});
+  return out;
+}
+
+}  // namespace
+
+std::string facets_json(const Facets& facets) {
+  nlohmann::json price = nlohmann::json::array();
+  for (const auto& b : facets.price) {
+    price.push_back({{"from", b.from},
+                     {"to", b.to ? nlohmann::json(*b.to) : nlohmann::json(nullptr)},
+                     {"count", b.count}});
+  }
+  nlohmann::json out{{"category", values_json(facets.category)}, {"brand", values_json(facets.brand)}};
+  for (const auto& [key, values] : facets.attributes) out[key] = values_json(values);
+  out["price"] = std::move(price);
+  return out.dump();
 }
 
 }  // namespace lookalike::filter

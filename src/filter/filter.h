@@ -153,4 +153,9 @@ struct FacetOptions {
 // counted; every price bucket is listed, empty ones too.
 Facets count_facets(const Table& table, const std::vector<std::uint32_t>& rows, const FacetOptions& options);
 
+// The facets as one JSON object, the form the API and the CLI print (docs/API.md):
+// {"category": [{"value", "count"}...], "brand": [...], "<attribute key>": [...],
+//  "price": [{"from", "to" (null for the last bucket), "count"}...]}.
+std::string facets_json(const Facets& facets);
+
 }  // namespace lookalike::filter

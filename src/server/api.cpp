@@ -272,26 +272,11 @@ Page page_from_query(const Request& req) {
   if (req.has_param("fields")) page.fields = parse_fields(split_commas(req.get_param_value("fields")));
   if (req.has_param("filter")) set_filter(page, req.get_param_value("filter"));
   if (req.has_param("sort")) set_sort(page, req.get_param_value("sort"));
-  if (req.has_param("depth")) page.search.depth = parse_int("depth", req.get_param_value("depth"), 0, search::Engine::kMaxK);
+  if (req.has_param("depth"))
+    page.search.depth = parse_int("depth", req.get_param_value("depth"), 0, search::Engine::kMaxK);
   if (req.has_param("facets")) page.search.facets = parse_bool("facets", req.get_param_value("facets"));
   ranking_from_query(req, page);
   return page;
-}
-
-json facet_values(const std::vector<filter::FacetValue>& values) {
-  json out = json::array();
-  for (const auto& v : values) out.push_back({{"value", v.value}, {"count", v.count}});
-  return out;
-}
-
-json facets_json(const filter::Facets& f) {
-  json price = json::array();
-  for (const auto& b : f.price) {
-    price.push_back({{"from", b.from}, {"to", b.to ? json(*b.to) : json(nullptr)}, {"count", b.count}});
-  }
-  json out{{"category", facet_values(f.category)}, {"brand", facet_values(f.brand)}, {"price", price}};
-  for (const auto& [key, values] : f.attributes) out[key] = facet_values(values);
-  return out;
 }
 
 image::CropBox crop_from_text(const std::string& text) {
@@ -333,7 +318,7 @@ json results_json(const search::QueryResult& result, const Page& page, double to
            {"model", result.model},
            {"matched", result.matched},
            {"sort", search::to_string(page.search.sort)}};
-  if (result.facets) out["facets"] = facets_json(*result.facets);
+  if (result.facets) out["facets"] = json::parse(filter::facets_json(*result.facets));
   return out;
 }
 
@@ -831,7 +816,8 @@ void Api::search(const Request& req, Response& res) const {
   image::Image query = crop ? image::decode_crop(data, size, engine->limits(), *crop, min_side)
                             : image::decode(data, size, engine->limits(), min_side);
   page.ranking.depth = page.search.depth;
-  auto results = engine->search({query}, page.k + page.offset, /*with_details=*/true, page.search, &page.ranking);
+  auto results =
+      engine->search({query}, page.k + page.offset, /*with_details=*/true, page.search, &page.ranking);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   send_json(res, 200, results_json(results.front(), page, took_ms));
 }
@@ -842,7 +828,8 @@ std::optional<DecodeBudget::Ticket> Api::decode_ticket(const std::uint8_t* data,
   const auto dims = image::read_dimensions(data, size, format);
   const std::int64_t pixels = std::int64_t{dims.width} * dims.height;
   // Over the limits: decode refuses it from the header, at no cost.
-  if (dims.width > limits.max_width || dims.height > limits.max_height || pixels > limits.max_pixels) return {};
+  if (dims.width > limits.max_width || dims.height > limits.max_height || pixels > limits.max_pixels)
+    return {};
   auto ticket = decode_budget_.acquire(pixels, Clock::now() + kDecodeBudgetWait);
   if (!ticket) {
     throw ApiError{503,
@@ -865,7 +852,8 @@ void Api::similar(const Request& req, Response& res, const std::string& id) cons
   Page page = page_from_query(req);
   check_page(page);
   page.ranking.depth = page.search.depth;
-  auto result = engine->similar_products(id, page.k + page.offset, /*with_details=*/true, page.search, &page.ranking);
+  auto result =
+      engine->similar_products(id, page.k + page.offset, /*with_details=*/true, page.search, &page.ranking);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   send_json(res, 200, results_json(result, page, took_ms));
 }

@@ -12,6 +12,7 @@
 
 #include "catalog/product.h"
 #include "common/error.h"
+#include "filter/filter.h"
 #include "image/image.h"
 #include "server/api.h"
 #include "server/request_body.h"
@@ -177,11 +178,36 @@ void http_request(const std::uint8_t* data, std::size_t size) {
   expect_only_errors("http_request", [&] { parser.run(stream); });
 }
 
+void filter_expression(const std::uint8_t* data, std::size_t size) {
+  static const filter::Table table = [] {
+    filter::Table t;
+    catalog::Product a;
+    a.id = "a";
+    a.category = "Sneaker";
+    a.brand = "Atlas";
+    a.price = 40;
+    a.stock = 3;
+    a.attributes = {{"color", "red"}};
+    t.upsert(a);
+    catalog::Product b;
+    b.id = "b";
+    b.category = "Bag";
+    b.price = 600;
+    t.upsert(b);
+    return t;
+  }();
+  expect_only_errors("filter_expression", [&] {
+    const auto mask = filter::Filter::parse(as_string(data, size)).evaluate(table);
+    if (mask.size() != table.rows()) finding("filter_expression", "mask of the wrong size");
+  });
+}
+
 const std::vector<Target>& targets() {
   static const std::vector<Target> all = {{"image_decode", image_decode},
                                           {"catalog_jsonl", catalog_jsonl},
                                           {"catalog_csv", catalog_csv},
                                           {"request_json", request_json},
+                                          {"filter_expression", filter_expression},
                                           {"http_request", http_request}};
   return all;
 }

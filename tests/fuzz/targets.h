@@ -21,6 +21,9 @@ void catalog_csv(const std::uint8_t* data, std::size_t size);
 // The JSON request bodies: parse_json_body, then what the search and product
 // handlers do with the document (base64 images, the product's catalog rules).
 void request_json(const std::uint8_t* data, std::size_t size);
+// filter::Filter::parse on the bytes as an expression; a filter that parses is
+// evaluated on a small metadata table.
+void filter_expression(const std::uint8_t* data, std::size_t size);
 // A raw HTTP request through httplib's request parser (request line, headers,
 // Content-Length body, multipart/form-data), as the transport runs it, to a
 // handler that reads the parts as the API does.

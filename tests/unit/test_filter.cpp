@@ -80,6 +80,9 @@ TEST(FilterParse, NumbersCompareWithEveryOperatorAndIn) {
   EXPECT_TRUE(Filter::parse("stock IN (1, 5, 9)").matches(p));
   EXPECT_TRUE(Filter::parse("rating >= 4.5 AND rating_count = 0").matches(p));
   EXPECT_TRUE(Filter::parse("price > -1").matches(p));
+  // A leading '+' once made an empty token that never advanced (found by the fuzzer).
+  EXPECT_TRUE(Filter::parse("price < +21").matches(p));
+  EXPECT_TRUE(contains(parse_error("rating >= 4.+5"), "expected")) << parse_error("rating >= 4.+5");
 }
 
 TEST(FilterParseErrors, NameThePositionAndWhatWasExpected) {
@@ -222,6 +225,13 @@ TEST(FilterFacets, CountCategoryBrandColourAndEveryPriceBucket) {
   EXPECT_EQ(f.price[5].count, 1u);  // [500, ...): 600
   EXPECT_FALSE(f.price[5].to.has_value());
   EXPECT_EQ(f.price[2].count + f.price[3].count + f.price[4].count, 0u);
+
+  // The JSON the API and the CLI print: one key per facet, the last bucket open-ended.
+  const std::string json = facets_json(f);
+  EXPECT_TRUE(contains(json, R"("category":[{"count":2,"value":"Bag"},{"count":2,"value":"Sneaker"}])"))
+      << json;
+  EXPECT_TRUE(contains(json, R"("color":[{"count":2,"value":"red"})")) << json;
+  EXPECT_TRUE(contains(json, R"({"count":1,"from":500.0,"to":null})")) << json;
 }
 
 }  // namespace
