@@ -407,11 +407,13 @@ TEST_F(Durability, KilledSnapshotLeavesNoHalfCopyAndIsCleanedUpNextTime) {
     SCOPED_TRACE("killed after " + std::to_string(ms) + " ms");
     fs::remove_all(snap);
     Outcome r = run_killed_after({"snapshot", "--data", base().string(), "--out", snap.string()}, ms);
-    if (r.status == 0) {
-      EXPECT_EQ(info_of(snap)["products"], kBase) << "a snapshot that finished is complete";
+    if (r.status != 0) EXPECT_EQ(r.status, 128 + SIGALRM) << describe(r);
+    // Killed before the rename, there is no folder under the name; killed after it (while
+    // syncing or exiting, which a loaded machine makes likely), the folder is whole.
+    if (fs::exists(snap)) {
+      EXPECT_EQ(info_of(snap)["products"], kBase) << "a snapshot under its name is complete";
     } else {
-      EXPECT_EQ(r.status, 128 + SIGALRM) << describe(r);
-      EXPECT_FALSE(fs::exists(snap)) << "a killed snapshot must not leave a folder under its name";
+      EXPECT_NE(r.status, 0) << "a snapshot that finished is under its name";
     }
   }
   // The next snapshot removes what the killed ones left beside it.
