@@ -12,8 +12,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <iostream>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -563,7 +563,8 @@ TEST_F(ServerTest, DataFolderIsPrivate) {
     server.start();
   }
   testing::write_bytes(dir.path() / "catalog" / "a.png", read_bytes(items_->at(0).image));
-  testing::write_text(dir.path() / "catalog" / "catalog.jsonl", R"({"id": "a", "images": ["a.png"]})" "\n");
+  testing::write_text(dir.path() / "catalog" / "catalog.jsonl", R"({"id": "a", "images": ["a.png"]})"
+                                                                "\n");
   auto engine = search::Engine::open(o.data_dir, pixels_model());
   engine->ingest(dir.path() / "catalog" / "catalog.jsonl", {});
   engine.reset();
@@ -598,7 +599,8 @@ TEST_F(ServerTest, ThePageHasNoInlineScriptAndCannotBeFramed) {
   auto index = c.Get("/");
   ASSERT_TRUE(index);
   EXPECT_EQ(index->get_header_value("X-Frame-Options"), "DENY");
-  EXPECT_NE(index->get_header_value("Content-Security-Policy").find("frame-ancestors 'none'"), std::string::npos);
+  EXPECT_NE(index->get_header_value("Content-Security-Policy").find("frame-ancestors 'none'"),
+            std::string::npos);
   EXPECT_EQ(index->get_header_value("Content-Security-Policy").find("unsafe-inline"), std::string::npos);
   EXPECT_EQ(c.Get("/livez")->get_header_value("X-Frame-Options"), "DENY");
   // The shipped page keeps to that policy: every script comes from a file, and no
@@ -606,7 +608,8 @@ TEST_F(ServerTest, ThePageHasNoInlineScriptAndCannotBeFramed) {
   const std::string html = testing::read_text(fs::path(LOOKALIKE_SOURCE_DIR) / "web" / "index.html");
   const std::regex script_tag("<script\\b[^>]*>", std::regex::icase);
   int scripts = 0;
-  for (auto it = std::sregex_iterator(html.begin(), html.end(), script_tag); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), script_tag); it != std::sregex_iterator();
+       ++it) {
     EXPECT_NE(it->str().find("src="), std::string::npos) << it->str();
     ++scripts;
   }
@@ -670,21 +673,25 @@ TEST_F(ServerTest, FiltersNarrowTheSearchAndBadFiltersGet400WithThePosition) {
   auto in_body = c.Post("/v1/search", auth(), body.dump(), "application/json");
   ASSERT_TRUE(in_body);
   ASSERT_EQ(in_body->status, 200) << in_body->body;
-  for (const auto& result : json::parse(in_body->body)["results"]) EXPECT_EQ(result["category"], other);
+  const json in_body_results =
+      json::parse(in_body->body)["results"];  // a range-for over a temporary's member dangles
+  for (const auto& result : in_body_results) EXPECT_EQ(result["category"], other);
   json unfiltered = search_png(png, "?k=1&filter=");
   EXPECT_EQ(unfiltered["results"][0]["product_id"], item.id);
 
-  auto bad = c.Post(("/v1/search?filter=" + httplib::detail::encode_query_param("price < cheap")).c_str(), auth(),
-                    as_string(png), "image/png");
+  auto bad = c.Post(("/v1/search?filter=" + httplib::detail::encode_query_param("price < cheap")).c_str(),
+                    auth(), as_string(png), "image/png");
   expect_error(bad, 400, "invalid_filter");
-  EXPECT_TRUE(testing::contains(json::parse(bad->body)["error"]["message"], "at position 9: expected a number"))
+  EXPECT_TRUE(
+      testing::contains(json::parse(bad->body)["error"]["message"], "at position 9: expected a number"))
       << bad->body;
   body["filter"] = "colour = 'red'";
   expect_error(c.Post("/v1/search", auth(), body.dump(), "application/json"), 400, "invalid_filter");
   body["filter"] = 5;
   expect_error(c.Post("/v1/search", auth(), body.dump(), "application/json"), 400, "bad_request");
-  expect_error(c.Post(("/v1/search?filter=" + std::string(5000, '(')).c_str(), auth(), as_string(png), "image/png"),
-               400, "invalid_filter");
+  expect_error(
+      c.Post(("/v1/search?filter=" + std::string(5000, '(')).c_str(), auth(), as_string(png), "image/png"),
+      400, "invalid_filter");
   expect_error(c.Post("/v1/search?sort=cheapest", auth(), as_string(png), "image/png"), 400, "bad_request");
   expect_error(c.Post("/v1/search?facets=maybe", auth(), as_string(png), "image/png"), 400, "bad_request");
   expect_error(c.Post("/v1/search?depth=1001", auth(), as_string(png), "image/png"), 400, "bad_request");
@@ -696,7 +703,8 @@ TEST_F(ServerTest, FiltersNarrowTheSearchAndBadFiltersGet400WithThePosition) {
                        auth());
   ASSERT_TRUE(similar);
   ASSERT_EQ(similar->status, 200) << similar->body;
-  for (const auto& result : json::parse(similar->body)["results"]) EXPECT_EQ(result["category"], other);
+  const json similar_results = json::parse(similar->body)["results"];
+  for (const auto& result : similar_results) EXPECT_EQ(result["category"], other);
 }
 
 TEST_F(ServerTest, FacetsCountTheBestMatchesAndSortOrdersThem) {
@@ -718,7 +726,8 @@ TEST_F(ServerTest, FacetsCountTheBestMatchesAndSortOrdersThem) {
   EXPECT_EQ(r["sort"], "price_asc");
   // Choosing a facet value narrows the results to it.
   const std::string chosen = r["facets"]["category"][0]["value"];
-  json narrowed = search_png(png, "?k=10&filter=" + httplib::detail::encode_query_param("category = \"" + chosen + "\""));
+  json narrowed =
+      search_png(png, "?k=10&filter=" + httplib::detail::encode_query_param("category = \"" + chosen + "\""));
   ASSERT_FALSE(narrowed["results"].empty());
   for (const auto& result : narrowed["results"]) EXPECT_EQ(result["category"], chosen);
   // Without facets=true there are none.
@@ -948,7 +957,8 @@ TEST_F(ServerTest, PutRefusesBadProductsBeforeStoringAnything) {
   expect_error(put({{"title", "t"}, {"images_base64", {base64(tiff)}}}), 415, "unsupported_media_type");
   expect_error(put({{"title", "t"}, {"images_base64", {base64(truncated)}}}), 422, "undecodable_image");
   // A good image before a bad one is not stored either.
-  expect_error(put({{"title", "t"}, {"images_base64", {base64(png), base64(tiff)}}}), 415, "unsupported_media_type");
+  expect_error(put({{"title", "t"}, {"images_base64", {base64(png), base64(tiff)}}}), 415,
+               "unsupported_media_type");
   expect_error(put({{"title", "t"}, {"images_base64", {"%%%"}}}), 400, "bad_request");
   expect_error(put({{"title", "t"}, {"colour", "red"}}), 400, "bad_request");  // unknown key: a typo
   expect_error(put({{"title", "t"}, {"images", {"../../etc/passwd"}}}), 400, "bad_request");
