@@ -173,10 +173,10 @@ ApiKeys resolve_keys(const fs::path& data_dir, const std::string& admin, const s
   const std::string text = doc.dump(2) + "\n";
   write_private_file_atomic(file, text);
   if (on_message) {
-    std::string message = "generated API keys, stored in " + file.string() + " (mode 0600); shown only now:";
-    if (new_admin) message += "\n  admin key:  " + keys.admin;
-    if (new_search) message += "\n  search key: " + keys.search;
-    on_message(message);
+    // The keys themselves never go to the log (which may be kept by a service manager):
+    // only where to read them.
+    std::string which = new_admin && new_search ? "admin and search keys" : new_admin ? "admin key" : "search key";
+    on_message("generated API keys (" + which + "), stored in " + file.string() + " (mode 0600); read them there");
   }
   return keys;
 }

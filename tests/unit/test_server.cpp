@@ -432,7 +432,9 @@ TEST_F(ServerTest, GeneratedKeysAreStoredPrivatelyAndPrintedOnce) {
   EXPECT_EQ(search.size(), 64u);
   EXPECT_NE(admin, search);
   ASSERT_EQ(messages.size(), 1u);
-  EXPECT_NE(messages[0].find(admin), std::string::npos);
+  EXPECT_EQ(messages[0].find(admin), std::string::npos) << "a key in the log: " << messages[0];
+  EXPECT_EQ(messages[0].find(search), std::string::npos) << "a key in the log: " << messages[0];
+  EXPECT_NE(messages[0].find("keys.json"), std::string::npos) << messages[0];
   struct stat st {};
   ASSERT_EQ(::stat((dir.path() / "keys.json").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
