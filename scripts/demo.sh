@@ -26,5 +26,5 @@ echo "== category retrieval on the 10,000 query photos"
 "$bin" eval --data "$data" --queries "$data/queries.jsonl"
 echo
 port=${LOOKALIKE_PORT:-8080}
-echo "== serving the demo shop at http://127.0.0.1:$port (search open to all, writes need the admin key); Ctrl-C stops it"
+echo "== serving the demo shop at http://127.0.0.1:$port (search open to all, writes need the admin key from $data/keys.json); Ctrl-C stops it"
 exec "$bin" serve --data "$data" --host 127.0.0.1 --port "$port" --public-search
