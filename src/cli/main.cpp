@@ -184,6 +184,10 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--batch", train_options.batch_size, "Batch size");
   train_cmd->add_option("--lr", train_options.learning_rate, "Peak learning rate");
   train_cmd->add_option("--dim", train_options.dim, "Embedding dimension");
+  train_cmd->add_option("--width", train_options.width,
+                        "Multiplies the channels of every conv block (default 1)");
+  train_cmd->add_option("--erase", train_options.erase_probability,
+                        "Chance of a random-erasing patch per training sample (default 0)");
   train_cmd->add_option("--seed", train_options.seed,
                         "Random seed (training is reproducible per seed and thread count)");
   train_cmd->add_flag("--resume", train_options.resume, "Resume from the checkpoint next to --out");

@@ -38,7 +38,8 @@ void Progress::update(std::size_t done, std::size_t total, const std::string& un
 }
 
 void Progress::train(const embed::TrainProgress& p) {
-  double per_step = p.seconds / double((p.epoch - 1) * p.steps + p.step);
+  // Steps done by this run only: a resumed run's clock starts at its first epoch.
+  double per_step = p.seconds / double((p.epoch - p.first_epoch) * p.steps + p.step);
   double left = per_step * double((p.epochs - p.epoch) * p.steps + (p.steps - p.step));
   if (p.epoch_done) {
     clear_bar();

@@ -18,28 +18,31 @@ namespace lookalike::embed {
 struct LabelledSet {
   image::InputSpec input;
   std::vector<float> inputs;
-  std::vector<int> labels;                 // 0 .. class_names.size() - 1
+  std::vector<int> labels;  // 0 .. class_names.size() - 1
   std::vector<std::string> class_names;
   std::size_t size() const { return labels.size(); }
 };
 
 struct TrainProgress {
-  int epoch = 0;          // 1-based
+  int epoch = 0;  // 1-based
   int epochs = 0;
-  std::size_t step = 0;   // within the epoch
+  int first_epoch = 1;   // where this run started (later than 1 when resumed)
+  std::size_t step = 0;  // within the epoch
   std::size_t steps = 0;
-  double loss = 0;        // running mean over the epoch so far
-  double accuracy = 0;    // running training accuracy (of the margin-free logits)
-  double seconds = 0;     // since training (or the resumed run) started
+  double loss = 0;      // running mean over the epoch so far
+  double accuracy = 0;  // running training accuracy (of the margin-free logits)
+  double seconds = 0;   // since training (or the resumed run) started
   bool epoch_done = false;
 };
 
 struct TrainOptions {
   int epochs = 30;
   int batch_size = 128;
-  double learning_rate = 3e-3;   // peak, after warm-up; cosine decay to zero
+  double learning_rate = 3e-3;  // peak, after warm-up; cosine decay to zero
   double weight_decay = 5e-4;
   int dim = 128;                 // embedding size
+  double width = 1.0;            // multiplies the channel count of every conv block
+  double erase_probability = 0;  // chance that a training sample gets a random-erasing patch
   std::uint64_t seed = 1;
   // Where a checkpoint is written after every epoch; training resumes from it
   // when it exists and `resume` is set.
@@ -51,8 +54,7 @@ struct TrainOptions {
 // Trains and writes the model file to `out` atomically. Reproducible for a given
 // seed, data order and thread count. Throws Error(kInvalidInput) for an empty set
 // or fewer than two classes.
-void train_model(const LabelledSet& data, const TrainOptions& options,
-                 const std::filesystem::path& out);
+void train_model(const LabelledSet& data, const TrainOptions& options, const std::filesystem::path& out);
 
 // The input a freshly trained model expects (28 x 28 gray, mean/std of Fashion-MNIST).
 image::InputSpec default_input_spec();
