@@ -283,6 +283,45 @@ TEST(TrainModel, ResumingFromACheckpointOfAnotherShapeIsInvalidInput) {
   EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
 }
 
+TEST(TrainModel, WiderNetworkAndRandomErasingTrainWorkingModels) {
+  TempDir dir;
+  TrainOptions wider = tiny_options(1);
+  wider.width = 2;
+  train_model(training_set(), wider, dir / "wider.model");
+  TrainOptions erased = tiny_options(1);
+  erased.erase_probability = 0.5;
+  train_model(training_set(), erased, dir / "erased.model");
+
+  // Twice the channels: about four times the conv weights in the file.
+  EXPECT_GT(fs::file_size(dir / "wider.model"), 3 * fs::file_size(trained_model(1)));
+  const auto plain = load_model(trained_model(1));
+  for (const char* name : {"wider.model", "erased.model"}) {
+    auto model = load_model(dir / name);
+    EXPECT_NE(model->info().weights_sha, plain->info().weights_sha) << name;
+    auto vectors = embed_all(*model, training_set());
+    for (std::size_t i = 0; i < training_set().size(); ++i) {
+      ASSERT_NEAR(norm(vectors.data() + i * 16, 16), 1.0, 1e-5) << name << " image " << i;
+    }
+  }
+}
+
+TEST(TrainModel, WidthAndErasingOutOfRangeAreInvalidInput) {
+  TempDir dir;
+  TrainOptions o = tiny_options(1);
+  o.width = 0;
+  auto e = error_from([&] { train_model(training_set(), o, dir / "m.model"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  EXPECT_TRUE(contains(e->what(), "width")) << e->what();
+  o = tiny_options(1);
+  o.erase_probability = 1.5;
+  e = error_from([&] { train_model(training_set(), o, dir / "m.model"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  EXPECT_TRUE(contains(e->what(), "erase")) << e->what();
+  EXPECT_FALSE(fs::exists(dir / "m.model"));
+}
+
 TEST(TrainModel, CheckpointThatCannotBeWrittenIsAnIOError) {
   TempDir dir;
   TrainOptions o = tiny_options(1);
