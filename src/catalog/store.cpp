@@ -102,6 +102,18 @@ CREATE TABLE tastes (
 );
 CREATE TABLE profiles (name TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, updated_at INTEGER NOT NULL);
 )sql",
+    // A shopper's decayed engagement with attribute values (brand, colour, material,
+    // price band): the attribute half of their taste, beside the vector in tastes.
+    R"sql(
+CREATE TABLE taste_affinities (
+  user_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  value TEXT NOT NULL,
+  weight REAL NOT NULL,
+  at_ms INTEGER NOT NULL,
+  PRIMARY KEY (user_id, kind, value)
+) WITHOUT ROWID;
+)sql",
 };
 constexpr std::int64_t kSchemaVersion = std::size(kMigrations);
 
@@ -148,6 +160,9 @@ enum Sql : std::size_t {
   kProfileNames,
   kRankingSignals,
   kAllProducts,
+  kAffinitiesOf,
+  kSetAffinity,
+  kDeleteAffinitiesOf,
   kSqlCount
 };
 
@@ -264,12 +279,20 @@ const char* const kSqlText[] = {
     // kProfileNames
     "SELECT name FROM profiles ORDER BY name",
     // kRankingSignals
-    "SELECT p.price, p.stock, p.rating, p.rating_count, s.score, s.at_ms, f.at_ms FROM products p "
+    "SELECT p.price, p.stock, p.rating, p.rating_count, s.score, s.at_ms, f.at_ms, p.brand, p.attributes "
+    "FROM products p "
     "LEFT JOIN popularity s ON s.product_id = p.id LEFT JOIN first_seen f ON f.product_id = p.id "
     "WHERE p.id = ?1",
     // kAllProducts
     "SELECT id, title, brand, category, price, currency, rating, rating_count, stock, attributes, group_id "
     "FROM products ORDER BY id",
+    // kAffinitiesOf
+    "SELECT kind, value, weight, at_ms FROM taste_affinities WHERE user_id = ?1 ORDER BY kind, value",
+    // kSetAffinity
+    "INSERT INTO taste_affinities (user_id, kind, value, weight, at_ms) VALUES (?1, ?2, ?3, ?4, ?5) "
+    "ON CONFLICT (user_id, kind, value) DO UPDATE SET weight = excluded.weight, at_ms = excluded.at_ms",
+    // kDeleteAffinitiesOf
+    "DELETE FROM taste_affinities WHERE user_id = ?1",
 };
 static_assert(std::size(kSqlText) == kSqlCount, "one SQL text per Sql value");
 
@@ -967,6 +990,8 @@ std::optional<RankingSignals> Store::ranking_signals(const std::string& product_
   signals.rating_count = query.int_at(3);
   if (!query.is_null(4)) signals.popularity = Popularity{query.real_at(4), query.int_at(5)};
   if (!query.is_null(6)) signals.first_seen_ms = query.int_at(6);
+  signals.brand = query.text_at(7);
+  signals.attributes = decode_attributes(query.text_at(8), product_id);
   return signals;
 }
 
@@ -1002,6 +1027,29 @@ void Store::set_taste(const std::string& user_id, const Taste& taste) {
 bool Store::delete_taste(const std::string& user_id) {
   Query(*statements_, kDeleteTaste, "delete_taste").bind_text(1, user_id).run();
   return sqlite3_changes(db_) > 0;
+}
+
+std::vector<Affinity> Store::affinities(const std::string& user_id) const {
+  Query query(*statements_, kAffinitiesOf, "affinities");
+  query.bind_text(1, user_id);
+  std::vector<Affinity> out;
+  while (query.step()) out.push_back({query.text_at(0), query.text_at(1), query.real_at(2), query.int_at(3)});
+  return out;
+}
+
+void Store::set_affinity(const std::string& user_id, const Affinity& affinity) {
+  Query(*statements_, kSetAffinity, "set_affinity")
+      .bind_text(1, user_id)
+      .bind_text(2, affinity.kind)
+      .bind_text(3, affinity.value)
+      .bind_real(4, affinity.weight)
+      .bind_int(5, affinity.at_ms)
+      .run();
+}
+
+std::size_t Store::delete_affinities(const std::string& user_id) {
+  Query(*statements_, kDeleteAffinitiesOf, "delete_affinities").bind_text(1, user_id).run();
+  return static_cast<std::size_t>(sqlite3_changes(db_));
 }
 
 std::optional<std::string> Store::get_profile(const std::string& name) const {

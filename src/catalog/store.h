@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,6 +49,16 @@ struct Taste {
   std::int64_t at_ms = 0;
 };
 
+// A shopper's engagement with one attribute value: the decayed, type-weighted sum of
+// their events on products with that value (kTasteHalfLifeDays), as of at_ms. kind is
+// "brand", "color", "material" or "price_band" (rank/rank.h: kTasteKinds).
+struct Affinity {
+  std::string kind;
+  std::string value;
+  double weight = 0;
+  std::int64_t at_ms = 0;
+};
+
 // What ranking reads of a product, in one lookup.
 struct RankingSignals {
   double price = 0;
@@ -56,6 +67,8 @@ struct RankingSignals {
   std::int64_t rating_count = 0;
   Popularity popularity;                   // zero when it has no events
   std::optional<std::int64_t> first_seen_ms;
+  std::string brand;
+  std::map<std::string, std::string> attributes;
 };
 
 struct Counts {
@@ -165,7 +178,8 @@ class Store {
   std::vector<Event> events_of(const std::string& user_id) const;  // oldest first
   std::size_t delete_events_of(const std::string& user_id);        // how many there were
   std::optional<Popularity> popularity(const std::string& product_id) const;
-  // The product's current price, stock, rating, popularity and first-seen time; nullopt when absent.
+  // The product's current price, stock, rating, popularity, first-seen time, brand and
+  // attributes; nullopt when absent.
   std::optional<RankingSignals> ranking_signals(const std::string& product_id) const;
   // Throws Error(kNotFound) when there is no such product.
   void set_popularity(const std::string& product_id, const Popularity& popularity);
@@ -174,6 +188,10 @@ class Store {
   std::optional<Taste> taste(const std::string& user_id) const;
   void set_taste(const std::string& user_id, const Taste& taste);
   bool delete_taste(const std::string& user_id);  // false if there was none
+  // The attribute half of a shopper's taste, one row per (kind, value), ordered by both.
+  std::vector<Affinity> affinities(const std::string& user_id) const;
+  void set_affinity(const std::string& user_id, const Affinity& affinity);  // replaces that (kind, value)
+  std::size_t delete_affinities(const std::string& user_id);                // how many there were
 
   // Ranking profiles, as JSON text by name (rank/rank.h reads and writes the text).
   std::optional<std::string> get_profile(const std::string& name) const;

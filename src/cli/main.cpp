@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "catalog/event.h"
+#include "cli/eval_ranking.h"
 #include "cli/runtime.h"
 #include "cli/serve.h"
 #include "common/error.h"
@@ -52,6 +53,7 @@ Examples:
   lookalike bench-filter --data demo-data --queries demo-data/queries.jsonl
   lookalike eval   --data demo-data --queries demo-data/queries.jsonl
   lookalike eval-robustness --data demo-data --items 2000 --seed 1
+  lookalike eval-ranking --data demo-copy --queries demo-copy/queries.jsonl --seeds 3
   lookalike reindex --data demo-data --model new-model.lkm
   lookalike export-model --model models/fashion-cnn.lkm --out fashion-cnn.pt
   lookalike train  --catalog demo-data/catalog.jsonl --out models/fashion-cnn.lkm --seed 1
@@ -331,6 +333,10 @@ int main(int argc, char** argv) {
       ->needs(export_ts_opt);
   export_cmd->add_option("--out", export_out, "TorchScript file to write")->required();
 
+  // eval-ranking
+  cli::EvalRankingCommand eval_ranking;
+  auto* eval_ranking_cmd = cli::add_eval_ranking_command(app, eval_ranking);
+
   // serve
   server::ServerOptions serve_options;
   auto* serve_cmd = cli::add_serve_command(app, serve_options);
@@ -340,6 +346,7 @@ int main(int argc, char** argv) {
 
   try {
     if (*serve_cmd) return cli::run_serve(serve_options);
+    if (*eval_ranking_cmd) return cli::run_eval_ranking(eval_ranking);
     if (*demo_cmd) {
       cli::Progress progress("demo-catalog");
       auto report = demo::write_demo_catalog(demo_out, demo_options);

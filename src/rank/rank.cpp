@@ -104,6 +104,8 @@ Profile parse_profile(const std::string& name, const std::string& json_text) {
       profile.price_tolerance = number_in(value, key, 0, 1e3, true);
     } else if (key == "recency_half_life_days") {
       profile.recency_half_life_days = number_in(value, key, 0, 1e5, true);
+    } else if (key == "taste_attribute_share") {
+      profile.taste_attribute_share = number_in(value, key, 0, 1, false);
     } else if (key == "candidate_depth") {
       if (!value.is_number_integer()) throw invalid("candidate_depth must be an integer");
       profile.candidate_depth = static_cast<int>(number_in(value, key, 1, kMaxCandidateDepth, false));
@@ -124,7 +126,8 @@ std::string profile_json(const Profile& profile) {
            {"popularity_half_saturation", profile.popularity_half_saturation},
            {"price_tolerance", profile.price_tolerance},
            {"recency_half_life_days", profile.recency_half_life_days},
-           {"candidate_depth", profile.candidate_depth}};
+           {"candidate_depth", profile.candidate_depth},
+           {"taste_attribute_share", profile.taste_attribute_share}};
   return doc.dump();
 }
 
@@ -146,14 +149,73 @@ double price_distance(double price, const PriceTarget& target) {
   return best == HUGE_VAL ? 0 : best;
 }
 
+std::string price_band(double price) {
+  if (!(price > 0) || !std::isfinite(price)) return "";
+  return std::to_string(static_cast<long long>(std::floor(std::log(price) / std::log(1.5))));
+}
+
+std::array<std::string, kTasteKinds.size()> taste_values(const std::string& brand,
+                                                         const std::map<std::string, std::string>& attributes,
+                                                         double price) {
+  auto attribute = [&](const char* key) {
+    auto it = attributes.find(key);
+    return it == attributes.end() ? std::string() : it->second;
+  };
+  return {brand, attribute("color"), attribute("material"), price_band(price)};
+}
+
+namespace {
+
+std::optional<std::size_t> kind_index(const std::string& kind) {
+  for (std::size_t i = 0; i < kTasteKinds.size(); ++i) {
+    if (kind == kTasteKinds[i]) return i;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+void AttributeTaste::add(const std::string& kind, const std::string& value, double weight) {
+  const auto k = kind_index(kind);
+  if (!k || !(weight > 0) || value.empty()) return;
+  weights_[*k][value] += weight;
+  totals_[*k] += weight;
+}
+
+bool AttributeTaste::empty() const {
+  return std::none_of(totals_.begin(), totals_.end(), [](double t) { return t > 0; });
+}
+
+double AttributeTaste::share(const std::string& kind, const std::string& value) const {
+  const auto k = kind_index(kind);
+  if (!k || !(totals_[*k] > 0)) return 0;
+  auto it = weights_[*k].find(value);
+  return it == weights_[*k].end() ? 0 : it->second / totals_[*k];
+}
+
+double AttributeTaste::affinity(const std::array<std::string, kTasteKinds.size()>& values) const {
+  double sum = 0;
+  int kinds = 0;
+  for (std::size_t k = 0; k < kTasteKinds.size(); ++k) {
+    if (!(totals_[k] > 0)) continue;
+    ++kinds;
+    sum += share(kTasteKinds[k], values[k]);
+  }
+  return kinds > 0 ? sum / kinds : 0;
+}
+
 Ranges ranges_of(const std::vector<Candidate>& candidates) {
-  Ranges r{HUGE_VAL, -HUGE_VAL, HUGE_VAL, -HUGE_VAL};
+  Ranges r{HUGE_VAL, -HUGE_VAL, HUGE_VAL, -HUGE_VAL, HUGE_VAL, -HUGE_VAL};
   for (const auto& c : candidates) {
     r.visual_min = std::min(r.visual_min, c.visual);
     r.visual_max = std::max(r.visual_max, c.visual);
     if (c.taste) {
       r.taste_min = std::min(r.taste_min, *c.taste);
       r.taste_max = std::max(r.taste_max, *c.taste);
+    }
+    if (c.taste_affinity) {
+      r.affinity_min = std::min(r.affinity_min, *c.taste_affinity);
+      r.affinity_max = std::max(r.affinity_max, *c.taste_affinity);
     }
   }
   return r;
@@ -191,7 +253,20 @@ Score score(const Profile& profile, const PriceTarget& price, const Candidate& c
     set(kPrice, 0);
   }
   set(kRecency, c.age_days ? std::exp2(-std::max(*c.age_days, 0.0) / profile.recency_half_life_days) : 0.0);
-  set(kTaste, c.taste ? rescale(*c.taste, ranges.taste_min, ranges.taste_max) : 0.0);
+  s.taste_affinity = c.taste_affinity;
+  const double m = profile.taste_attribute_share;
+  s.taste_attribute_share = m;
+  if (c.taste && m < 1) s.taste_look = rescale(*c.taste, ranges.taste_min, ranges.taste_max);
+  if (c.taste_affinity && m > 0) {
+    s.taste_attributes = rescale(*c.taste_affinity, ranges.affinity_min, ranges.affinity_max);
+  }
+  double taste = 0;
+  if (s.taste_look && s.taste_attributes) {
+    taste = (1 - m) * *s.taste_look + m * *s.taste_attributes;
+  } else if (s.taste_look || s.taste_attributes) {
+    taste = s.taste_look ? *s.taste_look : *s.taste_attributes;
+  }
+  set(kTaste, taste);
   for (const auto& part : s.parts) s.total += part.contribution();
   return s;
 }
@@ -211,6 +286,14 @@ std::string explain_json(const Score& s) {
            {"rating_average", round6(s.rating_average)}};
   if (s.price_fit) doc["price_fit"] = round6(*s.price_fit);
   if (s.taste_similarity) doc["taste_similarity"] = round6(*s.taste_similarity);
+  if (s.taste_affinity) doc["taste_affinity"] = round6(*s.taste_affinity);
+  if (s.taste_look || s.taste_attributes) {
+    json parts = json::object();
+    parts["look"] = s.taste_look ? json(round6(*s.taste_look)) : json(nullptr);
+    parts["attributes"] = s.taste_attributes ? json(round6(*s.taste_attributes)) : json(nullptr);
+    parts["attribute_share"] = round6(s.taste_attribute_share);
+    doc["taste_parts"] = parts;
+  }
   return doc.dump();
 }
 

@@ -12,6 +12,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,9 +42,13 @@ enum class StockPolicy {
 //               0 when the request names no price
 //   recency     2^(-age / recency_half_life_days), 0..1, age since the product was
 //               first stored; 0 when unknown
-//   taste       the cosine similarity of the product's image to the shopper's taste
-//               vector, rescaled over the candidates like visual, 0..1; 0 when the
-//               request names no shopper or they have no taste
+//   taste       (1 - m) * look + m * attributes, 0..1, where m is the profile's
+//               taste_attribute_share, look is the cosine similarity of the product's
+//               image to the shopper's taste vector and attributes is the product's
+//               attribute_affinity to the shopper's attribute taste, each rescaled over
+//               the candidates like visual. When the shopper has only one of the two
+//               (or m is 0 or 1), that one alone is the value; 0 when the request names
+//               no shopper or they have no taste
 enum Component : std::size_t {
   kVisual,
   kPopularity,
@@ -70,6 +75,9 @@ struct Profile {
   double price_tolerance = 0.25;           // relative price distance where fit falls to 1/e
   double recency_half_life_days = 30;
   int candidate_depth = 100;  // products re-ranked per query, independent of k
+  // The attribute part's share of the taste value (see taste above), 0..1: 0 is the
+  // look alone, 1 the brand, colour, material and price band alone.
+  double taste_attribute_share = 0.5;
 };
 
 inline constexpr int kMaxCandidateDepth = 1000;
@@ -89,10 +97,12 @@ bool valid_profile_name(const std::string& name);
 // Reads a profile from JSON text: an object with any of
 //   {"weights": {"visual": 1, "popularity": 0.1, ...}, "out_of_stock": "demote"|"hide",
 //    "rating_prior": {"mean": 3.5, "count": 20}, "popularity_half_saturation": 10,
-//    "price_tolerance": 0.25, "recency_half_life_days": 30, "candidate_depth": 100}
+//    "price_tolerance": 0.25, "recency_half_life_days": 30, "candidate_depth": 100,
+//    "taste_attribute_share": 0.5}
 // Missing fields keep the built-in default's value. Throws Error(kInvalidInput)
 // naming the field for unknown keys, wrong types and values out of range (weights
-// 0..100, depth 1..1000, prior mean 0..5, prior count 0..1e6, the rest > 0).
+// 0..100, depth 1..1000, prior mean 0..5, prior count 0..1e6, taste_attribute_share
+// 0..1, the rest > 0).
 Profile parse_profile(const std::string& name, const std::string& json_text);
 // The profile as a JSON object (all fields, "name" included), parseable by parse_profile.
 std::string profile_json(const Profile& profile);
@@ -105,6 +115,43 @@ struct PriceTarget {
   bool any() const { return target || min || max; }
 };
 
+// ---- the attribute half of a shopper's taste ----
+
+// What a taste learns besides the look, per event: the product's brand, its
+// attributes "color" and "material", and its price band (price_band). Values are
+// compared exactly (case and spelling matter).
+inline constexpr std::array<const char*, 4> kTasteKinds{"brand", "color", "material", "price_band"};
+
+// The band of a price, as text: bands are a factor 1.5 wide on a log scale, band b
+// holding prices in [1.5^b, 1.5^(b+1)) ("8" is 25.63..38.44 in any currency); "" for
+// a price <= 0. Narrow enough that a shopper's budget and premium choices within one
+// category fall in different bands, absolute so that no category statistics are needed.
+std::string price_band(double price);
+
+// A product's value for each kind of kTasteKinds, in that order ("" when it has none).
+std::array<std::string, kTasteKinds.size()> taste_values(const std::string& brand,
+                                                         const std::map<std::string, std::string>& attributes,
+                                                         double price);
+
+// A shopper's attribute taste ready for scoring: for each kind, each value's share of
+// the kind's total weight (shares of a kind sum to 1). Kinds without weight are absent.
+class AttributeTaste {
+ public:
+  // weight: the decayed, type-weighted engagement with (kind, value) as of one common
+  // time; rows with unknown kinds or weight <= 0 are ignored.
+  void add(const std::string& kind, const std::string& value, double weight);
+  bool empty() const;
+  // The product's affinity, 0..1: the mean, over the kinds this taste has, of the
+  // share of the product's value in that kind (0 when it has no value of that kind).
+  double affinity(const std::array<std::string, kTasteKinds.size()>& values) const;
+  // The share of value in kind, 0..1 (0 when unknown).
+  double share(const std::string& kind, const std::string& value) const;
+
+ private:
+  std::array<std::map<std::string, double>, kTasteKinds.size()> weights_;
+  std::array<double, kTasteKinds.size()> totals_{};
+};
+
 // What is known about one candidate product.
 struct Candidate {
   double visual = 0;  // cosine similarity, -1..1
@@ -112,9 +159,10 @@ struct Candidate {
   std::int64_t stock = 0;
   double rating = 0;  // 0..5
   std::int64_t rating_count = 0;
-  double popularity = 0;           // decayed weighted event count, now (>= 0)
-  std::optional<double> age_days;  // since first stored
-  std::optional<double> taste;     // cosine to the shopper's taste vector
+  double popularity = 0;                 // decayed weighted event count, now (>= 0)
+  std::optional<double> age_days;        // since first stored
+  std::optional<double> taste;           // cosine to the shopper's taste vector
+  std::optional<double> taste_affinity;  // AttributeTaste::affinity to the shopper's attribute taste
 };
 
 struct Part {
@@ -127,6 +175,10 @@ struct Score {
   double total = 0;                        // the sum of the parts' contributions
   double similarity = 0;                   // Candidate::visual, before rescaling
   std::optional<double> taste_similarity;  // Candidate::taste, before rescaling
+  std::optional<double> taste_affinity;    // Candidate::taste_affinity, before rescaling
+  std::optional<double> taste_look;        // the look part of the taste value, rescaled (0..1)
+  std::optional<double> taste_attributes;  // the attribute part of the taste value, rescaled (0..1)
+  double taste_attribute_share = 0;        // Profile::taste_attribute_share
   std::array<Part, kComponentCount> parts{};
   bool hidden = false;              // removed by the stock policy
   double rating_average = 0;        // the Bayesian average B, stars
@@ -145,6 +197,7 @@ double price_distance(double price, const PriceTarget& target);
 struct Ranges {
   double visual_min = 0, visual_max = 1;
   double taste_min = 0, taste_max = 1;
+  double affinity_min = 0, affinity_max = 1;
 };
 Ranges ranges_of(const std::vector<Candidate>& candidates);
 
@@ -154,7 +207,10 @@ Score score(const Profile& profile, const PriceTarget& price, const Candidate& c
 // The score as a JSON object: {"score": total, "components": {"visual": {"value",
 // "weight", "contribution"}, ...every component...}, "similarity": cosine,
 // "rating_average": B} plus "price_fit" when a price was requested and
-// "taste_similarity" when the shopper has a taste. Numbers are rounded to 6 decimals.
+// "taste_similarity" when the shopper has a taste vector, "taste_affinity" when they
+// have an attribute taste, and "taste_parts": {"look", "attributes", "attribute_share"}
+// (the rescaled parts that make the taste value) when they have either. Numbers are
+// rounded to 6 decimals.
 std::string explain_json(const Score& score);
 
 struct Ranked {

@@ -266,6 +266,8 @@ class Engine {
   // Forgets a shopper: removes their events and taste, and takes their events back
   // out of the products' popularity. Returns false when nothing was known of them.
   bool forget_user(const std::string& user_id);
+  // forget_user for many shoppers in one transaction; returns how many were known.
+  std::size_t forget_users(const std::vector<std::string>& user_ids);
   std::optional<UserSummary> user(const std::string& user_id) const;  // nullopt: unknown
 
   // Ranking profiles (rank/rank.h). "default" always exists (the built-in one until

@@ -2,11 +2,10 @@
 
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "common/files.h"
@@ -20,23 +19,20 @@ namespace {
 constexpr int kDepth = 100;
 constexpr std::size_t kBatch = 256;
 
-struct Query {
-  fs::path image;
-  std::string category;
-};
+}  // namespace
 
-std::vector<Query> read_queries(const fs::path& file) {
+std::vector<EvalQuery> read_eval_queries(const fs::path& file) {
   std::ifstream in(file);
   if (!in) throw Error(ErrorKind::kNotFound, "cannot open queries file " + file.string());
   const fs::path root = fs::absolute(file).parent_path();
-  std::vector<Query> queries;
+  std::vector<EvalQuery> queries;
   std::string line;
   for (std::size_t number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     try {
       auto j = nlohmann::json::parse(line);
-      queries.push_back(Query{resolve_inside(root, j.at("image").get<std::string>()),
-                              j.at("category").get<std::string>()});
+      queries.push_back(EvalQuery{resolve_inside(root, j.at("image").get<std::string>()),
+                                  j.at("category").get<std::string>()});
     } catch (const std::exception& e) {
       throw Error(ErrorKind::kInvalidInput,
                   file.string() + " line " + std::to_string(number) + ": " + e.what());
@@ -45,11 +41,9 @@ std::vector<Query> read_queries(const fs::path& file) {
   return queries;
 }
 
-}  // namespace
-
 EvalReport evaluate(const Engine& engine, const fs::path& queries_file,
                     const std::function<void(std::size_t, std::size_t)>& on_progress) {
-  auto queries = read_queries(queries_file);
+  auto queries = read_eval_queries(queries_file);
   std::unordered_map<std::string, std::string> category_of;
   for (const auto& id : engine.product_ids()) {
     if (auto p = engine.product(id)) category_of.emplace(id, p->category);

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <string>
+#include <vector>
 
 namespace lookalike::search {
 
@@ -22,7 +24,18 @@ struct EvalReport {
   double queries_per_second() const { return seconds > 0 ? double(queries) / seconds : 0; }
 };
 
-// queries_file: JSONL lines {"image": path relative to the file, "category": ...}.
+// One line of a queries file: a photo and the category it shows.
+struct EvalQuery {
+  std::filesystem::path image;  // resolved inside the file's folder
+  std::string category;
+};
+
+// Reads a queries file: JSONL lines {"image": path relative to the file, "category": ...};
+// blank lines are skipped. Throws Error(kNotFound) when it cannot be opened and
+// Error(kInvalidInput) naming the line of a malformed one (or an image path leaving the folder).
+std::vector<EvalQuery> read_eval_queries(const std::filesystem::path& queries_file);
+
+// queries_file: as read_eval_queries reads it.
 // Throws Error(kInvalidInput) naming the line of a malformed query line.
 EvalReport evaluate(const Engine& engine, const std::filesystem::path& queries_file,
                     const std::function<void(std::size_t done, std::size_t total)>& on_progress);

@@ -86,9 +86,15 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
     ~Return() { engine.return_ranking_reader(std::move(reader)); }
   } give_back{*this, reader};
   std::optional<catalog::Taste> taste;
+  rank::AttributeTaste attribute_taste;
   if (!ranking->user_id.empty() && profile.weights[rank::kTaste] != 0) {
     taste = reader->taste(ranking->user_id);
     if (taste && (taste->model != identity || taste->weight <= 0)) taste.reset();
+    // The attribute half, every row decayed to now so that the shares compare like with like.
+    for (const auto& a : reader->affinities(ranking->user_id)) {
+      attribute_taste.add(a.kind, a.value,
+                          a.weight * catalog::decay_factor(a.at_ms, now, catalog::kTasteHalfLifeDays));
+    }
   }
   for (auto& result : results) {
     std::vector<ProductHit> hits;
@@ -111,6 +117,10 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
         if (auto image = reader->get_image(hit.image_id, /*with_embedding=*/true)) {
           c.taste = cosine(image->embedding, taste->vector);
         }
+      }
+      if (!attribute_taste.empty()) {
+        c.taste_affinity =
+            attribute_taste.affinity(rank::taste_values(signals->brand, signals->attributes, signals->price));
       }
       hits.push_back(std::move(hit));
       candidates.push_back(c);

@@ -1,8 +1,12 @@
 // Behaviour events, shopper tastes and ranking profiles: the engine's writes that
 // never touch images or the vector index.
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <map>
+#include <set>
 #include <unordered_map>
+#include <utility>
 
 #include "catalog/store.h"
 #include "common/error.h"
@@ -54,6 +58,34 @@ void add_to_taste(catalog::Taste& taste, const catalog::Event& event, const std:
   taste.weight = taste.weight * old_scale + new_scale;
 }
 
+// The attribute half of one shopper's taste while a batch of events is recorded:
+// their stored rows, updated in memory and written back once at the end.
+struct AffinityRows {
+  std::map<std::pair<std::string, std::string>, catalog::Affinity> rows;
+  std::set<std::pair<std::string, std::string>> changed;
+};
+
+// Adds one event to the shopper's affinity with each of the product's taste values,
+// decaying what was there to the later of the two times (as add_to_taste does).
+void add_to_affinities(AffinityRows& affinities, const catalog::Event& event,
+                       const std::array<std::string, rank::kTasteKinds.size()>& values) {
+  const double w = catalog::event_weight(event.type);
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    if (values[k].empty()) continue;
+    const auto key = std::make_pair(std::string(rank::kTasteKinds[k]), values[k]);
+    auto [it, fresh] =
+        affinities.rows.try_emplace(key, catalog::Affinity{key.first, key.second, 0, event.time_ms});
+    catalog::Affinity& a = it->second;
+    if (fresh || event.time_ms >= a.at_ms) {
+      a.weight = a.weight * catalog::decay_factor(a.at_ms, event.time_ms, catalog::kTasteHalfLifeDays) + w;
+      a.at_ms = event.time_ms;
+    } else {
+      a.weight += w * catalog::decay_factor(event.time_ms, a.at_ms, catalog::kTasteHalfLifeDays);
+    }
+    affinities.changed.insert(key);
+  }
+}
+
 }  // namespace
 
 EventReport Engine::record_events(const std::vector<catalog::Event>& events) {
@@ -62,6 +94,9 @@ EventReport Engine::record_events(const std::vector<catalog::Event>& events) {
   catalog::Store& store = *signals_;
   EventReport report;
   std::unordered_map<std::string, std::vector<float>> vectors;  // per product, for this batch
+  // Per product, its taste values (brand, colour, material, price band), for this batch.
+  std::unordered_map<std::string, std::array<std::string, rank::kTasteKinds.size()>> values;
+  std::unordered_map<std::string, AffinityRows> affinities;  // per shopper, for this batch
   catalog::Store::Transaction tx(store);
   for (std::size_t i = 0; i < events.size(); ++i) {
     const catalog::Event& event = events[i];
@@ -88,6 +123,37 @@ EventReport Engine::record_events(const std::vector<catalog::Event>& events) {
     store.add_event(event);
     ++report.accepted;
 
+    auto product_values = values.find(event.product_id);
+    if (product_values == values.end()) {
+      const auto signals = store.ranking_signals(event.product_id);
+      product_values = values
+                           .emplace(event.product_id,
+                                    rank::taste_values(signals->brand, signals->attributes, signals->price))
+                           .first;
+    }
+    auto shopper = affinities.find(event.user_id);
+    if (shopper == affinities.end()) {
+      shopper = affinities.emplace(event.user_id, AffinityRows{}).first;
+      for (auto& row : store.affinities(event.user_id)) {
+        shopper->second.rows.emplace(std::make_pair(row.kind, row.value), std::move(row));
+      }
+      if (shopper->second.rows.empty()) {
+        // A shopper with no attribute taste yet, whose earlier events (if any, e.g. from
+        // before attribute tastes existed) are counted too: rebuilt from the whole history,
+        // this event included.
+        for (const auto& past : store.events_of(event.user_id)) {
+          auto signals = store.ranking_signals(past.product_id);
+          if (!signals) continue;  // deleted since
+          add_to_affinities(shopper->second, past,
+                            rank::taste_values(signals->brand, signals->attributes, signals->price));
+        }
+      } else {
+        add_to_affinities(shopper->second, event, product_values->second);
+      }
+    } else {
+      add_to_affinities(shopper->second, event, product_values->second);
+    }
+
     auto found = vectors.find(event.product_id);
     if (found == vectors.end()) {
       found = vectors.emplace(event.product_id, product_vector(store, event.product_id, identity)).first;
@@ -107,35 +173,45 @@ EventReport Engine::record_events(const std::vector<catalog::Event>& events) {
     }
     if (!taste->vector.empty()) store.set_taste(event.user_id, *taste);
   }
+  for (const auto& [user_id, shopper] : affinities) {
+    for (const auto& key : shopper.changed) store.set_affinity(user_id, shopper.rows.at(key));
+  }
   tx.commit();
   return report;
 }
 
-bool Engine::forget_user(const std::string& user_id) {
+bool Engine::forget_user(const std::string& user_id) { return forget_users({user_id}) > 0; }
+
+std::size_t Engine::forget_users(const std::vector<std::string>& user_ids) {
   std::lock_guard<std::mutex> lock(signals_mutex_);
   catalog::Store& store = *signals_;
   catalog::Store::Transaction tx(store);
-  const auto events = store.events_of(user_id);
-  for (const auto& event : events) {
-    auto popularity = store.popularity(event.product_id);
-    if (!popularity) continue;  // the product is gone, and its popularity with it
-    const double share =
-        catalog::event_weight(event.type) *
-        catalog::decay_factor(event.time_ms, popularity->at_ms, catalog::kPopularityHalfLifeDays);
-    popularity->score = std::max(0.0, popularity->score - share);
-    store.set_popularity(event.product_id, *popularity);
+  std::size_t known = 0;
+  for (const auto& user_id : user_ids) {
+    const auto events = store.events_of(user_id);
+    for (const auto& event : events) {
+      auto popularity = store.popularity(event.product_id);
+      if (!popularity) continue;  // the product is gone, and its popularity with it
+      const double share =
+          catalog::event_weight(event.type) *
+          catalog::decay_factor(event.time_ms, popularity->at_ms, catalog::kPopularityHalfLifeDays);
+      popularity->score = std::max(0.0, popularity->score - share);
+      store.set_popularity(event.product_id, *popularity);
+    }
+    const std::size_t removed = store.delete_events_of(user_id);
+    const bool had_taste = store.delete_taste(user_id);
+    const bool had_affinities = store.delete_affinities(user_id) > 0;
+    if (removed > 0 || had_taste || had_affinities) ++known;
   }
-  const std::size_t removed = store.delete_events_of(user_id);
-  const bool had_taste = store.delete_taste(user_id);
   tx.commit();
-  return removed > 0 || had_taste;
+  return known;
 }
 
 std::optional<UserSummary> Engine::user(const std::string& user_id) const {
   std::lock_guard<std::mutex> lock(reader_mutex_);
   UserSummary summary;
   summary.events = reader_->events_of(user_id).size();
-  summary.has_taste = reader_->taste(user_id).has_value();
+  summary.has_taste = reader_->taste(user_id).has_value() || !reader_->affinities(user_id).empty();
   if (summary.events == 0 && !summary.has_taste) return std::nullopt;
   return summary;
 }

@@ -998,4 +998,51 @@ TEST_F(CliE2E, EventsFromAFileLiftWhatShoppersBuyAndExplainShowsWhy) {
   EXPECT_NE(table.out.find("popularity"), std::string::npos) << describe(table);
 }
 
+
+TEST_F(CliE2E, EvalRankingScoresThreeRankingsOverSeedsAndLeavesNoShopperBehind) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  fs::path data = CopyOfBase("eval-ranking");
+  const std::vector<std::string> small = {"eval-ranking", "--data", data.string(), "--queries",
+                                          queries().string(), "--users", "40", "--sessions", "8",
+                                          "--photos-per-category", "3", "--depth", "50"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = small;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  Outcome r = run(with({"--seeds", "2", "--json"}));
+  ASSERT_EQ(r.status, 0) << describe(r);
+  std::vector<json> lines;
+  std::istringstream out(r.out);
+  for (std::string line; std::getline(out, line);) lines.push_back(json::parse(line));
+  ASSERT_EQ(lines.size(), 3u) << r.out;  // one per seed, then the mean
+  EXPECT_EQ(lines[0]["seed"], 1);
+  EXPECT_EQ(lines[1]["seed"], 2);
+  EXPECT_EQ(lines[0]["colour_attribute"], "material");
+  EXPECT_NE(r.err.find("attributes.material instead"), std::string::npos) << describe(r);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_GT(lines[i]["history_events"].get<int>(), 0) << lines[i].dump();
+    EXPECT_GT(lines[i]["scored_sessions"].get<int>(), 0) << lines[i].dump();
+    for (const char* key : {"ndcg_visual", "ndcg_business", "ndcg_personal"}) {
+      EXPECT_GE(lines[i][key].get<double>(), 0.0) << key;
+      EXPECT_LE(lines[i][key].get<double>(), 1.0) << key;
+    }
+    EXPECT_NEAR(lines[i]["personal_over_visual"]["mean"].get<double>(),
+                lines[i]["ndcg_personal"].get<double>() - lines[i]["ndcg_visual"].get<double>(), 1e-9);
+  }
+  EXPECT_NEAR(lines[2]["ndcg_visual"]["mean"].get<double>(),
+              (lines[0]["ndcg_visual"].get<double>() + lines[1]["ndcg_visual"].get<double>()) / 2, 1e-9);
+
+  // The simulated shoppers were forgotten, so the same seed runs again; kept, it is refused.
+  Outcome kept = run(with({"--seed", "1", "--keep-events"}));
+  ASSERT_EQ(kept.status, 0) << describe(kept);
+  EXPECT_NE(kept.out.find("NDCG@10"), std::string::npos) << describe(kept);
+  Outcome again = run(with({"--seed", "1"}));
+  EXPECT_NE(again.status, 0);
+  EXPECT_NE(again.err.find("already in this data folder"), std::string::npos) << describe(again);
+  Outcome bad = run(with({"--k", "80"}));
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("depth from k"), std::string::npos) << describe(bad);
+}
+
 }  // namespace

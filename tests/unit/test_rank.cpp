@@ -15,6 +15,7 @@
 #include "catalog/store.h"
 #include "common/error.h"
 #include "rank/rank.h"
+#include "search/behaviour_sim.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
 #include "support/test_support.h"
@@ -179,15 +180,69 @@ TEST(Score, PriceFitPrefersTheRequestedPrice) {
   EXPECT_DOUBLE_EQ(rank::price_distance(5, {std::nullopt, 10.0, 40.0}), 0.5);
 }
 
+TEST(Score, AttributeTasteIsTheMeanShareOfTheProductsValuesAndMixesWithTheLook) {
+  EXPECT_EQ(rank::price_band(30), "8");  // 1.5^8 = 25.6 <= 30 < 38.4
+  EXPECT_EQ(rank::price_band(25), "7");
+  EXPECT_EQ(rank::price_band(0), "");
+  EXPECT_EQ(rank::price_band(-3), "");
+
+  rank::AttributeTaste taste;
+  taste.add("brand", "Fjord", 3);
+  taste.add("brand", "Atlas", 1);
+  taste.add("material", "wool", 2);
+  taste.add("shoe_size", "42", 5);  // not a taste kind: ignored
+  taste.add("color", "red", 0);     // no weight: ignored
+  EXPECT_FALSE(taste.empty());
+  EXPECT_DOUBLE_EQ(taste.share("brand", "Fjord"), 0.75);
+  EXPECT_DOUBLE_EQ(taste.share("brand", "Vela"), 0.0);
+  // Kinds with weight: brand and material. A Fjord in wool: (0.75 + 1) / 2.
+  EXPECT_DOUBLE_EQ(taste.affinity(rank::taste_values("Fjord", {{"material", "wool"}}, 30)), 0.875);
+  EXPECT_DOUBLE_EQ(taste.affinity(rank::taste_values("Atlas", {{"material", "denim"}}, 30)), 0.125);
+  EXPECT_DOUBLE_EQ(taste.affinity(rank::taste_values("", {}, 30)), 0.0);
+  EXPECT_TRUE(rank::AttributeTaste().empty());
+
+  // taste value = (1 - m) * look + m * attributes, each rescaled over the candidates.
+  auto a = plain(0.9), b = plain(0.8);
+  a.taste = 0.2;
+  a.taste_affinity = 0.125;
+  b.taste = 0.6;
+  b.taste_affinity = 0.875;
+  auto profile = rank::default_profile();
+  profile.taste_attribute_share = 0.25;
+  const auto ranked = rank::rerank(profile, {}, {a, b});
+  ASSERT_EQ(ranked.size(), 2u);
+  for (const auto& r : ranked) {
+    const auto& s = r.score;
+    const double look = r.index == 0 ? 0 : 1, attributes = r.index == 0 ? 0 : 1;
+    EXPECT_DOUBLE_EQ(s.parts[rank::kTaste].value, 0.75 * look + 0.25 * attributes);
+    ASSERT_TRUE(s.taste_look && s.taste_attributes);
+    EXPECT_DOUBLE_EQ(*s.taste_look, look);
+    double sum = 0;
+    for (const auto& part : s.parts) sum += part.contribution();
+    EXPECT_NEAR(sum, s.total, 1e-12);
+    const auto doc = json::parse(rank::explain_json(s));
+    EXPECT_DOUBLE_EQ(doc["taste_parts"]["attribute_share"].get<double>(), 0.25);
+    EXPECT_DOUBLE_EQ(doc["taste_affinity"].get<double>(), r.index == 0 ? 0.125 : 0.875);
+  }
+  // Only an attribute taste (no vector): it is the whole value; share 0 ignores it.
+  a.taste.reset();
+  b.taste.reset();
+  for (const auto& r : rank::rerank(profile, {}, {a, b}))
+    EXPECT_DOUBLE_EQ(r.score.parts[rank::kTaste].value, r.index == 0 ? 0.0 : 1.0);
+  profile.taste_attribute_share = 0;
+  for (const auto& r : rank::rerank(profile, {}, {a, b})) EXPECT_EQ(r.score.parts[rank::kTaste].value, 0.0);
+}
+
 TEST(Profile, JsonRoundTripAndClearErrors) {
   auto p =
       rank::parse_profile("summer", R"({"weights": {"popularity": 0.5, "taste": 0}, "out_of_stock": "hide",
-      "rating_prior": {"mean": 4, "count": 50}, "candidate_depth": 300})");
+      "rating_prior": {"mean": 4, "count": 50}, "candidate_depth": 300, "taste_attribute_share": 0.8})");
   EXPECT_EQ(p.name, "summer");
   EXPECT_DOUBLE_EQ(p.weights[rank::kPopularity], 0.5);
   EXPECT_DOUBLE_EQ(p.weights[rank::kVisual], 1.0);  // not given: the default's
   EXPECT_EQ(p.out_of_stock, rank::StockPolicy::kHide);
   EXPECT_EQ(p.candidate_depth, 300);
+  EXPECT_DOUBLE_EQ(p.taste_attribute_share, 0.8);
   auto again = rank::parse_profile("summer", rank::profile_json(p));
   EXPECT_EQ(rank::profile_json(again), rank::profile_json(p));
 
@@ -200,6 +255,7 @@ TEST(Profile, JsonRoundTripAndClearErrors) {
   EXPECT_TRUE(contains(message("x", R"({"weights": {"visual": -1}})"), "weights.visual"));
   EXPECT_TRUE(contains(message("x", R"({"candidate_depth": 5000})"), "candidate_depth"));
   EXPECT_TRUE(contains(message("x", R"({"out_of_stock": "bury"})"), "out_of_stock"));
+  EXPECT_TRUE(contains(message("x", R"({"taste_attribute_share": 1.5})"), "taste_attribute_share"));
   EXPECT_TRUE(contains(message("x", R"({"colour": 1})"), "unknown key \"colour\""));
   EXPECT_TRUE(contains(message("bad name", "{}"), "name"));
   EXPECT_TRUE(contains(message("x", "[1]"), "object"));
@@ -466,6 +522,145 @@ TEST_F(RankingEngine, EventsSurviveReopeningTheDataFolder) {
   ASSERT_EQ(store->events_of("durable-user").size(), 1u);
   EXPECT_EQ(store->events_of("durable-user")[0].product_id, id);
   EXPECT_TRUE(store->first_seen(id));
+}
+
+TEST_F(RankingEngine, AttributeTasteLearnsBrandMaterialAndPriceBandDecaysAndIsForgotten) {
+  search::RankRequest visual;
+  visual.profile = "visual";
+  const auto similar = find(query(3), 40, &visual);
+  ASSERT_EQ(similar.hits.size(), 40u);
+  // The brand of the 30th result: the shopper bought other products of it long ago and
+  // viewed products of another brand today.
+  const std::string old_brand = similar.hits[29].product.brand;
+  std::string new_brand;
+  std::vector<std::string> old_brand_products, new_brand_products;
+  for (const auto& id : engine_->product_ids()) {
+    const auto p = *engine_->product(id);
+    if (new_brand.empty() && p.brand != old_brand) new_brand = p.brand;
+    if (p.brand == old_brand && old_brand_products.size() < 3) old_brand_products.push_back(id);
+    if (!new_brand.empty() && p.brand == new_brand && new_brand_products.size() < 3)
+      new_brand_products.push_back(id);
+  }
+  ASSERT_EQ(old_brand_products.size(), 3u);
+  ASSERT_EQ(new_brand_products.size(), 3u);
+  constexpr std::int64_t kDay = 86400000;
+  std::vector<catalog::Event> history;
+  for (const auto& id : old_brand_products)
+    history.push_back(event(catalog::EventType::kPurchase, id, "attribute-user", 60 * kDay));
+  ASSERT_EQ(engine_->record_events(history).accepted, 3u);
+
+  auto store = catalog::Store::open(root_->path() / "data" / "catalog.db");
+  auto weight_of = [&](const std::string& kind, const std::string& value) {
+    for (const auto& a : store->affinities("attribute-user")) {
+      if (a.kind == kind && a.value == value) {
+        return a.weight * catalog::decay_factor(a.at_ms, catalog::unix_now_ms(), catalog::kTasteHalfLifeDays);
+      }
+    }
+    return 0.0;
+  };
+  // Three purchases 60 days ago, at a half-life of 14 days: 30 * 2^(-60/14) now.
+  EXPECT_NEAR(weight_of("brand", old_brand), 30 * std::exp2(-60.0 / 14.0), 1e-3);
+  const auto first = *engine_->product(old_brand_products[0]);
+  EXPECT_GT(weight_of("material", first.attributes.at("material")), 0.0);
+  EXPECT_GT(weight_of("price_band", rank::price_band(first.price)), 0.0);
+
+  // Attributes alone (share 1), taste weighted up: more of the long-ago brand in the top 10 than by look.
+  auto attributes_only = rank::default_profile();
+  attributes_only.name = "attributes-only";
+  attributes_only.taste_attribute_share = 1;
+  attributes_only.weights[rank::kTaste] = 3;
+  engine_->put_ranking_profile(attributes_only);
+  search::RankRequest personal;
+  personal.profile = attributes_only.name;
+  personal.user_id = "attribute-user";
+  personal.depth = 40;
+  auto mine = find(query(3), 10, &personal);
+  ASSERT_EQ(mine.hits.size(), 10u);
+  ASSERT_TRUE(mine.hits[0].ranking->taste_affinity);
+  auto of_brand = [&](const std::vector<search::ProductHit>& hits) {
+    return std::count_if(hits.begin(), hits.begin() + 10,
+                         [&](const search::ProductHit& h) { return h.product.brand == old_brand; });
+  };
+  EXPECT_GT(of_brand(mine.hits), of_brand(similar.hits));
+  EXPECT_LT(rank_of(mine, similar.hits[29].product_id), 10u);
+
+  // Three views today outweigh three purchases 60 days ago (3 > 1.55): the newer brand's share is larger.
+  std::vector<catalog::Event> today;
+  for (const auto& id : new_brand_products)
+    today.push_back(event(catalog::EventType::kView, id, "attribute-user"));
+  ASSERT_EQ(engine_->record_events(today).accepted, 3u);
+  EXPECT_NEAR(weight_of("brand", new_brand), 3.0, 1e-3);
+  EXPECT_GT(weight_of("brand", new_brand), weight_of("brand", old_brand));
+
+  EXPECT_TRUE(engine_->forget_user("attribute-user"));
+  EXPECT_TRUE(store->affinities("attribute-user").empty());
+  EXPECT_FALSE(engine_->user("attribute-user"));
+  for (const auto& hit : find(query(3), 10, &personal).hits) {
+    EXPECT_EQ(hit.ranking->parts[rank::kTaste].value, 0.0);
+    EXPECT_FALSE(hit.ranking->taste_affinity);
+  }
+  engine_->delete_ranking_profile(attributes_only.name);
+}
+
+// ---- the behaviour simulator and the offline ranking evaluation (search/behaviour_sim.h) ----
+
+class SimulatedShoppers : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new TempDir();
+    demo::write_demo_catalog(root_->path() / "demo",
+                             {.dataset_dir = {}, .max_products = 1500, .max_queries = 100});
+    search::OpenOptions open;
+    open.model = search::kPixelsModel;
+    engine_ = search::Engine::open(root_->path() / "data", open).release();
+    ASSERT_EQ(engine_->ingest(root_->path() / "demo" / "catalog.jsonl", {}).products_added, 1500u);
+  }
+  static void TearDownTestSuite() {
+    delete engine_;
+    delete root_;
+  }
+  static search::RankingEvalReport run(std::uint64_t seed, std::size_t users) {
+    search::RankingEvalOptions options;
+    options.seed = seed;
+    options.users = users;
+    options.sessions_per_user = 10;
+    options.photos_per_category = 3;
+    options.depth = 60;
+    return search::evaluate_ranking(*engine_, root_->path() / "demo" / "queries.jsonl", options);
+  }
+  static TempDir* root_;
+  static search::Engine* engine_;
+};
+
+TempDir* SimulatedShoppers::root_ = nullptr;
+search::Engine* SimulatedShoppers::engine_ = nullptr;
+
+TEST_F(SimulatedShoppers, TheSameSeedGivesTheSameShoppersEventsAndFigures) {
+  const auto a = run(11, 30), b = run(11, 30), c = run(12, 30);
+  ASSERT_GT(a.history_events, 500u);
+  ASSERT_GT(a.scored_sessions, 20u);
+  EXPECT_EQ(a.colour_attribute, "material");  // the plain demo catalog has no colour
+  EXPECT_EQ(a.event_log, b.event_log);
+  EXPECT_EQ(a.history_events, b.history_events);
+  EXPECT_NEAR(a.ndcg_visual, b.ndcg_visual, 1e-12);
+  EXPECT_NEAR(a.ndcg_business, b.ndcg_business, 1e-9);
+  EXPECT_NEAR(a.ndcg_personal, b.ndcg_personal, 1e-9);
+  EXPECT_NE(a.event_log, c.event_log);
+  // The shoppers were forgotten: nothing of them is left in the folder (a later run of
+  // the same seed saw the same catalog, so it drew the same events).
+  EXPECT_FALSE(engine_->user("sim-11-0"));
+  EXPECT_FALSE(engine_->user("sim-12-0"));
+}
+
+TEST_F(SimulatedShoppers, BusinessSignalsAndPersonalTasteBeatTheLookAlone) {
+  const auto r = run(21, 150);
+  std::cout << "NDCG@10 visual " << r.ndcg_visual << ", business " << r.ndcg_business << ", personal "
+            << r.ndcg_personal << " (" << r.scored_sessions << " sessions of " << r.users_scored
+            << " shoppers)\n";
+  EXPECT_GT(r.business_over_visual.mean - r.business_over_visual.ci95, 0.0);
+  EXPECT_GT(r.personal_over_business.mean - r.personal_over_business.ci95, 0.0)
+      << "taste must lift what the shopper engages with next, beyond popularity and rating";
+  EXPECT_GT(r.ndcg_personal, r.ndcg_visual);
 }
 
 }  // namespace
