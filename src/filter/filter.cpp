@@ -651,6 +651,7 @@ std::uint32_t Table::upsert(const catalog::Product& p) {
     rating_.push_back(0);
     stock_.push_back(0);
     rating_count_.push_back(0);
+    images_.push_back(0);
     for (TextColumn* c : {&category_, &brand_, &group_, &currency_}) c->codes.push_back(0);
     for (auto& [key, column] : attributes_) column.codes.push_back(0);
   }
@@ -658,6 +659,7 @@ std::uint32_t Table::upsert(const catalog::Product& p) {
   rating_[row] = p.rating;
   stock_[row] = p.stock;
   rating_count_[row] = p.rating_count;
+  images_[row] = static_cast<std::uint32_t>(p.images.size());
   category_.codes[row] = category_.code_of(p.category);
   brand_.codes[row] = brand_.code_of(p.brand);
   group_.codes[row] = group_.code_of(p.group_id);
