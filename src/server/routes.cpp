@@ -27,9 +27,7 @@ const std::vector<QueryParam> kFilterParams = {
      "only products passing this expression, applied inside the search, e.g. category = \"Sneaker\" AND "
      "price < 50 AND NOT attributes.color IN (\"red\",\"pink\"); grammar in docs/API.md; at most 4096 bytes"},
     {"sort", "string", "best (default), price_asc, price_desc or rating: orders the depth best matches"},
-    {"depth", "integer",
-     "candidates per query: the best matches that are re-ranked, sorted and counted in facets, 0..1000 "
-     "(default: the profile's, 100)"},
+    {"depth", "integer", "candidates per query: the best matches that are re-ranked, sorted and counted in facets, 0..1000 (default: the profile's, 100)"},
     {"facets", "boolean", "true: count category, brand, color and price buckets over the depth best matches"},
     {"group", "boolean",
      "true (default): one result per product family (products sharing a group_id), shown by its best "
