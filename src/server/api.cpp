@@ -42,9 +42,11 @@ const char* kHtmlSecurityPolicy =
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'";
 
-const std::vector<std::string> kDefaultFields = {"similarity", "title",    "brand",  "category",
-                                                 "price",      "currency", "rating", "rating_count",
-                                                 "stock",      "image_url"};
+const std::vector<std::string> kDefaultFields = {"similarity", "title",     "brand",       "category",
+                                                 "price",      "currency",  "rating",      "rating_count",
+                                                 "stock",      "image_url", "family_size", "variants"};
+// Result fields that are not product fields: present with grouping only (docs/API.md, "Variants").
+bool is_family_field(const std::string& field) { return field == "family_size" || field == "variants"; }
 const std::set<std::string> kAllowedFields = {"title",     "brand",      "category",     "price",
                                               "currency",  "rating",     "rating_count", "stock",
                                               "image_url", "attributes", "group_id"};
@@ -137,7 +139,7 @@ std::vector<std::string> parse_fields(const std::vector<std::string>& names) {
   for (const auto& raw : names) {
     std::string name = trim(raw);
     if (name.empty() || name == "product_id" || name == "score") continue;
-    if (!kAllowedFields.count(name) && name != "similarity")
+    if (!kAllowedFields.count(name) && name != "similarity" && !is_family_field(name))
       throw bad_request("unknown field \"" + name.substr(0, 64) + "\" in fields");
     if (std::find(fields.begin(), fields.end(), name) == fields.end()) fields.push_back(name);
   }
@@ -335,15 +337,20 @@ json results_json(const search::QueryResult& result, const Page& page, double to
     const auto& hit = hits[i];
     json r{{"product_id", hit.product_id}, {"score", rounded(hit.score, 1e6)}};
     for (const auto& field : page.fields) {
-      r[field] =
-          field == "similarity" ? json(rounded(hit.similarity, 1e6)) : product_field(hit.product, field);
+      if (field == "family_size") {
+        if (page.search.group_variants) r[field] = hit.family_size;
+      } else if (field == "variants") {
+        if (!page.search.group_variants) continue;
+        r[field] = json::array();
+        for (const auto& v : hit.variants) r[field].push_back(swatch_json(v));
+      } else {
+        r[field] =
+            field == "similarity" ? json(rounded(hit.similarity, 1e6)) : product_field(hit.product, field);
+      }
     }
     if (page.explain && hit.ranking) r["explain"] = json::parse(rank::explain_json(*hit.ranking));
-    if (page.search.group_variants) {
-      r["family_size"] = hit.family_size;
-      r["variants"] = json::array();
-      for (const auto& v : hit.variants) r["variants"].push_back(swatch_json(v));
-      if (page.explain && hit.family_size > 1) r["variant_choice"] = variant_choice_json(hit, page);
+    if (page.explain && page.search.group_variants && hit.family_size > 1) {
+      r["variant_choice"] = variant_choice_json(hit, page);
     }
     results.push_back(std::move(r));
   }

@@ -18,7 +18,7 @@ const std::vector<QueryParam> kPageParams = {
     {"fields", "string",
      "comma-separated result fields to return (product_id and score always are): title, brand, category, "
      "price, "
-     "currency, rating, rating_count, stock, image_url, attributes, group_id"},
+     "currency, rating, rating_count, stock, image_url, attributes, group_id, family_size, variants"},
 };
 
 // Filter, sort and facets: shared by search by photo and more like this.

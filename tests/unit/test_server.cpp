@@ -921,6 +921,13 @@ TEST_F(ServerTest, VariantsAreGroupedWithSwatchesAndCompared) {
   EXPECT_EQ(top["variant_choice"]["candidates"], 3);
   EXPECT_TRUE(testing::contains(top["variant_choice"]["reason"], "highest final score")) << top.dump();
 
+  // fields restricts results to what is asked for, the family's fields too.
+  json narrow = search_png(photo, "?k=1&fields=title");
+  EXPECT_FALSE(narrow["results"][0].contains("variants")) << narrow.dump();
+  narrow = search_png(photo, "?k=1&fields=title,variants");
+  EXPECT_EQ(narrow["results"][0]["variants"].size(), 2u) << narrow.dump();
+  EXPECT_FALSE(narrow["results"][0].contains("family_size")) << narrow.dump();
+
   // group=false: every product on its own, no swatches; the JSON body takes it too.
   json plain = search_png(photo, "?k=5&group=false");
   std::set<std::string> first3;
