@@ -80,8 +80,8 @@
   // Query parameters shared by both kinds of search.
   // The default fields and the attributes, for the shown variant's swatch label.
   const RESULT_FIELDS =
-      'similarity,title,brand,category,price,currency,rating,rating_count,stock,image_url,attributes,' +
-      'family_size,variants';
+    'similarity,title,brand,category,price,currency,rating,rating_count,stock,image_url,attributes,' +
+    'family_size,variants';
 
   function refineParams(params, append) {
     params.set('fields', RESULT_FIELDS);
