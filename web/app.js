@@ -30,6 +30,7 @@
     productRating: $('product-rating'), productPrice: $('product-price'),
     productStock: $('product-stock'), productDetails: $('product-details'),
     addToCart: $('add-to-cart'), productSimilar: $('product-similar'), productNote: $('product-note'),
+    productCompare: $('product-compare'), compareRows: $('compare-rows'),
     cartDialog: $('cart-dialog'), cartClose: $('cart-close'), cartList: $('cart-list'),
     cartEmpty: $('cart-empty'), cartTotal: $('cart-total'), cartTotalValue: $('cart-total-value'),
     cameraDialog: $('camera-dialog'), cameraClose: $('camera-close'), cameraVideo: $('camera-video'),
@@ -77,7 +78,13 @@
   }
 
   // Query parameters shared by both kinds of search.
+  // The default fields and the attributes, for the shown variant's swatch label.
+  const RESULT_FIELDS =
+    'similarity,title,brand,category,price,currency,rating,rating_count,stock,image_url,attributes,' +
+    'family_size,variants';
+
   function refineParams(params, append) {
+    params.set('fields', RESULT_FIELDS);
     const filter = filterExpression();
     if (filter) params.set('filter', filter);
     if (state.sort !== 'best') params.set('sort', state.sort);
@@ -371,8 +378,48 @@
     return details;
   }
 
+  // "red · 42": what tells a variant apart on a swatch.
+  function variantLabel(v) {
+    const parts = [v.color, v.size].filter((x) => typeof x === 'string' && x !== '');
+    return parts.length ? parts.join(' · ') : v.product_id;
+  }
+
+  // The family's variants as swatches (docs/API.md, "Variants"): the shown one and the
+  // others, by product id. Clicking one shows that variant on the card.
+  function swatchesNode(result, show) {
+    const others = Array.isArray(result.variants) ? result.variants : [];
+    if (!others.length) return null;
+    const attrs = result.attributes || {};
+    const self = {
+      product_id: result.product_id, color: attrs.color || '', size: attrs.size || '',
+      price: result.price, currency: result.currency, stock: result.stock, image_url: result.image_url,
+    };
+    const all = [self, ...others].sort((a, b) => (a.product_id < b.product_id ? -1 : 1));
+    const wrap = make('div', 'swatches');
+    wrap.setAttribute('role', 'group');
+    wrap.setAttribute('aria-label', `${result.family_size || all.length} variants`);
+    for (const v of all) {
+      const b = make('button', 'swatch', variantLabel(v));
+      b.type = 'button';
+      b.dataset.variantId = v.product_id;
+      b.setAttribute('aria-pressed', v.product_id === self.product_id ? 'true' : 'false');
+      if (typeof v.stock === 'number' && v.stock <= 0) b.classList.add('swatch--sold-out');
+      b.addEventListener('click', () => {
+        for (const other of wrap.querySelectorAll('.swatch')) {
+          other.setAttribute('aria-pressed', other === b ? 'true' : 'false');
+        }
+        show(v);
+      });
+      wrap.append(b);
+    }
+    if (result.family_size > all.length) {
+      wrap.append(make('span', 'swatches__more', `+${result.family_size - all.length} more`));
+    }
+    return wrap;
+  }
+
   function cardNode(result, index) {
-    const p = productSummary(result);
+    let p = productSummary(result);
     const li = make('li', 'grid__item');
     const card = make('article', 'card');
     card.dataset.productId = p.id;
@@ -395,17 +442,33 @@
     const title = make('h3', 'card__title');
     const open = make('button', 'card__open', p.title);
     open.type = 'button';
-    open.addEventListener('click', () => openProduct(p));
+    open.addEventListener('click', () => openProduct(p));  // p: the variant shown
     title.append(open);
     body.append(title);
     const rating = ratingNode(p.rating, p.rating_count);
     if (rating) body.append(rating);
     const line = make('div', 'card__line');
-    const price = formatPrice(p.price, p.currency);
-    if (price) line.append(make('p', 'card__price', price));
-    const stock = stockInfo(p.stock);
-    if (stock) line.append(make('p', `stock ${stock.cls}`, stock.text));
+    const fillLine = () => {
+      line.replaceChildren();
+      const price = formatPrice(p.price, p.currency);
+      if (price) line.append(make('p', 'card__price', price));
+      const stock = stockInfo(p.stock);
+      if (stock) line.append(make('p', `stock ${stock.cls}`, stock.text));
+    };
+    fillLine();
     body.append(line);
+    const swatches = swatchesNode(result, (v) => {
+      // The variant takes the card over: its photo, price, stock, and the links open it.
+      p = { ...p, id: v.product_id, price: v.price, currency: v.currency || p.currency, stock: v.stock,
+        image_url: v.image_url || '' };
+      card.dataset.shownId = p.id;
+      showApiImage(img, p.image_url);
+      fillLine();
+    });
+    if (swatches) {
+      card.dataset.shownId = p.id;
+      body.append(swatches);
+    }
 
     const similar = make('button', 'button button--small card__similar', 'More like this');
     similar.type = 'button';
@@ -886,8 +949,48 @@
   el.productPhoto.addEventListener('load', onImageLoad);
   el.productPhoto.addEventListener('error', onImageError);
 
+  // The comparison table of the product's family (GET /v1/products/{id}/variants); hidden
+  // for a product without variants.
+  async function loadComparison(id) {
+    el.productCompare.hidden = true;
+    el.compareRows.replaceChildren();
+    let data;
+    try {
+      data = await api(`/v1/products/${encodeURIComponent(id)}/variants`);
+    } catch (_) {
+      return;  // the product view stands without it
+    }
+    if (!el.productDialog.open || !state.product || state.product.id !== id) return;
+    const variants = Array.isArray(data.variants) ? data.variants : [];
+    if (variants.length < 2) return;
+    for (const v of variants) {
+      const attrs = v.attributes || {};
+      const row = make('tr', 'compare__row');
+      row.dataset.variantId = v.product_id;
+      if (v.product_id === id) row.setAttribute('aria-current', 'true');
+      const first = make('td', 'compare__variant');
+      const img = make('img', 'compare__img');
+      img.alt = '';
+      img.addEventListener('load', onImageLoad);
+      showApiImage(img, v.image_url || '');
+      const open = make('button', 'compare__open', v.title || v.product_id);
+      open.type = 'button';
+      open.disabled = v.product_id === id;
+      open.addEventListener('click', () => openProduct(productSummary(v)));
+      first.append(img, open);
+      const stock = stockInfo(v.stock);
+      const cells = [attrs.color || '–', attrs.size || '–', attrs.material || '–',
+        formatPrice(v.price, v.currency) || '–', stock ? stock.text : '–',
+        typeof v.rating === 'number' ? `${v.rating.toFixed(1)} (${v.rating_count || 0})` : '–'];
+      row.append(first, ...cells.map((text) => make('td', null, text)));
+      el.compareRows.append(row);
+    }
+    el.productCompare.hidden = false;
+  }
+
   async function openProduct(summary) {
     el.productNote.textContent = '';
+    loadComparison(summary.id);
     el.productDialog.classList.remove('is-missing');
     fillProduct(summary, productImages({}, summary.id, summary.image_url));
     if (!el.productDialog.open) el.productDialog.showModal();

@@ -50,6 +50,7 @@ Examples:
   lookalike search --data demo-data --image photo.jpg --profile default --user u42 --price 40 --explain
   lookalike events --data demo-data --file events.jsonl
   lookalike search --data demo-data --image q.png --filter 'category = "Sneaker" AND price < 50' --sort price_asc
+  lookalike variants --data demo-data --id sku-1
   lookalike bench-filter --data demo-data --queries demo-data/queries.jsonl
   lookalike eval   --data demo-data --queries demo-data/queries.jsonl
   lookalike eval-robustness --data demo-data --items 2000 --seed 1
@@ -73,15 +74,46 @@ json hit_json(const search::ProductHit& hit, bool explain) {
   return out;
 }
 
+json variant_json(const search::Variant& v) {
+  json out{{"product_id", v.product_id}, {"color", v.color},       {"size", v.size},
+           {"price", v.price},           {"currency", v.currency}, {"stock", v.stock}};
+  if (v.score) out["score"] = *v.score;
+  return out;
+}
+
+// With grouping: the family's size and its other variants (swatches) on each hit.
+void add_variants(json& hit_out, const search::ProductHit& hit) {
+  hit_out["family_size"] = hit.family_size;
+  hit_out["variants"] = json::array();
+  for (const auto& v : hit.variants) hit_out["variants"].push_back(variant_json(v));
+}
+
+// One variant in a line: "red 42 59.99 EUR stock 12".
+std::string describe_variant(const std::string& color, const std::string& size, double price,
+                             const std::string& currency, std::int64_t stock) {
+  char text[96];
+  std::snprintf(text, sizeof text, "%.2f %s stock %lld", price, currency.c_str(),
+                static_cast<long long>(stock));
+  std::string out;
+  for (const auto& part : {color, size}) {
+    if (!part.empty()) out += part + " ";
+  }
+  return out + text;
+}
+
 // `matched` only with a filter: without one, the line keeps its original two keys.
-json result_json(const std::string& query, const search::QueryResult& result, bool filtered, bool explain) {
+json result_json(const std::string& query, const search::QueryResult& result, bool filtered, bool explain,
+                 bool grouped) {
   json out{{"query", query}};
   if (!result.error.empty()) {
     out["error"] = result.error;
     return out;
   }
   out["results"] = json::array();
-  for (const auto& hit : result.hits) out["results"].push_back(hit_json(hit, explain));
+  for (const auto& hit : result.hits) {
+    out["results"].push_back(hit_json(hit, explain));
+    if (grouped) add_variants(out["results"].back(), hit);
+  }
   if (filtered) out["matched"] = result.matched;
   if (result.facets) out["facets"] = json::parse(filter::facets_json(*result.facets));
   return out;
@@ -120,6 +152,14 @@ void print_result_table(const std::string& query, const search::QueryResult& res
     std::printf("%3d  %.3f  %-10s  %-40s  %-12s  %8.2f %s  stock %lld\n", ++rank, hit.score,
                 hit.product_id.c_str(), p.title.c_str(), p.category.c_str(), p.price, p.currency.c_str(),
                 static_cast<long long>(p.stock));
+    if (!hit.variants.empty()) {
+      std::printf("      %zu variants; also:", hit.family_size);
+      for (const auto& v : hit.variants) {
+        std::printf("  %s (%s)", v.product_id.c_str(),
+                    describe_variant(v.color, v.size, v.price, v.currency, v.stock).c_str());
+      }
+      std::printf("\n");
+    }
     if (!explain || !hit.ranking) continue;
     std::printf("      =");
     for (std::size_t c = 0; c < rank::kComponentCount; ++c) {
@@ -221,6 +261,11 @@ int main(int argc, char** argv) {
                    "the profile's, 100)")
       ->check(CLI::Range(0, search::Engine::kMaxK));
   search_cmd->add_flag("--facets", search_options.facets, "Count category, brand, colour and price facets");
+  bool no_group = false;
+  search_cmd->add_flag(
+      "--no-group", no_group,
+      "List every product; by default products sharing a group_id are one result (their best "
+      "variant, the others listed as its variants), and --k and --depth count families");
 
   search::RankRequest rank_request;
   bool explain = false;
@@ -236,6 +281,14 @@ int main(int argc, char** argv) {
   search_cmd->add_option("--price-max", price_max, "Upper end of the wanted price range")
       ->check(CLI::PositiveNumber);
   search_cmd->add_flag("--explain", explain, "Show each result's score broken down by component");
+
+  // variants
+  auto* variants_cmd = app.add_subcommand(
+      "variants", "Compare the variants of a product's family (products sharing its group_id)");
+  std::string variant_id;
+  variants_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
+  variants_cmd->add_option("--id", variant_id, "Product id")->required();
+  variants_cmd->add_flag("--json", as_json, "One JSON object per variant");
 
   // events
   auto* events_cmd = app.add_subcommand(
@@ -478,6 +531,7 @@ int main(int argc, char** argv) {
       }
       if (!filter_text.empty()) search_options.filter = filter::Filter::parse(filter_text);
       search_options.sort = search::parse_sort(sort_name);
+      search_options.group_variants = !no_group;
       rank_request.depth = search_options.depth;
       if (search_options.facets) search_options.facet_options.attributes = {"color", "material"};
       bool any_failed = false;
@@ -490,7 +544,8 @@ int main(int argc, char** argv) {
         for (std::size_t i = 0; i < results.size(); ++i) {
           any_failed = any_failed || !results[i].error.empty();
           if (as_json) {
-            std::cout << result_json(paths[begin + i], results[i], search_options.filter.has_value(), explain)
+            std::cout << result_json(paths[begin + i], results[i], search_options.filter.has_value(), explain,
+                                     search_options.group_variants)
                              .dump()
                       << "\n";
           } else {
@@ -503,6 +558,25 @@ int main(int argc, char** argv) {
         }
       }
       return any_failed && !image_file.empty() ? kExitError : 0;
+    }
+    if (*variants_cmd) {
+      auto engine = search::Engine::open(data_dir, open_options("", ""));
+      for (const auto& p : engine->variants(variant_id)) {
+        if (as_json) {
+          std::cout << catalog::to_json_line(p) << "\n";
+          continue;
+        }
+        auto attribute = [&](const char* key) {
+          auto it = p.attributes.find(key);
+          return it == p.attributes.end() ? std::string("-") : it->second;
+        };
+        std::printf("%s %-12s  %-10s  %-6s  %-10s  %8.2f %s  stock %-5lld  rating %.1f (%lld)  %s\n",
+                    p.id == variant_id ? "*" : " ", p.id.c_str(), attribute("color").c_str(),
+                    attribute("size").c_str(), attribute("material").c_str(), p.price, p.currency.c_str(),
+                    static_cast<long long>(p.stock), p.rating, static_cast<long long>(p.rating_count),
+                    p.images.empty() ? "(no image)" : p.images.front().c_str());
+      }
+      return 0;
     }
     if (*events_cmd) {
       auto engine = search::Engine::open(data_dir, open_options("", ""));

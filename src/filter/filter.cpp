@@ -635,6 +635,8 @@ std::uint32_t Table::upsert(const catalog::Product& p) {
     if (!alive_[row]) {
       alive_[row] = 1;
       ++live_count_;
+    } else {
+      leave_family(row);
     }
   } else {
     row = static_cast<std::uint32_t>(ids_.size());
@@ -649,16 +651,20 @@ std::uint32_t Table::upsert(const catalog::Product& p) {
     rating_.push_back(0);
     stock_.push_back(0);
     rating_count_.push_back(0);
-    for (TextColumn* c : {&category_, &brand_, &group_}) c->codes.push_back(0);
+    images_.push_back(0);
+    for (TextColumn* c : {&category_, &brand_, &group_, &currency_}) c->codes.push_back(0);
     for (auto& [key, column] : attributes_) column.codes.push_back(0);
   }
   price_[row] = p.price;
   rating_[row] = p.rating;
   stock_[row] = p.stock;
   rating_count_[row] = p.rating_count;
+  images_[row] = static_cast<std::uint32_t>(p.images.size());
   category_.codes[row] = category_.code_of(p.category);
   brand_.codes[row] = brand_.code_of(p.brand);
   group_.codes[row] = group_.code_of(p.group_id);
+  currency_.codes[row] = currency_.code_of(p.currency);
+  join_family(row);
   for (auto& [key, column] : attributes_) column.codes[row] = 0;
   for (const auto& [key, value] : p.attributes) {
     auto [it, inserted] = attributes_.try_emplace(fold(key));
@@ -671,9 +677,40 @@ std::uint32_t Table::upsert(const catalog::Product& p) {
 bool Table::remove(const std::string& id) {
   auto row = row_of(id);
   if (!row || !alive_[*row]) return false;
+  leave_family(*row);
   alive_[*row] = 0;
   --live_count_;
   return true;
+}
+
+void Table::leave_family(std::uint32_t row) {
+  const std::uint32_t group = group_.codes[row];
+  if (group == 0 || group >= family_rows_.size()) return;
+  auto& rows = family_rows_[group];
+  auto it = std::lower_bound(rows.begin(), rows.end(), row);
+  if (it != rows.end() && *it == row) rows.erase(it);
+}
+
+void Table::join_family(std::uint32_t row) {
+  const std::uint32_t group = group_.codes[row];
+  if (group == 0) return;
+  if (group >= family_rows_.size()) family_rows_.resize(group + 1);
+  auto& rows = family_rows_[group];
+  auto it = std::lower_bound(rows.begin(), rows.end(), row);
+  if (it == rows.end() || *it != row) rows.insert(it, row);
+}
+
+std::vector<std::uint32_t> Table::family(std::uint32_t row) const {
+  const std::uint32_t group = group_.codes[row];
+  if (group == 0) return alive_[row] ? std::vector<std::uint32_t>{row} : std::vector<std::uint32_t>{};
+  return group < family_rows_.size() ? family_rows_[group] : std::vector<std::uint32_t>{};
+}
+
+const std::string& Table::attribute(std::uint32_t row, const std::string& key) const {
+  static const std::string kNone;
+  auto it = attributes_.find(fold(key));
+  if (it == attributes_.end()) return kNone;
+  return it->second.names[it->second.codes[row]];
 }
 
 const Table::TextColumn* Table::text_column(const std::string& field) const {

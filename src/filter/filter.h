@@ -96,6 +96,27 @@ class Table {
   double price(std::uint32_t row) const { return price_[row]; }
   double rating(std::uint32_t row) const { return rating_[row]; }
   std::int64_t stock(std::uint32_t row) const { return stock_[row]; }
+  const std::string& currency(std::uint32_t row) const { return currency_.names[currency_.codes[row]]; }
+  // Images the product has (Product::images of upsert, or set_images).
+  std::size_t images(std::uint32_t row) const { return images_[row]; }
+  void set_images(std::uint32_t row, std::size_t count) { images_[row] = static_cast<std::uint32_t>(count); }
+  // The row's value of attribute `key` (ASCII case ignored), or "" when it has none.
+  const std::string& attribute(std::uint32_t row, const std::string& key) const;
+
+  // Product families (colour and size variants). Rows sharing a non-empty group_id,
+  // compared ignoring ASCII case as filters compare it, are one family; a row
+  // without one is a family of its own. Kept up to date by upsert and remove, so
+  // grouping search results reads no store.
+  //
+  // The family's key: equal for two rows exactly when they are of one family.
+  std::uint64_t family_key(std::uint32_t row) const {
+    const std::uint32_t group = group_.codes[row];
+    return group != 0 ? group : (std::uint64_t{1} << 32) | row;
+  }
+  // Keys of families with a group_id are below this bound (those without are above it).
+  std::uint64_t grouped_family_keys() const { return group_.names.size(); }
+  // The live rows of the row's family, ascending (the row itself included when live).
+  std::vector<std::uint32_t> family(std::uint32_t row) const;
 
   // A text column: one code per row (0: empty or absent), the spelling first
   // seen for each code, and a lookup from ASCII-lower-cased text to code.
@@ -119,8 +140,13 @@ class Table {
   std::size_t live_count_ = 0;
   std::vector<double> price_, rating_;
   std::vector<std::int64_t> stock_, rating_count_;
-  TextColumn category_, brand_, group_;
+  std::vector<std::uint32_t> images_;
+  TextColumn category_, brand_, group_, currency_;
   std::map<std::string, TextColumn> attributes_;  // by ASCII-lower-cased key
+  // The live rows of each family with a group_id, ascending, by group_ code.
+  std::vector<std::vector<std::uint32_t>> family_rows_;
+  void leave_family(std::uint32_t row);
+  void join_family(std::uint32_t row);
 };
 
 // ASCII lower case: how text fields and attribute keys are compared.

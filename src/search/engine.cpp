@@ -16,6 +16,7 @@
 #include "common/files.h"
 #include "embed/embedder.h"
 #include "index/vector_index.h"
+#include "search/variants.h"
 
 namespace lookalike::search {
 namespace fs = std::filesystem;
@@ -511,6 +512,10 @@ void Engine::load_or_rebuild_index(std::shared_ptr<const embed::Embedder> embedd
 void Engine::publish(std::shared_ptr<SnapshotVectors> vectors) {
   auto table = std::make_shared<filter::Table>();
   store_->for_each_product([&](const catalog::Product& product) { table->upsert(product); });
+  // for_each_product leaves out the images: count the stored ones (swatches show the first).
+  for (const auto& product : vectors->image_products) {
+    if (auto row = table->row_of(product)) table->set_images(*row, table->images(*row) + 1);
+  }
   vectors->row_map = build_row_map(*vectors->index, vectors->image_ids, vectors->image_products, *table);
   auto snap = std::make_shared<Snapshot>();
   snap->embedder = vectors->embedder;
@@ -673,7 +678,7 @@ std::size_t wanted(int k, const SearchOptions& options) {
   return static_cast<std::size_t>(std::max(k, options.depth > 0 ? options.depth : Engine::kDefaultDepth));
 }
 
-// Facets over the candidates, then the order asked for, then the first k.
+// Facets over the candidates, then the order asked for, then the first k (families when grouping).
 void finish(const filter::Table& table, int k, const SearchOptions& options, QueryResult& result) {
   if (options.facets) {
     std::vector<std::uint32_t> rows;
@@ -702,7 +707,7 @@ void finish(const filter::Table& table, int k, const SearchOptions& options, Que
     std::stable_sort(result.hits.begin(), result.hits.end(),
                      [&](const ProductHit& a, const ProductHit& b) { return key(a) > key(b); });
   }
-  if (result.hits.size() > static_cast<std::size_t>(k)) result.hits.resize(static_cast<std::size_t>(k));
+  keep_first(table, options.group_variants, static_cast<std::size_t>(k), result.hits);
 }
 
 }  // namespace
@@ -712,17 +717,39 @@ std::vector<QueryResult> Engine::candidates(const Snapshot& snap, const float* v
                                             const SearchOptions& options) const {
   const std::size_t dim = static_cast<std::size_t>(snap.embedder->info().dim);
   const index::VectorIndex& index = snap.index();
+  const filter::Table& table = *snap.table;
+  const bool grouping = options.group_variants;
+  // With grouping, "more like this" leaves out the product's whole family.
+  std::optional<std::uint64_t> excluded_family;
+  if (grouping && !exclude.empty()) {
+    if (auto row = table.row_of(exclude); row && table.alive(*row)) excluded_family = table.family_key(*row);
+  }
   // Several images of one product count once: ask for more images than products
-  // wanted, and ask again with a deeper list when they were not enough.
+  // wanted, and ask again with a deeper list when they were not enough. With
+  // grouping, `want` counts families, and every variant of a family already found
+  // stays a candidate (re-ranking picks the family's best); returns what was found
+  // (families or products).
   auto group = [&](const index::Hit* hits, std::size_t count, QueryResult& result) {
     std::unordered_set<std::string> seen;
+    std::unordered_set<std::uint64_t> families;
     result.hits.clear();
-    for (std::size_t j = 0; j < count && result.hits.size() < want; ++j) {
+    for (std::size_t j = 0; j < count; ++j) {
       if (hits[j].id < 0) break;
+      if (!grouping && result.hits.size() >= want) break;
       const std::string* product = snap.product_of(hits[j].id);
-      if (!product || *product == exclude || !seen.insert(*product).second) continue;
+      if (!product || *product == exclude || seen.count(*product)) continue;
+      if (grouping) {
+        const std::uint64_t family = family_of(table, *product, static_cast<std::uint32_t>(j));
+        if (excluded_family && family == *excluded_family) continue;
+        if (!families.count(family)) {
+          if (families.size() >= want) continue;
+          families.insert(family);
+        }
+      }
+      seen.insert(*product);
       result.hits.push_back(ProductHit{*product, hits[j].score, hits[j].id, {}});
     }
+    return grouping ? families.size() : result.hits.size();
   };
   std::vector<QueryResult> results(n);
   for (auto& result : results) result.model = snap.embedder->info().identity();
@@ -738,12 +765,12 @@ std::vector<QueryResult> Engine::candidates(const Snapshot& snap, const float* v
     if (depth == 0) return results;
     auto hits = index.search(n, vectors, static_cast<int>(depth));
     for (std::size_t q = 0; q < n; ++q) {
-      group(hits.data() + q * depth, depth, results[q]);
+      std::size_t found = group(hits.data() + q * depth, depth, results[q]);
       std::size_t deeper = depth;
-      while (results[q].hits.size() < want && deeper < total) {
+      while (found < want && deeper < total) {
         deeper = std::min(total, deeper * 4);
         auto more = index.search(1, vectors + q * dim, static_cast<int>(deeper));
-        group(more.data(), deeper, results[q]);
+        found = group(more.data(), deeper, results[q]);
       }
     }
     return results;
@@ -753,15 +780,27 @@ std::vector<QueryResult> Engine::candidates(const Snapshot& snap, const float* v
   // ever sees vectors of products that passed.
   const auto mask = options.filter->evaluate(*snap.table);
   const RowMap& map = snap.vectors->row_map;
-  std::vector<std::uint32_t> rows;  // index rows of the matching products
-  std::size_t matched = 0, findable = 0;
+  std::vector<std::uint32_t> rows;        // index rows of the matching products
+  std::size_t matched = 0, findable = 0;  // findable: products, or families when grouping
+  // Families with a group_id by key (dense: a flag each), the others are one product each.
+  std::vector<std::uint8_t> findable_groups(grouping ? table.grouped_family_keys() : 0, 0);
   for (std::uint32_t t = 0; t < mask.size(); ++t) {
     if (!mask[t]) continue;
     ++matched;
     auto [first, last] = map.rows_of(t);
     if (first == last) continue;
     rows.insert(rows.end(), first, last);
-    if (snap.table->id(t) != exclude) ++findable;
+    if (snap.table->id(t) == exclude) continue;
+    if (!grouping) {
+      ++findable;
+    } else if (const std::uint64_t family = table.family_key(t); family != excluded_family) {
+      if (family >= findable_groups.size()) {
+        ++findable;
+      } else if (!findable_groups[family]) {
+        findable_groups[family] = 1;
+        ++findable;
+      }
+    }
   }
   const std::size_t expected = std::min(want, findable);  // what a complete answer holds
   for (auto& r : results) {
@@ -774,8 +813,7 @@ std::vector<QueryResult> Engine::candidates(const Snapshot& snap, const float* v
     std::size_t depth = std::min(rows.size(), want * 2 + 8);
     for (;;) {
       auto hits = index.search_rows(1, vectors + q * dim, static_cast<int>(depth), rows.data(), rows.size());
-      group(hits.data(), depth, result);
-      if (result.hits.size() >= expected || depth == rows.size()) return;
+      if (group(hits.data(), depth, result) >= expected || depth == rows.size()) return;
       depth = std::min(rows.size(), depth * 4);
     }
   };
@@ -796,18 +834,18 @@ std::vector<QueryResult> Engine::candidates(const Snapshot& snap, const float* v
   for (std::size_t q = 0; q < n; ++q) {
     auto& result = results[q];
     result.strategy = "index";
-    group(hits.data() + q * depth, depth, result);
+    std::size_t found = group(hits.data() + q * depth, depth, result);
     // Too few came back (a sparse filter cut the graph walk short): look wider,
     // then, as a last resort, scan the matching vectors exactly.
     std::size_t deeper = depth;
     int wider = breadth;
-    for (int attempt = 0; attempt < 2 && result.hits.size() < expected && deeper < rows.size(); ++attempt) {
+    for (int attempt = 0; attempt < 2 && found < expected && deeper < rows.size(); ++attempt) {
       deeper = std::min(rows.size(), deeper * 4);
       wider = std::min(4096, wider * 4);
       auto more = index.search_filtered(1, vectors + q * dim, static_cast<int>(deeper), allowed, wider);
-      group(more.data(), deeper, result);
+      found = group(more.data(), deeper, result);
     }
-    if (result.hits.size() < expected) {
+    if (found < expected) {
       exact(q, result);
       result.strategy = "index+exact";
     }
@@ -835,7 +873,8 @@ std::vector<QueryResult> Engine::search_snapshot(const Snapshot& snap, const flo
   if (prepared) want = std::max(want, static_cast<std::size_t>(prepared->depth));
   auto results = candidates(snap, vectors, n, want, "", options);
   for (auto& result : results) finish(*snap.table, prepared ? static_cast<int>(want) : k, options, result);
-  finish_results(results, k, prepared ? ranking : nullptr, prepared, with_details);
+  finish_results(results, k, prepared ? ranking : nullptr, prepared, with_details, *snap.table,
+                 options.group_variants);
   return results;
 }
 
@@ -935,10 +974,11 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   std::sort(merged.hits.begin(), merged.hits.end(), [](const ProductHit& a, const ProductHit& b) {
     return a.score != b.score ? a.score > b.score : a.product_id < b.product_id;
   });
-  if (merged.hits.size() > want) merged.hits.resize(want);
+  keep_first(*snap->table, options.group_variants, want, merged.hits);
   finish(*snap->table, prepared ? static_cast<int>(want) : k, options, merged);
   std::vector<QueryResult> results{std::move(merged)};
-  finish_results(results, k, prepared ? ranking : nullptr, prepared, with_details);
+  finish_results(results, k, prepared ? ranking : nullptr, prepared, with_details, *snap->table,
+                 options.group_variants);
   return std::move(results.front());
 }
 
@@ -955,6 +995,25 @@ std::optional<fs::path> Engine::image_source(const std::string& product_id, int 
 std::optional<catalog::Product> Engine::product(const std::string& id) const {
   std::lock_guard<std::mutex> lock(reader_mutex_);
   return reader_->get_product(id);
+}
+
+std::vector<catalog::Product> Engine::variants(const std::string& product_id) const {
+  const auto snap = snapshot();
+  const filter::Table& table = *snap->table;
+  std::vector<std::string> ids;
+  if (auto row = table.row_of(product_id); row && table.alive(*row)) {
+    for (std::uint32_t member : table.family(*row)) ids.push_back(table.id(member));
+  }
+  if (ids.empty()) ids.push_back(product_id);
+  std::sort(ids.begin(), ids.end());
+  std::vector<catalog::Product> out;
+  std::lock_guard<std::mutex> lock(reader_mutex_);
+  for (const auto& id : ids) {
+    // A product deleted after the snapshot was taken is left out.
+    if (auto p = reader_->get_product(id)) out.push_back(std::move(*p));
+  }
+  if (out.empty()) throw Error(ErrorKind::kNotFound, "no product with id " + product_id);
+  return out;
 }
 
 std::vector<std::string> Engine::product_ids() const {

@@ -113,6 +113,31 @@ struct SearchOptions {
   bool facets = false;  // fill QueryResult::facets, counted over the candidate set
   filter::FacetOptions facet_options;
   FilterStrategy strategy = FilterStrategy::kAuto;
+  // Variant grouping: products sharing a non-empty group_id (ASCII case ignored) are
+  // one family, shown once, by its best variant in the final order (after re-ranking
+  // or sorting), with the family's other variants as ProductHit::variants. k, depth
+  // and the candidate set then count families, not products, so k families come back
+  // whenever k families pass the filter. "More like this" leaves out the product's
+  // whole family (its own variants are not recommendations). Off: every product is
+  // its own hit, as before.
+  bool group_variants = true;
+};
+
+// Swatches listed on one hit; a larger family lists the first ones by product id
+// (ProductHit::family_size says how many there are).
+inline constexpr std::size_t kMaxSwatches = 50;
+
+// Another variant of a hit's product family (a swatch), read from the search
+// snapshot's metadata table (no store lookup).
+struct Variant {
+  std::string product_id;
+  std::string color;  // attributes.color; empty when it has none
+  std::string size;   // attributes.size; empty when it has none
+  double price = 0;
+  std::string currency;
+  std::int64_t stock = 0;
+  std::size_t images = 0;      // images the catalog lists for it; its swatch image is the first
+  std::optional<float> score;  // its final score, when it was among the candidates
 };
 
 struct ProductHit {
@@ -122,6 +147,10 @@ struct ProductHit {
   catalog::Product product;   // filled when details are asked for
   float similarity = 0;       // best cosine similarity among the product's images
   std::optional<rank::Score> ranking = std::nullopt;  // the score's parts, when the search was re-ranked
+  // When grouped: the family's other live variants (at most kMaxSwatches, by product
+  // id), and how many variants the family has, this one included.
+  std::vector<Variant> variants = {};
+  std::size_t family_size = 1;
 };
 
 // How a search is re-ranked (rank/rank.h): the nearest `depth` products by look are
@@ -247,7 +276,8 @@ class Engine {
                                           const RankRequest* ranking = nullptr) const;
 
   // Products that look like the given product ("more like this"): its own
-  // stored image vectors are the query; the product itself is left out.
+  // stored image vectors are the query; the product itself is left out, and with
+  // options.group_variants (the default) its whole family.
   // Throws Error(kNotFound) for an unknown id.
   QueryResult similar_products(const std::string& product_id, int k, bool with_details,
                                const SearchOptions& options = {}, const RankRequest* ranking = nullptr) const;
@@ -284,6 +314,12 @@ class Engine {
 
   // The product with that id, if any.
   std::optional<catalog::Product> product(const std::string& id) const;
+
+  // Every variant of the product's family (SearchOptions::group_variants), the
+  // product itself included, as the store holds them now, in product id order; a
+  // product without group_id is a family of one. Writes answered before the call
+  // are seen. Throws Error(kNotFound) for an unknown id.
+  std::vector<catalog::Product> variants(const std::string& product_id) const;
   std::vector<std::string> product_ids() const;
 
   // Switches the catalog to another model without stopping searches: every
@@ -352,7 +388,9 @@ class Engine {
   // throws after committing some batches. Requires write_mutex_.
   void publish_after(const std::function<void()>& write, const std::vector<std::string>& changed);
   // Up to `want` products per query that pass options.filter, best visual match
-  // first; `exclude` is never among them.
+  // first; `exclude` is never among them. With options.group_variants, `want`
+  // counts families (with every variant met on the way) and `exclude` takes its
+  // family with it.
   std::vector<QueryResult> candidates(const Snapshot& snap, const float* vectors, std::size_t n,
                                       std::size_t want, const std::string& exclude,
                                       const SearchOptions& options) const;
@@ -367,9 +405,11 @@ class Engine {
     int depth = 0;
   };
   std::optional<PreparedRanking> prepare_ranking(const RankRequest* ranking, int k) const;
-  // Sets each hit's similarity, re-ranks the candidates when asked, keeps the best k.
+  // Sets each hit's similarity, re-ranks the candidates when asked, groups variants
+  // when asked (search/variants.h), keeps the best k (families).
   void finish_results(std::vector<QueryResult>& results, int k, const RankRequest* ranking,
-                      const std::optional<PreparedRanking>& prepared, bool with_details) const;
+                      const std::optional<PreparedRanking>& prepared, bool with_details,
+                      const filter::Table& table, bool group_variants) const;
 
   std::filesystem::path dir_;
   image::DecodeLimits limits_;

@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "embed/embedder.h"
 #include "search/engine.h"
+#include "search/variants.h"
 
 namespace lookalike::search {
 
@@ -63,14 +64,21 @@ std::optional<Engine::PreparedRanking> Engine::prepare_ranking(const RankRequest
 }
 
 void Engine::finish_results(std::vector<QueryResult>& results, int k, const RankRequest* ranking,
-                            const std::optional<PreparedRanking>& prepared, bool with_details) const {
+                            const std::optional<PreparedRanking>& prepared, bool with_details,
+                            const filter::Table& table, bool group) const {
+  // The final order is known: one hit per family when grouping, the first k.
+  auto keep_k = [&](std::vector<ProductHit>& hits) {
+    if (group) {
+      group_variants(table, static_cast<std::size_t>(k), hits);
+    } else if (hits.size() > static_cast<std::size_t>(k)) {
+      hits.resize(static_cast<std::size_t>(k));
+    }
+  };
   for (auto& result : results) {
     for (auto& hit : result.hits) hit.similarity = hit.score;
   }
   if (!prepared) {
-    for (auto& result : results) {
-      if (result.hits.size() > static_cast<std::size_t>(k)) result.hits.resize(static_cast<std::size_t>(k));
-    }
+    for (auto& result : results) keep_k(result.hits);
     if (with_details) fill_details(results);
     return;
   }
@@ -127,18 +135,23 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
     }
     const auto ranked = rank::rerank(profile, ranking->price, candidates);
     result.hits.clear();
-    for (std::size_t i = 0; i < ranked.size() && i < static_cast<std::size_t>(k); ++i) {
-      ProductHit& hit = hits[ranked[i].index];
-      hit.score = static_cast<float>(ranked[i].score.total);
-      hit.ranking = ranked[i].score;
-      // Details for the k shown only: the candidates needed their signals, not their whole record.
-      if (with_details) {
-        auto product = reader->get_product(hit.product_id);
-        if (!product) continue;
-        hit.product = std::move(*product);
-      }
+    for (const auto& r : ranked) {
+      ProductHit& hit = hits[r.index];
+      hit.score = static_cast<float>(r.score.total);
+      hit.ranking = r.score;
       result.hits.push_back(std::move(hit));
     }
+    keep_k(result.hits);
+    // Details for the k shown only: the candidates needed their signals, not their whole record.
+    if (!with_details) continue;
+    std::vector<ProductHit> shown;
+    for (auto& hit : result.hits) {
+      auto product = reader->get_product(hit.product_id);
+      if (!product) continue;
+      hit.product = std::move(*product);
+      shown.push_back(std::move(hit));
+    }
+    result.hits = std::move(shown);
   }
 }
 

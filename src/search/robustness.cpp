@@ -103,7 +103,10 @@ RobustnessReport evaluate_robustness(const Engine& engine, const RobustnessOptio
         queries.push_back(
             image::distort(items[i].second, distortions[d], mix(options.seed) ^ hash_id(items[i].first)));
       }
-      auto results = engine.search(queries, kDepth, /*with_details=*/false);
+      // The exact product must come back, not a colour variant standing for its family.
+      SearchOptions ungrouped;
+      ungrouped.group_variants = false;
+      auto results = engine.search(queries, kDepth, /*with_details=*/false, ungrouped);
       for (std::size_t i = begin; i < end; ++i) tallies[d].count(results[i - begin], items[i].first);
       done += end - begin;
       if (options.on_progress) options.on_progress(done, total);

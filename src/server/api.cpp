@@ -42,9 +42,11 @@ const char* kHtmlSecurityPolicy =
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'";
 
-const std::vector<std::string> kDefaultFields = {"similarity", "title",    "brand",  "category",
-                                                 "price",      "currency", "rating", "rating_count",
-                                                 "stock",      "image_url"};
+const std::vector<std::string> kDefaultFields = {"similarity", "title",     "brand",       "category",
+                                                 "price",      "currency",  "rating",      "rating_count",
+                                                 "stock",      "image_url", "family_size", "variants"};
+// Result fields that are not product fields: present with grouping only (docs/API.md, "Variants").
+bool is_family_field(const std::string& field) { return field == "family_size" || field == "variants"; }
 const std::set<std::string> kAllowedFields = {"title",     "brand",      "category",     "price",
                                               "currency",  "rating",     "rating_count", "stock",
                                               "image_url", "attributes", "group_id"};
@@ -137,7 +139,7 @@ std::vector<std::string> parse_fields(const std::vector<std::string>& names) {
   for (const auto& raw : names) {
     std::string name = trim(raw);
     if (name.empty() || name == "product_id" || name == "score") continue;
-    if (!kAllowedFields.count(name) && name != "similarity")
+    if (!kAllowedFields.count(name) && name != "similarity" && !is_family_field(name))
       throw bad_request("unknown field \"" + name.substr(0, 64) + "\" in fields");
     if (std::find(fields.begin(), fields.end(), name) == fields.end()) fields.push_back(name);
   }
@@ -275,6 +277,7 @@ Page page_from_query(const Request& req) {
   if (req.has_param("depth"))
     page.search.depth = parse_int("depth", req.get_param_value("depth"), 0, search::Engine::kMaxK);
   if (req.has_param("facets")) page.search.facets = parse_bool("facets", req.get_param_value("facets"));
+  if (req.has_param("group")) page.search.group_variants = parse_bool("group", req.get_param_value("group"));
   ranking_from_query(req, page);
   return page;
 }
@@ -298,6 +301,35 @@ image::CropBox crop_from_json(const json& doc) {
           json_int(doc["width"], "crop width", 1, kMax), json_int(doc["height"], "crop height", 1, kMax)};
 }
 
+json swatch_json(const search::Variant& v) {
+  json out{{"product_id", v.product_id},
+           {"color", v.color},
+           {"size", v.size},
+           {"price", v.price},
+           {"currency", v.currency},
+           {"stock", v.stock},
+           {"image_url", v.images > 0 ? json(image_url(v.product_id, 0)) : json(nullptr)}};
+  if (v.score) out["score"] = rounded(*v.score, 1e6);
+  return out;
+}
+
+// Why a hit stands for its family: the first of its family's candidates in the final order.
+json variant_choice_json(const search::ProductHit& hit, const Page& page) {
+  std::size_t candidates = 1;
+  for (const auto& v : hit.variants) candidates += v.score.has_value();
+  const std::string among = " among the " + std::to_string(candidates) + " of its " +
+                            std::to_string(hit.family_size) + " variants that were candidates";
+  std::string reason;
+  if (page.search.sort != search::Sort::kBestMatch) {
+    reason = std::string("first in the ") + search::to_string(page.search.sort) + " order" + among;
+  } else if (hit.ranking) {
+    reason = "highest final score (profile " + page.ranking.profile + ")" + among;
+  } else {
+    reason = "most similar to the query" + among;
+  }
+  return {{"reason", reason}, {"candidates", candidates}};
+}
+
 json results_json(const search::QueryResult& result, const Page& page, double took_ms) {
   json results = json::array();
   const auto& hits = result.hits;
@@ -305,10 +337,21 @@ json results_json(const search::QueryResult& result, const Page& page, double to
     const auto& hit = hits[i];
     json r{{"product_id", hit.product_id}, {"score", rounded(hit.score, 1e6)}};
     for (const auto& field : page.fields) {
-      r[field] =
-          field == "similarity" ? json(rounded(hit.similarity, 1e6)) : product_field(hit.product, field);
+      if (field == "family_size") {
+        if (page.search.group_variants) r[field] = hit.family_size;
+      } else if (field == "variants") {
+        if (!page.search.group_variants) continue;
+        r[field] = json::array();
+        for (const auto& v : hit.variants) r[field].push_back(swatch_json(v));
+      } else {
+        r[field] =
+            field == "similarity" ? json(rounded(hit.similarity, 1e6)) : product_field(hit.product, field);
+      }
     }
     if (page.explain && hit.ranking) r["explain"] = json::parse(rank::explain_json(*hit.ranking));
+    if (page.explain && page.search.group_variants && hit.family_size > 1) {
+      r["variant_choice"] = variant_choice_json(hit, page);
+    }
     results.push_back(std::move(r));
   }
   json out{{"results", results},
@@ -610,6 +653,9 @@ void Api::handle(const Request& req, Response& res, RequestState& state) {
       case RouteId::kSimilar:
         similar(req, res, param("id"));
         break;
+      case RouteId::kVariants:
+        variants(res, param("id"));
+        break;
       case RouteId::kImage:
         image(req, res, param("id"), param("n"));
         break;
@@ -788,6 +834,9 @@ void Api::search(const Request& req, Response& res) const {
       } else if (key == "facets") {
         if (!value.is_boolean()) throw bad_request("facets must be true or false");
         page.search.facets = value.get<bool>();
+      } else if (key == "group") {
+        if (!value.is_boolean()) throw bad_request("group must be true or false");
+        page.search.group_variants = value.get<bool>();
       } else if (key == "fields") {
         if (value.is_string()) {
           page.fields = parse_fields(split_commas(value.get<std::string>()));
@@ -856,6 +905,17 @@ void Api::similar(const Request& req, Response& res, const std::string& id) cons
       engine->similar_products(id, page.k + page.offset, /*with_details=*/true, page.search, &page.ranking);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   send_json(res, 200, results_json(result, page, took_ms));
+}
+
+void Api::variants(Response& res, const std::string& id) const {
+  const auto family = engine()->variants(id);
+  json list = json::array();
+  std::string group;
+  for (const auto& p : family) {
+    if (p.id == id) group = p.group_id;
+    list.push_back(product_json(p));
+  }
+  send_json(res, 200, {{"product_id", id}, {"group_id", group}, {"variants", list}});
 }
 
 void Api::image(const Request& req, Response& res, const std::string& id, const std::string& n) const {

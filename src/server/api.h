@@ -94,6 +94,7 @@ class Api final : public RequestHandler {
   void search(const httplib::Request& req, httplib::Response& res) const;
   void get_product(httplib::Response& res, const std::string& id) const;
   void similar(const httplib::Request& req, httplib::Response& res, const std::string& id) const;
+  void variants(httplib::Response& res, const std::string& id) const;
   void image(const httplib::Request& req, httplib::Response& res, const std::string& id,
              const std::string& n) const;
   void put_product(const httplib::Request& req, httplib::Response& res, const std::string& id) const;

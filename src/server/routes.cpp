@@ -18,7 +18,7 @@ const std::vector<QueryParam> kPageParams = {
     {"fields", "string",
      "comma-separated result fields to return (product_id and score always are): title, brand, category, "
      "price, "
-     "currency, rating, rating_count, stock, image_url, attributes, group_id"},
+     "currency, rating, rating_count, stock, image_url, attributes, group_id, family_size, variants"},
 };
 
 // Filter, sort and facets: shared by search by photo and more like this.
@@ -29,6 +29,9 @@ const std::vector<QueryParam> kFilterParams = {
     {"sort", "string", "best (default), price_asc, price_desc or rating: orders the depth best matches"},
     {"depth", "integer", "candidates per query: the best matches that are re-ranked, sorted and counted in facets, 0..1000 (default: the profile's, 100)"},
     {"facets", "boolean", "true: count category, brand, color and price buckets over the depth best matches"},
+    {"group", "boolean",
+     "true (default): one result per product family (products sharing a group_id), shown by its best "
+     "variant, with the others as swatches in variants; k and depth count families. false: every product"},
 };
 
 std::vector<QueryParam> similar_params() {
@@ -147,10 +150,21 @@ std::vector<Route> make_routes() {
        Access::kSearch,
        true,
        false,
-       "More like this: products that look like this one (it is left out)",
+       "More like this: products that look like this one (it is left out; with group=true, its whole family)",
        ranked_params(),
        kNoBody,
        {200, 400, 401, 403, 404, 503}},
+      {RouteId::kVariants,
+       "GET",
+       "/v1/products/{id}/variants",
+       Access::kSearch,
+       true,
+       false,
+       "Every variant of the product's family (those sharing its group_id, itself included) with price, "
+       "stock, rating, attributes and image, by product id; a product without group_id is a family of one",
+       {},
+       kNoBody,
+       {200, 401, 403, 404, 503}},
       {RouteId::kImage,
        "GET",
        "/v1/products/{id}/images/{n}",
@@ -400,6 +414,8 @@ json success_content(RouteId id) {
       return ref("SearchResponse");
     case RouteId::kGetProduct:
       return ref("Product");
+    case RouteId::kVariants:
+      return ref("VariantList");
     case RouteId::kImage:
       return {{"image/jpeg", {{"schema", {{"type", "string"}, {"format", "binary"}}}}},
               {"image/png", {{"schema", {{"type", "string"}, {"format", "binary"}}}}},
@@ -484,7 +500,7 @@ const char* kComponents = R"json({
       "explain": {"type": "boolean"},
       "fields": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
       "filter": {"type": "string"}, "sort": {"type": "string", "enum": ["best", "price_asc", "price_desc", "rating"]},
-      "depth": {"type": "integer"}, "facets": {"type": "boolean"}}},
+      "depth": {"type": "integer"}, "facets": {"type": "boolean"}, "group": {"type": "boolean"}}},
     "FacetValue": {"type": "object", "required": ["value", "count"], "properties": {
       "value": {"type": "string"}, "count": {"type": "integer"}}},
     "Facets": {"type": "object", "properties": {
@@ -499,7 +515,20 @@ const char* kComponents = R"json({
       "brand": {"type": "string"}, "category": {"type": "string"}, "price": {"type": "number"},
       "currency": {"type": "string"}, "rating": {"type": "number"}, "rating_count": {"type": "integer"},
       "stock": {"type": "integer"}, "image_url": {"type": "string", "nullable": true},
-      "attributes": {"type": "object", "additionalProperties": {"type": "string"}}, "group_id": {"type": "string"}}},
+      "attributes": {"type": "object", "additionalProperties": {"type": "string"}}, "group_id": {"type": "string"},
+      "family_size": {"type": "integer", "description": "variants in the product's family, this one included (grouped results)"},
+      "variants": {"type": "array", "description": "the family's other variants, swatches (grouped results)",
+        "items": {"$ref": "#/components/schemas/Swatch"}},
+      "variant_choice": {"type": "object", "description": "with explain: why this variant stands for its family",
+        "properties": {"reason": {"type": "string"}, "candidates": {"type": "integer"}}}}},
+    "Swatch": {"type": "object", "required": ["product_id"], "properties": {
+      "product_id": {"type": "string"}, "color": {"type": "string"}, "size": {"type": "string"},
+      "price": {"type": "number"}, "currency": {"type": "string"}, "stock": {"type": "integer"},
+      "image_url": {"type": "string", "nullable": true},
+      "score": {"type": "number", "description": "its final score, when it was among the candidates"}}},
+    "VariantList": {"type": "object", "required": ["product_id", "variants"], "properties": {
+      "product_id": {"type": "string"}, "group_id": {"type": "string"},
+      "variants": {"type": "array", "items": {"$ref": "#/components/schemas/Product"}}}},
     "SearchResponse": {"type": "object", "required": ["results", "k", "offset", "took_ms", "model"], "properties": {
       "results": {"type": "array", "items": {"$ref": "#/components/schemas/SearchResult"}},
       "k": {"type": "integer"}, "offset": {"type": "integer"}, "took_ms": {"type": "number"},

@@ -19,6 +19,7 @@ enum class RouteId {
   kSearch,
   kGetProduct,
   kSimilar,
+  kVariants,
   kImage,
   kPutProduct,
   kDeleteProduct,

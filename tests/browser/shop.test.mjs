@@ -636,3 +636,85 @@ test('a photo taken with the camera is searched', { timeout: TEST_TIMEOUT }, asy
     await camBrowser.close();
   }
 });
+
+test('variants show as swatches that switch the card, and the product view compares them',
+  { timeout: TEST_TIMEOUT }, async () => {
+    // A family of three colour variants with the photo of the query's best match, added with the
+    // admin key (keys.json in the data folder), so the family comes first for the query photo.
+    const keys = JSON.parse(fs.readFileSync(path.join(DEMO, 'keys.json'), 'utf8'));
+    const admin = { Authorization: `Bearer ${keys.admin_key}` };
+    const photo = fs.readFileSync(query.file);
+    const found = await (await fetch(`${BASE}/v1/search?k=1`, {
+      method: 'POST', headers: { 'Content-Type': 'image/png' }, body: photo,
+    })).json();
+    const best = found.results[0];
+    const image = Buffer.from(await (await fetch(`${BASE}${best.image_url}`)).arrayBuffer()).toString('base64');
+    const variants = [
+      { id: 'browser-red', color: 'red', size: '40', price: 31.5, stock: 4 },
+      { id: 'browser-blue', color: 'blue', size: '42', price: 27.25, stock: 0 },
+      { id: 'browser-green', color: 'green', size: '44', price: 35, stock: 9 },
+    ];
+    const put = async (v) => {
+      const r = await fetch(`${BASE}/v1/products/${v.id}`, {
+        method: 'PUT', headers: { ...admin, 'Content-Type': 'application/json' },
+        body: JSON.stringify({
+          title: `Browser runner ${v.color}`, brand: 'Fjord', category: best.category, price: v.price,
+          currency: 'EUR', stock: v.stock, rating: 4.5, rating_count: 80, group_id: 'browser-family',
+          attributes: { color: v.color, size: v.size, material: 'mesh' }, images_base64: [image],
+        }),
+      });
+      assert.equal(r.status, 200, await r.text());
+    };
+    for (const v of variants) await put(v);
+    try {
+      await withPage('14-variants.png', {}, async (page) => {
+        const body = await searchWith(page, query.file);
+        const family = body.results.filter((r) => r.product_id.startsWith('browser-'));
+        assert.equal(family.length, 1, 'the family is one result');
+        const card = page.locator(`#grid .card[data-product-id="${family[0].product_id}"]`);
+        const swatches = card.locator('.swatch');
+        assert.deepEqual(await swatches.allTextContents(), ['blue · 42', 'green · 44', 'red · 40']);
+        assert.equal(await card.locator('.swatch[aria-pressed="true"]').getAttribute('data-variant-id'),
+          family[0].product_id);
+
+        // Another swatch: the card shows that variant's price, stock and photo, and opens it.
+        const other = variants.find((v) => v.id !== family[0].product_id && v.stock > 0);
+        await card.locator(`.swatch[data-variant-id="${other.id}"]`).click();
+        await page.waitForFunction((id) =>
+          document.querySelector(`#grid .card[data-shown-id="${id}"]`) !== null, other.id);
+        assert.match(await card.locator('.card__price').textContent(), new RegExp(other.price.toFixed(2)));
+        assert.match(await card.locator('.stock').textContent(), /In stock|Only \d+ left/);
+        assert.equal(await card.locator(`.swatch[data-variant-id="${other.id}"]`).getAttribute('aria-pressed'), 'true');
+        await page.waitForFunction((id) => {
+          const img = document.querySelector(`#grid .card[data-shown-id="${id}"] .card__img`);
+          return img && img.complete && img.naturalWidth > 0;
+        }, other.id);
+
+        // The product view of that variant: the comparison table lists the family.
+        await card.locator('.card__open').click();
+        await page.locator('#product-dialog').waitFor({ state: 'visible' });
+        assert.equal(await page.getAttribute('#product-dialog', 'data-product-id'), other.id);
+        await page.locator('#product-compare').waitFor({ state: 'visible' });
+        const rows = page.locator('#compare-rows tr');
+        assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.variantId)),
+          ['browser-blue', 'browser-green', 'browser-red']);
+        assert.equal(await page.locator('#compare-rows tr[aria-current="true"]').getAttribute('data-variant-id'),
+          other.id);
+        const blue = await page.locator('#compare-rows tr[data-variant-id="browser-blue"] td').allTextContents();
+        assert.equal(blue[1], 'blue');
+        assert.equal(blue[2], '42');
+        assert.equal(blue[3], 'mesh');
+        assert.match(blue[4], /27\.25/);
+        assert.match(blue[5], /out of stock/i);
+
+        // Opening another variant from the table shows it, with the table still there.
+        await page.locator('#compare-rows tr[data-variant-id="browser-blue"] .compare__open').click();
+        await page.waitForFunction(() =>
+          document.querySelector('#product-dialog').dataset.productId === 'browser-blue');
+        await page.waitForFunction(() => document.querySelector('#compare-rows tr[aria-current="true"]')
+          ?.dataset.variantId === 'browser-blue');
+      });
+    } finally {
+      for (const v of variants) await fetch(`${BASE}/v1/products/${v.id}`, { method: 'DELETE', headers: admin });
+    }
+  });

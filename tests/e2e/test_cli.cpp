@@ -915,6 +915,71 @@ TEST_F(CliE2E, SearchWithAFilterSortAndFacets) {
   EXPECT_NE(sort.err.find("price_asc"), std::string::npos) << describe(sort);
 }
 
+TEST_F(CliE2E, VariantsAreGroupedInSearchAndComparedByTheVariantsCommand) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  const fs::path data = CopyOfBase("variants");
+  // Three colour variants of one family, all with one catalog photo.
+  fs::create_directories(data / "family");
+  fs::copy_file(photo_of(1234), data / "family" / "photo.png");
+  std::vector<json> lines;
+  for (const std::string color : {"red", "blue", "green"}) {
+    lines.push_back({{"id", "v-" + color},
+                     {"title", "Runner " + color},
+                     {"category", "Sneaker"},
+                     {"price", color == "blue" ? 40.5 : 60.0},
+                     {"currency", "EUR"},
+                     {"stock", color == "green" ? 0 : 5},
+                     {"group_id", "runner"},
+                     {"attributes", {{"color", color}, {"size", "42"}}},
+                     {"images", {"photo.png"}}});
+  }
+  write_jsonl(data / "family" / "variants.jsonl", lines);
+  Ingest(data, data / "family" / "variants.jsonl");
+
+  auto results = Search(data, photo_of(1234), 5);
+  std::vector<std::string> family;
+  for (const auto& hit : results) {
+    const std::string id = hit["product_id"];
+    if (id.rfind("v-", 0) != 0) continue;
+    family.push_back(id);
+    EXPECT_EQ(hit["family_size"], 3);
+    ASSERT_EQ(hit["variants"].size(), 2u) << hit.dump();
+    for (const auto& v : hit["variants"]) {
+      EXPECT_NE(v["product_id"], id);
+      EXPECT_EQ(v["size"], "42");
+      EXPECT_EQ(v["price"], v["product_id"] == "v-blue" ? 40.5 : 60.0);
+    }
+  }
+  EXPECT_EQ(family.size(), 1u) << results.dump();
+
+  Outcome plain = run({"search", "--data", data.string(), "--image", photo_of(1234).string(), "--k", "5",
+                       "--json", "--no-group", "--profile", "visual"});
+  ASSERT_EQ(plain.status, 0) << describe(plain);
+  auto ids = Ids(parse_one_json_line(plain)["results"]);
+  EXPECT_EQ(
+      std::count_if(ids.begin(), ids.end(), [](const std::string& id) { return id.rfind("v-", 0) == 0; }), 3)
+      << plain.out;
+
+  Outcome compare = run({"variants", "--data", data.string(), "--id", "v-green", "--json"});
+  ASSERT_EQ(compare.status, 0) << describe(compare);
+  auto rows = lines_of(compare.out);
+  ASSERT_EQ(rows.size(), 3u) << describe(compare);
+  EXPECT_EQ(json::parse(rows[0])["id"], "v-blue");
+  EXPECT_EQ(json::parse(rows[0])["price"], 40.5);
+  EXPECT_EQ(json::parse(rows[1])["id"], "v-green");
+  EXPECT_EQ(json::parse(rows[1])["stock"], 0);
+  EXPECT_EQ(json::parse(rows[2])["attributes"]["color"], "red");
+  Outcome table = run({"variants", "--data", data.string(), "--id", "v-green"});
+  ASSERT_EQ(table.status, 0) << describe(table);
+  EXPECT_NE(table.out.find("* v-green"), std::string::npos) << table.out;
+  Outcome single = run({"variants", "--data", data.string(), "--id", "fm-00003", "--json"});
+  ASSERT_EQ(single.status, 0) << describe(single);
+  EXPECT_EQ(lines_of(single.out).size(), 1u);
+  Outcome missing = run({"variants", "--data", data.string(), "--id", "no-such"});
+  EXPECT_EQ(missing.status, 1) << describe(missing);
+  EXPECT_NE(missing.err.find("no product with id no-such"), std::string::npos) << describe(missing);
+}
+
 // ---- 11. help ----
 
 TEST_F(CliE2E, HelpLeadsWithExamples) {

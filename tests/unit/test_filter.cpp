@@ -234,5 +234,42 @@ TEST(FilterFacets, CountCategoryBrandColourAndEveryPriceBucket) {
   EXPECT_TRUE(contains(json, R"({"count":1,"from":500.0,"to":null})")) << json;
 }
 
+TEST(Table, FamiliesFollowGroupIdThroughUpdatesAndDeletes) {
+  auto variant = [](const std::string& id, const std::string& group, const std::string& color) {
+    auto p = product(id, "Sneaker", "Fjord", 10, 1, 4, {{"color", color}, {"Size", "42"}});
+    p.group_id = group;
+    p.currency = "EUR";
+    return p;
+  };
+  Table t;
+  const auto a = t.upsert(variant("a", "runner", "red"));
+  const auto b = t.upsert(variant("b", "Runner", "blue"));  // same family: ASCII case ignored, as filters do
+  const auto c = t.upsert(variant("c", "", "green"));       // no group: a family of one
+  const auto d = t.upsert(variant("d", "trail", "black"));
+  EXPECT_EQ(t.family(a), (std::vector<std::uint32_t>{a, b}));
+  EXPECT_EQ(t.family(b), (std::vector<std::uint32_t>{a, b}));
+  EXPECT_EQ(t.family(c), (std::vector<std::uint32_t>{c}));
+  EXPECT_EQ(t.family_key(a), t.family_key(b));
+  EXPECT_NE(t.family_key(a), t.family_key(d));
+  EXPECT_NE(t.family_key(c), t.family_key(d));
+  EXPECT_EQ(t.attribute(a, "color"), "red");
+  EXPECT_EQ(t.attribute(a, "SIZE"), "42");
+  EXPECT_EQ(t.attribute(a, "material"), "");
+  EXPECT_EQ(t.currency(a), "EUR");
+
+  // A copy (what a metadata write publishes) changes on its own.
+  Table next(t);
+  next.upsert(variant("b", "trail", "blue"));  // b moves to the other family
+  next.upsert(variant("e", "RUNNER", "white"));
+  next.remove("a");
+  EXPECT_EQ(next.family(next.row_of("e").value()), (std::vector<std::uint32_t>{*next.row_of("e")}));
+  EXPECT_EQ(next.family(d), (std::vector<std::uint32_t>{b, d}));
+  EXPECT_EQ(t.family(a), (std::vector<std::uint32_t>{a, b}));  // the original is untouched
+  next.upsert(variant("a", "runner", "red"));                  // back from the dead, in its family again
+  EXPECT_EQ(next.family(a), (std::vector<std::uint32_t>{a, *next.row_of("e")}));
+  next.remove("c");
+  EXPECT_TRUE(next.family(c).empty());
+}
+
 }  // namespace
 }  // namespace lookalike::filter

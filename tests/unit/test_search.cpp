@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "catalog/event.h"
 #include "catalog/product.h"
 #include "common/error.h"
 #include "embed/embedder.h"
@@ -406,6 +407,306 @@ TEST(FilteredSearchOptions, DepthOutsideItsRangeIsRefused) {
   ASSERT_TRUE(e);
   EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
   EXPECT_TRUE(contains(e->what(), "depth"));
+}
+
+// ---- variant grouping (SearchOptions::group_variants) ----
+
+// 300 demo products, the first 200 in families of four of one category (so a family's
+// variants look alike and meet in one result list), each variant with its own colour,
+// size, price and stock; the other 100 without group_id.
+class VariantGroupingTest : public ::testing::Test {
+ protected:
+  static constexpr std::size_t kCatalog = 300, kGrouped = 200, kFamily = 4;
+
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    const fs::path demo = shared_catalog();
+    fs::create_directories(dir_->path() / "catalog" / "images");
+    products_ = new std::vector<catalog::Product>();
+    std::map<std::string, std::size_t> per_category;
+    catalog::read_catalog(
+        demo / "catalog.jsonl", {},
+        [&](std::size_t, catalog::CatalogEntry&& e) {
+          if (products_->size() >= kCatalog) return;
+          catalog::Product p = std::move(e.product);
+          fs::copy_file(demo / p.images.at(0), dir_->path() / "catalog" / p.images.at(0));
+          const std::size_t i = products_->size();
+          if (i < kGrouped) {
+            const std::size_t n = per_category[p.category]++;
+            p.group_id = "fam-" + p.category + "-" + std::to_string(n / kFamily);
+            p.attributes["color"] = std::vector<std::string>{"red", "blue", "green", "black"}[n % kFamily];
+            p.attributes["size"] = std::to_string(36 + 2 * (i % 5));
+            p.stock = static_cast<std::int64_t>(i % 3);
+          }
+          products_->push_back(std::move(p));
+        },
+        [](std::size_t, const std::string& m) { FAIL() << m; });
+    // Families are complete only when their category had four: drop the group of the rest.
+    std::map<std::string, std::size_t> sizes;
+    for (const auto& p : *products_) ++sizes[p.group_id];
+    std::string lines;
+    for (auto& p : *products_) {
+      if (!p.group_id.empty() && sizes[p.group_id] < kFamily) p.group_id.clear();
+      lines += catalog::to_json_line(p) + "\n";
+    }
+    lookalike::testing::write_text(dir_->path() / "catalog" / "catalog.jsonl", lines);
+    queries_ = new std::vector<image::Image>();
+    for (const auto& entry : fs::directory_iterator(demo / "queries")) {
+      queries_->push_back(image::load_file(entry.path(), {}));
+      if (queries_->size() == 12) break;
+    }
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    delete products_;
+    delete queries_;
+  }
+
+  // A fresh engine on the catalog (the tests that write get their own).
+  static std::unique_ptr<Engine> open_engine(const std::string& name) {
+    OpenOptions open;
+    open.model = kPixelsModel;
+    auto engine = Engine::open(dir_->path() / name, open);
+    engine->ingest(dir_->path() / "catalog" / "catalog.jsonl", {});
+    return engine;
+  }
+
+  static const catalog::Product& product(const std::string& id) {
+    for (const auto& p : *products_) {
+      if (p.id == id) return p;
+    }
+    throw std::runtime_error("no product " + id);
+  }
+  static std::string family(const std::string& id) {
+    const auto& p = product(id);
+    return p.group_id.empty() ? "own:" + id : p.group_id;
+  }
+  static std::vector<std::string> members(const std::string& id) {
+    std::vector<std::string> out;
+    for (const auto& p : *products_) {
+      if (family(p.id) == family(id)) out.push_back(p.id);
+    }
+    return out;  // the catalog is in id order
+  }
+
+  static SearchOptions ungrouped() {
+    SearchOptions o;
+    o.group_variants = false;
+    return o;
+  }
+
+  static TempDir* dir_;
+  static std::vector<catalog::Product>* products_;
+  static std::vector<image::Image>* queries_;
+};
+
+TempDir* VariantGroupingTest::dir_ = nullptr;
+std::vector<catalog::Product>* VariantGroupingTest::products_ = nullptr;
+std::vector<image::Image>* VariantGroupingTest::queries_ = nullptr;
+
+TEST_F(VariantGroupingTest, EachFamilyOnceByItsBestVariantWithEveryOtherVariantAsASwatch) {
+  auto engine = open_engine("data");
+  const RankRequest visual{rank::kVisualProfile, "", {}, 0};
+  std::size_t collapsed = 0;
+  for (const auto& query : *queries_) {
+    // The reference: every product in look order, then the first of each family.
+    auto all = engine->search({query}, static_cast<int>(kCatalog), false, ungrouped(), &visual).front();
+    ASSERT_EQ(all.hits.size(), kCatalog);
+    std::vector<std::string> expected;
+    std::set<std::string> seen;
+    for (const auto& hit : all.hits) {
+      if (seen.insert(family(hit.product_id)).second && expected.size() < 10)
+        expected.push_back(hit.product_id);
+    }
+    auto grouped = engine->search({query}, 10, true, {}, &visual).front();
+    std::vector<std::string> got;
+    for (const auto& hit : grouped.hits) got.push_back(hit.product_id);
+    EXPECT_EQ(got, expected);
+
+    auto plain = engine->search({query}, 10, false, ungrouped(), &visual).front();
+    std::set<std::string> plain_families;
+    for (const auto& hit : plain.hits) plain_families.insert(family(hit.product_id));
+    collapsed += plain.hits.size() - plain_families.size();
+
+    for (const auto& hit : grouped.hits) {
+      EXPECT_EQ(hit.product.id, hit.product_id);  // details were asked for
+      auto family_members = members(hit.product_id);
+      EXPECT_EQ(hit.family_size, family_members.size());
+      std::vector<std::string> swatch_ids;
+      for (const auto& v : hit.variants) {
+        swatch_ids.push_back(v.product_id);
+        const auto& p = product(v.product_id);
+        EXPECT_EQ(v.color, p.attributes.at("color"));
+        EXPECT_EQ(v.size, p.attributes.at("size"));
+        EXPECT_DOUBLE_EQ(v.price, p.price);
+        EXPECT_EQ(v.currency, p.currency);
+        EXPECT_EQ(v.stock, p.stock);
+        EXPECT_EQ(v.images, 1u);
+        if (v.score) {
+          EXPECT_LE(*v.score, hit.score) << v.product_id << " beats " << hit.product_id;
+        }
+      }
+      family_members.erase(std::find(family_members.begin(), family_members.end(), hit.product_id));
+      EXPECT_EQ(swatch_ids, family_members);
+    }
+  }
+  // The catalog makes families meet in one list: grouping had something to collapse.
+  EXPECT_GT(collapsed, 0u);
+}
+
+TEST_F(VariantGroupingTest, KCountsFamiliesAlsoUnderAFilterAndWithReRanking) {
+  auto engine = open_engine("data");
+  const RankRequest by_default;
+  for (const auto& query : *queries_) {
+    for (const RankRequest* ranking : {static_cast<const RankRequest*>(nullptr), &by_default}) {
+      // 50 grouped families and 100 single products: 60 families exist.
+      auto result = engine->search({query}, 60, false, {}, ranking).front();
+      std::set<std::string> families;
+      for (const auto& hit : result.hits) families.insert(family(hit.product_id));
+      EXPECT_EQ(result.hits.size(), 60u);
+      EXPECT_EQ(families.size(), 60u);
+
+      // A filter passing only grouped products: as many families as pass, each once.
+      SearchOptions filtered;
+      filtered.filter = filter::Filter::parse("attributes.color IN (\"red\", \"blue\")");
+      auto some = engine->search({query}, 100, false, filtered, ranking).front();
+      std::set<std::string> expected_families, got;
+      for (const auto& p : *products_) {
+        if (filtered.filter->matches(p)) expected_families.insert(family(p.id));
+      }
+      for (const auto& hit : some.hits) {
+        EXPECT_TRUE(filtered.filter->matches(product(hit.product_id)));
+        got.insert(family(hit.product_id));
+      }
+      EXPECT_EQ(some.hits.size(), expected_families.size());
+      EXPECT_EQ(got, expected_families);
+    }
+  }
+}
+
+TEST_F(VariantGroupingTest, GroupingOffListsEveryProduct) {
+  auto engine = open_engine("data");
+  auto all = engine->search({queries_->front()}, static_cast<int>(kCatalog), false, ungrouped()).front();
+  std::set<std::string> ids;
+  for (const auto& hit : all.hits) {
+    ids.insert(hit.product_id);
+    EXPECT_TRUE(hit.variants.empty());
+  }
+  EXPECT_EQ(ids.size(), kCatalog);
+  auto grouped = engine->search({queries_->front()}, static_cast<int>(kCatalog), false).front();
+  std::set<std::string> families;
+  for (const auto& p : *products_) families.insert(family(p.id));
+  EXPECT_EQ(grouped.hits.size(), families.size());
+  EXPECT_LT(families.size(), kCatalog - kGrouped / 2);
+}
+
+TEST_F(VariantGroupingTest, TheVariantWithTheBestFinalScoreRepresentsItsFamily) {
+  auto engine = open_engine("data");
+  const RankRequest ranking;  // the default profile: popularity counts
+  const auto query = queries_->front();
+  auto before = engine->search({query}, 10, false, {}, &ranking).front();
+  // The candidate variant closest behind the one chosen for its family.
+  const ProductHit* chosen = nullptr;
+  const Variant* rival = nullptr;
+  for (const auto& hit : before.hits) {
+    for (const auto& v : hit.variants) {
+      if (v.score && (!rival || hit.score - *v.score < chosen->score - *rival->score)) {
+        chosen = &hit;
+        rival = &v;
+      }
+    }
+  }
+  ASSERT_NE(rival, nullptr) << "no family with two candidate variants in the top 10";
+  // 30 purchases add about 0.39 (popularity weight 0.4 x 300 / (300 + 10)).
+  ASSERT_LT(chosen->score - *rival->score, 0.3f);
+  const std::string chosen_id = chosen->product_id, rival_id = rival->product_id;
+  std::vector<catalog::Event> events;
+  for (int i = 0; i < 30; ++i) {
+    events.push_back(
+        {catalog::EventType::kPurchase, rival_id, "u" + std::to_string(i), catalog::unix_now_ms()});
+  }
+  ASSERT_EQ(engine->record_events(events).accepted, events.size());
+  auto after = engine->search({query}, 10, false, {}, &ranking).front();
+  const ProductHit* now = nullptr;
+  for (const auto& hit : after.hits) {
+    if (family(hit.product_id) == family(chosen_id)) now = &hit;
+  }
+  ASSERT_NE(now, nullptr);
+  EXPECT_EQ(now->product_id, rival_id) << "the bought variant should now stand for its family";
+  bool old_is_swatch = false;
+  for (const auto& v : now->variants) {
+    if (v.product_id == chosen_id) {
+      old_is_swatch = true;
+      ASSERT_TRUE(v.score.has_value());
+      EXPECT_LT(*v.score, now->score);
+    }
+  }
+  EXPECT_TRUE(old_is_swatch);
+}
+
+TEST_F(VariantGroupingTest, MoreLikeThisLeavesOutTheProductsOwnFamily) {
+  auto engine = open_engine("data");
+  const std::string id = products_->front().id;  // grouped
+  ASSERT_GT(members(id).size(), 1u);
+  auto grouped = engine->similar_products(id, 20, false);
+  EXPECT_EQ(grouped.hits.size(), 20u);
+  std::set<std::string> families;
+  for (const auto& hit : grouped.hits) {
+    EXPECT_NE(family(hit.product_id), family(id)) << hit.product_id;
+    families.insert(family(hit.product_id));
+  }
+  EXPECT_EQ(families.size(), 20u);
+  // Without grouping only the product itself is left out: its look-alike siblings may come.
+  auto plain = engine->similar_products(id, 20, false, ungrouped());
+  for (const auto& hit : plain.hits) EXPECT_NE(hit.product_id, id);
+}
+
+TEST_F(VariantGroupingTest, ComparisonListsTheFamilyAndSeesPriceChangesAtOnce) {
+  auto engine = open_engine("data");
+  const std::string id = products_->front().id;
+  auto family_members = members(id);
+  auto listed = engine->variants(id);
+  std::vector<std::string> listed_ids;
+  for (const auto& p : listed) listed_ids.push_back(p.id);
+  EXPECT_EQ(listed_ids, family_members);
+  EXPECT_EQ(engine->variants(family_members.back()).size(), family_members.size());
+
+  const std::string single = products_->back().id;  // no group_id: a family of one
+  ASSERT_EQ(engine->variants(single).size(), 1u);
+  EXPECT_EQ(engine->variants(single).front().id, single);
+  auto missing = error_from([&] { engine->variants("no-such-product"); });
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->kind(), ErrorKind::kNotFound);
+
+  // A new price for one variant: seen by the comparison and the swatches, nothing re-embedded.
+  catalog::CatalogEntry entry{product(family_members[1]), false};
+  entry.product.price = 1234.5;
+  auto report = engine->apply({entry}, dir_->path() / "catalog", {});
+  EXPECT_EQ(report.images_embedded, 0u);
+  for (const auto& p : engine->variants(id)) {
+    if (p.id == family_members[1]) {
+      EXPECT_DOUBLE_EQ(p.price, 1234.5);
+    }
+  }
+  auto similar = engine->similar_products(products_->back().id, 60, false);
+  bool seen = false;
+  for (const auto& hit : similar.hits) {
+    for (const auto& v : hit.variants) {
+      if (v.product_id == family_members[1]) {
+        seen = true;
+        EXPECT_DOUBLE_EQ(v.price, 1234.5);
+      }
+    }
+    if (hit.product_id == family_members[1]) seen = true;
+  }
+  EXPECT_TRUE(seen);
+
+  // A variant leaving the family (its group_id removed) leaves the comparison.
+  entry.product.group_id.clear();
+  engine->apply({entry}, dir_->path() / "catalog", {});
+  EXPECT_EQ(engine->variants(id).size(), family_members.size() - 1);
+  ASSERT_EQ(engine->delete_products({family_members[0]}), 1u);
+  EXPECT_EQ(engine->variants(family_members[2]).size(), family_members.size() - 2);
 }
 
 }  // namespace

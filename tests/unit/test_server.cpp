@@ -860,6 +860,135 @@ TEST_F(ServerTest, ProductAndMoreLikeThis) {
   expect_error(c.Get(("/v1/products/" + item.id + "/similar?k=0").c_str(), auth()), 400, "bad_request");
 }
 
+// --- variants: grouping, swatches, comparison --------------------------------
+
+TEST_F(ServerTest, VariantsAreGroupedWithSwatchesAndCompared) {
+  // Three variants of one family with one photo (unlike any catalog image), added over the API.
+  const Bytes photo = image::encode_png(inverted(image::load_file(items_->at(470).image, {})));
+  const std::vector<std::string> colors{"red", "blue", "green"};
+  auto c = client();
+  auto put_variant = [&](std::size_t i, double price) {
+    json product{
+        {"title", "Runner " + colors[i]},
+        {"category", "Sneaker"},
+        {"price", price},
+        {"currency", "EUR"},
+        {"stock", static_cast<int>(i)},
+        {"rating", 4.0 + 0.1 * static_cast<double>(i)},
+        {"group_id", "runner-family"},
+        {"attributes", {{"color", colors[i]}, {"size", std::to_string(40 + i)}, {"material", "mesh"}}},
+        {"images_base64", {base64(photo)}}};
+    auto put = c.Put(("/v1/products/runner-" + colors[i]).c_str(), auth(kAdminKey), product.dump(),
+                     "application/json");
+    ASSERT_TRUE(put);
+    ASSERT_EQ(put->status, 200) << put->body;
+  };
+  for (std::size_t i = 0; i < colors.size(); ++i) put_variant(i, 50.0 + static_cast<double>(i));
+
+  // Grouped (the default): the family once, the other two as complete swatches.
+  json grouped = search_png(photo, "?k=5&explain=true");
+  ASSERT_EQ(grouped["results"].size(), 5u);
+  const json& top = grouped["results"][0];
+  const std::string chosen = top["product_id"];
+  EXPECT_EQ(chosen.rfind("runner-", 0), 0u) << grouped.dump();
+  for (std::size_t i = 1; i < 5; ++i) {
+    EXPECT_NE(grouped["results"][i]["product_id"].get<std::string>().rfind("runner-", 0), 0u)
+        << grouped.dump();
+    EXPECT_EQ(grouped["results"][i]["family_size"], 1);
+    EXPECT_EQ(grouped["results"][i]["variants"], json::array());
+  }
+  EXPECT_EQ(top["family_size"], 3);
+  ASSERT_EQ(top["variants"].size(), 2u);
+  std::set<std::string> swatch_ids;
+  for (const auto& v : top["variants"]) {
+    const std::string id = v["product_id"];
+    swatch_ids.insert(id);
+    const std::size_t i =
+        static_cast<std::size_t>(std::find(colors.begin(), colors.end(), id.substr(7)) - colors.begin());
+    ASSERT_LT(i, colors.size()) << id;
+    EXPECT_EQ(v["color"], colors[i]);
+    EXPECT_EQ(v["size"], std::to_string(40 + i));
+    EXPECT_EQ(v["price"], 50.0 + static_cast<double>(i));
+    EXPECT_EQ(v["currency"], "EUR");
+    EXPECT_EQ(v["stock"], static_cast<int>(i));
+    EXPECT_EQ(v["image_url"], "/v1/products/" + id + "/images/0");
+    ASSERT_TRUE(v.contains("score")) << "a variant with the same photo was a candidate";
+    EXPECT_LE(v["score"].get<double>(), top["score"].get<double>());
+  }
+  EXPECT_EQ(swatch_ids.size(), 2u);
+  EXPECT_EQ(swatch_ids.count(chosen), 0u);
+  ASSERT_TRUE(top.contains("variant_choice")) << top.dump();
+  EXPECT_EQ(top["variant_choice"]["candidates"], 3);
+  EXPECT_TRUE(testing::contains(top["variant_choice"]["reason"], "highest final score")) << top.dump();
+
+  // fields restricts results to what is asked for, the family's fields too.
+  json narrow = search_png(photo, "?k=1&fields=title");
+  EXPECT_FALSE(narrow["results"][0].contains("variants")) << narrow.dump();
+  narrow = search_png(photo, "?k=1&fields=title,variants");
+  EXPECT_EQ(narrow["results"][0]["variants"].size(), 2u) << narrow.dump();
+  EXPECT_FALSE(narrow["results"][0].contains("family_size")) << narrow.dump();
+
+  // group=false: every product on its own, no swatches; the JSON body takes it too.
+  json plain = search_png(photo, "?k=5&group=false");
+  std::set<std::string> first3;
+  for (std::size_t i = 0; i < 3; ++i) first3.insert(plain["results"][i]["product_id"].get<std::string>());
+  EXPECT_EQ(first3, (std::set<std::string>{"runner-red", "runner-blue", "runner-green"}));
+  EXPECT_FALSE(plain["results"][0].contains("variants"));
+  auto body =
+      c.Post("/v1/search", auth(), json{{"image_base64", base64(photo)}, {"k", 3}, {"group", false}}.dump(),
+             "application/json");
+  ASSERT_TRUE(body);
+  ASSERT_EQ(body->status, 200) << body->body;
+  EXPECT_EQ(ids(json::parse(body->body)).size(), 3u);
+  EXPECT_EQ(ids(json::parse(body->body))[2].rfind("runner-", 0), 0u);
+  expect_error(c.Post("/v1/search?group=maybe", auth(), as_string(photo), "image/png"), 400, "bad_request");
+
+  // More like this leaves out the product's own family unless grouping is off.
+  auto similar = json::parse(c.Get("/v1/products/runner-red/similar?k=5", auth())->body);
+  for (const auto& id : ids(similar)) EXPECT_NE(id.rfind("runner-", 0), 0u) << id;
+  auto similar_plain =
+      ids(json::parse(c.Get("/v1/products/runner-red/similar?k=2&group=false", auth())->body));
+  EXPECT_EQ(std::set<std::string>(similar_plain.begin(), similar_plain.end()),
+            (std::set<std::string>{"runner-blue", "runner-green"}));
+
+  // The comparison: every variant, by product id, with what a shopper compares.
+  auto compare = c.Get("/v1/products/runner-green/variants", auth());
+  ASSERT_TRUE(compare);
+  ASSERT_EQ(compare->status, 200) << compare->body;
+  json list = json::parse(compare->body);
+  EXPECT_EQ(list["product_id"], "runner-green");
+  EXPECT_EQ(list["group_id"], "runner-family");
+  ASSERT_EQ(list["variants"].size(), 3u);
+  EXPECT_EQ(list["variants"][0]["product_id"], "runner-blue");
+  EXPECT_EQ(list["variants"][1]["product_id"], "runner-green");
+  EXPECT_EQ(list["variants"][2]["product_id"], "runner-red");
+  EXPECT_EQ(list["variants"][0]["price"], 51.0);
+  EXPECT_EQ(list["variants"][0]["stock"], 1);
+  EXPECT_EQ(list["variants"][0]["rating"], 4.1);
+  EXPECT_EQ(list["variants"][0]["attributes"],
+            (json{{"color", "blue"}, {"size", "41"}, {"material", "mesh"}}));
+  EXPECT_EQ(list["variants"][0]["image_url"], "/v1/products/runner-blue/images/0");
+  auto single = json::parse(c.Get(("/v1/products/" + items_->at(3).id + "/variants").c_str(), auth())->body);
+  ASSERT_EQ(single["variants"].size(), 1u);
+  EXPECT_EQ(single["variants"][0]["product_id"], items_->at(3).id);
+  expect_error(c.Get("/v1/products/no-such-product/variants", auth()), 404, "not_found");
+  expect_error(c.Get("/v1/products/runner-red/variants"), 401, "unauthorized");
+
+  // A new price for one variant shows in the next comparison and in the swatches.
+  put_variant(1, 44.5);
+  list = json::parse(c.Get("/v1/products/runner-red/variants", auth())->body);
+  EXPECT_EQ(list["variants"][0]["price"], 44.5);
+  json again = search_png(photo, "?k=1");
+  bool seen = again["results"][0]["product_id"] == "runner-blue" && again["results"][0]["price"] == 44.5;
+  for (const auto& v : again["results"][0]["variants"]) {
+    if (v["product_id"] == "runner-blue") seen = v["price"] == 44.5;
+  }
+  EXPECT_TRUE(seen) << again.dump();
+
+  for (const auto& color : colors) c.Delete(("/v1/products/runner-" + color).c_str(), auth(kAdminKey));
+  expect_error(c.Get("/v1/products/runner-red/variants", auth()), 404, "not_found");
+}
+
 TEST_F(ServerTest, ImageBytesWithTypeAndCaching) {
   const auto& item = items_->at(5);
   auto c = client();
