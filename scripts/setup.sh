@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(
   build-essential cmake make pkg-config git ca-certificates
   libtorch-dev libfaiss-dev libopenblas0-openmp libopencv-dev libsqlite3-dev libssl-dev zlib1g-dev
-  nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
+  nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libonnx-dev libprotobuf-dev
   libgtest-dev libgmock-dev
   dataset-fashion-mnist
 )

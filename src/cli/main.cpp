@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "catalog/event.h"
+#include "cli/bench_embed.h"
 #include "cli/eval_ranking.h"
 #include "cli/runtime.h"
 #include "cli/serve.h"
@@ -57,6 +58,9 @@ Examples:
   lookalike eval-ranking --data demo-copy --queries demo-copy/queries.jsonl --seeds 3
   lookalike reindex --data demo-data --model new-model.lkm
   lookalike export-model --model models/fashion-cnn.lkm --out fashion-cnn.pt
+  lookalike export-model --model models/fashion-cnn.lkm --format onnx --out fashion-cnn.onnx
+  lookalike --threads 2 bench-embed --model models/fashion-cnn.lkm --model fashion-cnn.onnx --images demo-data/images
+  lookalike export-model --onnx my-net.onnx --config my-net.json --out my-net-lookalike.onnx
   lookalike train  --catalog demo-data/catalog.jsonl --out models/fashion-cnn.lkm --seed 1
   lookalike info   --data demo-data
   lookalike serve  --data demo-data --port 8080
@@ -374,17 +378,29 @@ int main(int argc, char** argv) {
   // export-model
   auto* export_cmd = app.add_subcommand(
       "export-model",
-      "Write a model as TorchScript with its config (usable as --model anywhere), or package a TorchScript "
-      "file made elsewhere with a config JSON");
-  std::string export_model, export_torchscript, export_config, export_out;
+      "Write a model as TorchScript or ONNX with its config (usable as --model anywhere), or package a "
+      "TorchScript or ONNX file made elsewhere with a config JSON");
+  std::string export_model, export_torchscript, export_onnx, export_config, export_out, export_format;
   auto* export_model_opt =
       export_cmd->add_option("--model", export_model, "A model file of `lookalike train`");
   auto* export_ts_opt =
       export_cmd->add_option("--torchscript", export_torchscript, "A TorchScript file (torch.jit.save)")
           ->excludes(export_model_opt);
-  export_cmd->add_option("--config", export_config, "Model config JSON for --torchscript (see README)")
-      ->needs(export_ts_opt);
-  export_cmd->add_option("--out", export_out, "TorchScript file to write")->required();
+  export_cmd->add_option("--onnx", export_onnx, "An ONNX file (e.g. torch.onnx.export)")
+      ->excludes(export_model_opt)
+      ->excludes(export_ts_opt);
+  export_cmd->add_option("--config", export_config,
+                         "Model config JSON for --torchscript or --onnx (see README)");
+  export_cmd
+      ->add_option("--format", export_format,
+                   "Format written for --model: torchscript or onnx (default: onnx when --out ends in .onnx)")
+      ->check(CLI::IsMember({"torchscript", "onnx"}))
+      ->needs(export_model_opt);
+  export_cmd->add_option("--out", export_out, "File to write")->required();
+
+  // bench-embed
+  cli::BenchEmbedOptions bench_embed_options;
+  auto* bench_embed_cmd = cli::add_bench_embed_command(app, bench_embed_options);
 
   // eval-ranking
   cli::EvalRankingCommand eval_ranking;
@@ -400,6 +416,7 @@ int main(int argc, char** argv) {
   try {
     if (*serve_cmd) return cli::run_serve(serve_options);
     if (*eval_ranking_cmd) return cli::run_eval_ranking(eval_ranking);
+    if (*bench_embed_cmd) return cli::run_bench_embed(bench_embed_options);
     if (*demo_cmd) {
       cli::Progress progress("demo-catalog");
       auto report = demo::write_demo_catalog(demo_out, demo_options);
@@ -724,13 +741,27 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*export_cmd) {
+      const bool has_config = !export_config.empty();
+      auto config = [&] {
+        auto bytes = read_file(export_config, std::size_t(1) << 20);
+        return std::string(bytes.begin(), bytes.end());
+      };
       if (!export_model.empty()) {
-        embed::export_torchscript(export_model, export_out);
-      } else if (!export_torchscript.empty() && !export_config.empty()) {
-        auto config = read_file(export_config, std::size_t(1) << 20);
-        embed::package_torchscript(export_torchscript, std::string(config.begin(), config.end()), export_out);
+        if (has_config)
+          throw CLI::ValidationError("--config", "goes with --torchscript or --onnx, not --model");
+        if (export_format.empty())
+          export_format = fs::path(export_out).extension() == ".onnx" ? "onnx" : "torchscript";
+        if (export_format == "onnx") {
+          embed::export_onnx(export_model, export_out);
+        } else {
+          embed::export_torchscript(export_model, export_out);
+        }
+      } else if (!export_torchscript.empty() && has_config) {
+        embed::package_torchscript(export_torchscript, config(), export_out);
+      } else if (!export_onnx.empty() && has_config) {
+        embed::package_onnx(export_onnx, config(), export_out);
       } else {
-        throw CLI::RequiredError("--model, or --torchscript with --config");
+        throw CLI::RequiredError("--model, or --torchscript or --onnx with --config");
       }
       auto model = embed::load_model(export_out);
       std::printf("wrote %s: %s\n", export_out.c_str(), model->info().identity().c_str());

@@ -217,10 +217,14 @@ LoadedModel read_model_file(const fs::path& path) {
   return model;
 }
 
-void set_compute_threads(int threads) { torch::set_num_threads(threads); }
+void set_compute_threads(int threads) {
+  torch::set_num_threads(threads);
+  set_opencv_threads(threads);
+}
 
 std::unique_ptr<Embedder> load_model(const fs::path& file) {
   if (is_torchscript_file(file)) return load_torchscript_model(file);
+  if (is_onnx_file(file)) return load_onnx_model(file);
   return std::make_unique<CnnEmbedder>(read_model_file(file), /*fold=*/true);
 }
 

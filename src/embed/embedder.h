@@ -40,13 +40,15 @@ class Embedder {
   void embed(const std::vector<image::Image>& images, float* out) const;
 };
 
-// Sets how many threads embedding uses (libtorch's intra-op pool, shared by the
-// whole process). Call once at start-up, before any embedding.
+// Sets how many threads embedding uses: libtorch's intra-op pool and OpenCV's
+// (which runs ONNX models, and resizes images), both shared by the whole process.
+// Call once at start-up, before any embedding.
 void set_compute_threads(int threads);
 
-// Loads a model file written by `lookalike train`, or a TorchScript file (below). Throws Error(kNotFound)
-// when missing and Error(kInvalidInput) naming the file when it is truncated, corrupt (checksum) or of an
-// unknown format version.
+// Loads a model file written by `lookalike train`, a TorchScript file or an ONNX
+// file (below), told apart by their first bytes (and the extension .onnx). Throws
+// Error(kNotFound) when missing and Error(kInvalidInput) naming the file when it is
+// truncated, corrupt (checksum), of an unknown format version, or does not fit its config.
 std::unique_ptr<Embedder> load_model(const std::filesystem::path& file);
 
 // The same model run exactly as trained, without the inference optimisations of
@@ -54,9 +56,10 @@ std::unique_ptr<Embedder> load_model(const std::filesystem::path& file);
 // optimised path is checked against. Same identity, same vectors within 1e-4.
 std::unique_ptr<Embedder> load_model_reference(const std::filesystem::path& file);
 
-// Bring your own model: TorchScript (libtorch's torch::jit). A TorchScript file
-// that lookalike loads carries its description as the archive's extra file
-// "lookalike/model.json" (kTorchScriptConfigName):
+// Bring your own model: TorchScript (libtorch's torch::jit) or ONNX (OpenCV's DNN
+// module). Such a file carries its description, the model config, as
+// "lookalike/model.json" (kModelConfigName): a TorchScript archive's extra file, or
+// an ONNX model's metadata property of that key:
 //   {"name": "my-net", "version": "1",
 //    "input": {"width": 224, "height": 224, "channels": 3, "channel_order": "rgb",
 //              "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
@@ -64,14 +67,26 @@ std::unique_ptr<Embedder> load_model_reference(const std::filesystem::path& file
 // input: what forward() takes, n x channels x height x width floats made as
 // image::preprocess documents (pixel / 255 - mean) / std; channel_order "bgr"
 // reverses the three channels first. output: which element when forward returns a
-// tuple or list (else 0). pooling: "none" when that output is n x dim, "avg" or
-// "max" to pool an n x dim x H x W map. normalize: L2-normalise the rows (false
+// tuple or list (else 0); for ONNX, the graph's output at that position, or the
+// output of that name when a string. pooling: "none" when that output is n x dim,
+// "avg" or "max" to pool an n x dim x H x W map. normalize: L2-normalise the rows (false
 // only for a model that does it itself). load_model() recognises such files by
 // their zip signature and validates them: the config (every field, in range), the
 // archive, then a probe batch of zeros must give an n x dim output of finite values;
 // errors (Error(kInvalidInput)) name the file and what was wrong. The identity's
 // weights_sha is that of the whole file.
-inline constexpr const char* kTorchScriptConfigName = "lookalike/model.json";
+//
+// ONNX files are checked before they run: the protobuf parses, the graph's SHA-256
+// (metadata "lookalike/graph_sha256", written by export and packaging) matches, every
+// operator is of the standard domain and OpenCV can create it, the graph has one
+// float input whose declared shape fits the config (a fixed batch size is honoured
+// by feeding batches of that size), the chosen output exists with the rank the
+// pooling needs (2, or 4 for "avg"/"max") and, when declared, dim values per image;
+// then a probe batch must give an n x dim output of finite values.
+// Thread safety: cv::dnn::Net::forward must not run concurrently, so an ONNX
+// embedder keeps a pool of nets (one per concurrent caller, at most one per core;
+// further callers wait), made on demand from the file's bytes held in memory.
+inline constexpr const char* kModelConfigName = "lookalike/model.json";
 
 // Writes a model file of `lookalike train` as a TorchScript file with its config
 // (batch norm folded; same vectors as load_model within 1e-4), atomically.
@@ -82,6 +97,21 @@ void export_torchscript(const std::filesystem::path& model_file, const std::file
 // validating both as load_model() would. Written atomically.
 void package_torchscript(const std::filesystem::path& torchscript, const std::string& config_json,
                          const std::filesystem::path& out);
+
+// Writes a model file of `lookalike train` as an ONNX model (opset 11: Conv with
+// batch norm folded in, Relu, GlobalAveragePool/AveragePool for the pooling
+// pyramid, Flatten, Concat, Gemm, ReduceL2 and Div: OpenCV 4.6 has no
+// LpNormalization) with its config and graph
+// checksum as metadata, atomically. Same vectors as load_model within 1e-4 when
+// run by load_model. Throws Error(kUnsupported) for a pooling grid whose windows
+// are of unequal size on the model's feature map (ONNX's AveragePool cannot express it).
+void export_onnx(const std::filesystem::path& model_file, const std::filesystem::path& out);
+
+// Packages an ONNX model made elsewhere (e.g. torch.onnx.export) with a config
+// (the JSON above, as text) into a file load_model() accepts, after validating
+// both as load_model() would. Written atomically.
+void package_onnx(const std::filesystem::path& onnx, const std::string& config_json,
+                  const std::filesystem::path& out);
 
 // The raw-pixel baseline: the preprocessed pixels themselves, L2-normalised.
 // The floor every trained model is measured against.

@@ -88,4 +88,10 @@ LoadedModel read_model_file(const std::filesystem::path& path);
 bool is_torchscript_file(const std::filesystem::path& path);
 std::unique_ptr<Embedder> load_torchscript_model(const std::filesystem::path& path);
 
+// ONNX models (onnx.cpp): a file is one when named *.onnx or when it starts like one.
+bool is_onnx_file(const std::filesystem::path& path);
+std::unique_ptr<Embedder> load_onnx_model(const std::filesystem::path& path);
+// OpenCV's process-wide thread count (cv::setNumThreads).
+void set_opencv_threads(int threads);
+
 }  // namespace lookalike::embed

@@ -5,134 +5,35 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "common/error.h"
 #include "common/files.h"
+#include "embed/model_config.h"
 #include "embed/net.h"
 
 namespace lookalike::embed {
 namespace fs = std::filesystem;
-using nlohmann::json;
 
 namespace {
 
 constexpr std::size_t kMaxModelBytes = std::size_t(1) << 30;
 constexpr std::int64_t kProbeBatch = 2;
 
-struct Config {
-  ModelInfo info;
-  bool bgr = false;
-  int output = 0;
-  std::string pooling = "none";
-  bool normalize = true;
-};
-
-Error invalid(const std::string& what, const std::string& why) {
-  return Error(ErrorKind::kInvalidInput, what + ": " + why);
-}
-
-// Every field checked, so that a typo is an error rather than a silent default.
-Config parse_config(const std::string& text, const std::string& what) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const std::exception& e) {
-    throw invalid(what, std::string("the model config is not JSON: ") + e.what());
+// TorchScript outputs have no names: forward() returns a value, a tuple or a list.
+ModelConfig parse_config(const std::string& text, const std::string& what) {
+  ModelConfig config = parse_model_config(text, what);
+  if (!config.output_name.empty()) {
+    throw invalid_model(what,
+                        "model config: output \"" + config.output_name +
+                            "\" is a name; a TorchScript model's output is chosen by position (0, 1, ...)");
   }
-  if (!j.is_object()) throw invalid(what, "the model config must be a JSON object");
-  Config c;
-  try {
-    for (const auto& [key, value] : j.items()) {
-      if (key == "name") {
-        c.info.name = value.get<std::string>();
-      } else if (key == "version") {
-        c.info.version = value.get<std::string>();
-      } else if (key == "output") {
-        c.output = value.get<int>();
-      } else if (key == "pooling") {
-        c.pooling = value.get<std::string>();
-      } else if (key == "normalize") {
-        c.normalize = value.get<bool>();
-      } else if (key == "dim") {
-        c.info.dim = value.get<int>();
-      } else if (key == "input") {
-        auto& in = c.info.input;
-        in.mean.clear();
-        in.stddev.clear();
-        std::string order = "rgb";
-        for (const auto& [k, v] : value.items()) {
-          if (k == "width") {
-            in.width = v.get<int>();
-          } else if (k == "height") {
-            in.height = v.get<int>();
-          } else if (k == "channels") {
-            in.channels = v.get<int>();
-          } else if (k == "channel_order") {
-            order = v.get<std::string>();
-          } else if (k == "mean") {
-            in.mean = v.get<std::vector<float>>();
-          } else if (k == "std") {
-            in.stddev = v.get<std::vector<float>>();
-          } else {
-            throw invalid(what, "unknown key \"input." + k + "\" in the model config");
-          }
-        }
-        if (order != "rgb" && order != "bgr") {
-          throw invalid(what, "input.channel_order must be \"rgb\" or \"bgr\", not \"" + order + "\"");
-        }
-        c.bgr = order == "bgr";
-      } else {
-        throw invalid(what, "unknown key \"" + key + "\" in the model config");
-      }
-    }
-  } catch (const json::exception& e) {
-    throw invalid(what, std::string("a model config field has the wrong type: ") + e.what());
-  }
-  const auto& in = c.info.input;
-  auto require = [&](bool ok, const std::string& why) {
-    if (!ok) throw invalid(what, "model config: " + why);
-  };
-  require(!c.info.name.empty() && c.info.name.find('/') == std::string::npos,
-          "name must be non-empty, without '/'");
-  require(!c.info.version.empty() && c.info.version.find('/') == std::string::npos,
-          "version must be non-empty, without '/'");
-  require(in.width >= 1 && in.width <= 1024 && in.height >= 1 && in.height <= 1024,
-          "input.width and input.height must be 1..1024");
-  require(in.channels == 1 || in.channels == 3, "input.channels must be 1 or 3");
-  require(!c.bgr || in.channels == 3, "input.channel_order \"bgr\" needs 3 channels");
-  require(in.mean.size() == std::size_t(in.channels) && in.stddev.size() == std::size_t(in.channels),
-          "input.mean and input.std need one value per channel");
-  for (float s : in.stddev) require(std::isfinite(s) && s > 0, "input.std values must be positive");
-  for (float m : in.mean) require(std::isfinite(m), "input.mean values must be finite");
-  require(c.info.dim >= 1 && c.info.dim <= 65536, "dim must be 1..65536");
-  require(c.output >= 0 && c.output < 64, "output must be 0..63");
-  require(c.pooling == "none" || c.pooling == "avg" || c.pooling == "max",
-          "pooling must be \"none\", \"avg\" or \"max\"");
-  return c;
-}
-
-json config_json(const Config& c) {
-  const auto& in = c.info.input;
-  return {{"name", c.info.name},
-          {"version", c.info.version},
-          {"input",
-           {{"width", in.width},
-            {"height", in.height},
-            {"channels", in.channels},
-            {"channel_order", c.bgr ? "bgr" : "rgb"},
-            {"mean", in.mean},
-            {"std", in.stddev}}},
-          {"output", c.output},
-          {"pooling", c.pooling},
-          {"normalize", c.normalize},
-          {"dim", c.info.dim}};
+  return config;
 }
 
 class TorchScriptEmbedder final : public Embedder {
  public:
-  TorchScriptEmbedder(torch::jit::Module module, Config config, const std::string& what)
+  TorchScriptEmbedder(torch::jit::Module module, ModelConfig config, const std::string& what)
       : module_(std::move(module)), config_(std::move(config)) {
     module_.eval();
     // Validation: a probe batch must come out n x dim and finite.
@@ -142,14 +43,14 @@ class TorchScriptEmbedder final : public Embedder {
     try {
       y = run(zeros.data(), kProbeBatch);
     } catch (const Error& e) {
-      throw invalid(what, e.what());
+      throw invalid_model(what, e.what());
     } catch (const std::exception& e) {
-      throw invalid(what, std::string("forward() fails on a ") + std::to_string(kProbeBatch) + " x " +
-                              std::to_string(in.channels) + " x " + std::to_string(in.height) + " x " +
-                              std::to_string(in.width) + " input: " + first_line(e.what()));
+      throw invalid_model(what, std::string("forward() fails on a ") + std::to_string(kProbeBatch) + " x " +
+                                    std::to_string(in.channels) + " x " + std::to_string(in.height) + " x " +
+                                    std::to_string(in.width) + " input: " + first_line(e.what()));
     }
     if (!torch::isfinite(y).all().item<bool>())
-      throw invalid(what, "the model gives non-finite values on a probe");
+      throw invalid_model(what, "the model gives non-finite values on a probe");
   }
 
   const ModelInfo& info() const override { return config_.info; }
@@ -221,16 +122,12 @@ class TorchScriptEmbedder final : public Embedder {
     return y.contiguous();
   }
 
-  static std::string shape(const torch::Tensor& t) {
-    std::string s;
-    for (auto size : t.sizes()) s += (s.empty() ? "" : " x ") + std::to_string(size);
-    return s.empty() ? "a scalar" : s;
-  }
+  static std::string shape(const torch::Tensor& t) { return shape_text(t.sizes().data(), t.sizes().size()); }
 
   // forward() is not const in libtorch's API; running a scripted module in
   // inference mode from several threads at once is safe.
   mutable torch::jit::Module module_;
-  Config config_;
+  ModelConfig config_;
 };
 
 std::uint32_t le(const std::vector<std::uint8_t>& b, std::size_t at, int bytes) {
@@ -281,16 +178,17 @@ std::string damaged_zip(const std::vector<std::uint8_t>& b) {
 torch::jit::Module load_archive(const std::vector<std::uint8_t>& bytes, const std::string& what,
                                 std::string& config) {
   const std::string damage = damaged_zip(bytes);
-  if (!damage.empty()) throw invalid(what, "a corrupt TorchScript archive: " + damage);
-  torch::jit::ExtraFilesMap extra{{kTorchScriptConfigName, ""}};
+  if (!damage.empty()) throw invalid_model(what, "a corrupt TorchScript archive: " + damage);
+  torch::jit::ExtraFilesMap extra{{kModelConfigName, ""}};
   try {
     std::istringstream in(std::string(bytes.begin(), bytes.end()));
     auto module = torch::jit::load(in, torch::kCPU, extra);
-    config = extra[kTorchScriptConfigName];
+    config = extra[kModelConfigName];
     return module;
   } catch (const std::exception& e) {
     std::string message = e.what();
-    throw invalid(what, "not a readable TorchScript archive (" + message.substr(0, message.find('\n')) + ")");
+    throw invalid_model(what,
+                        "not a readable TorchScript archive (" + message.substr(0, message.find('\n')) + ")");
   }
 }
 
@@ -298,19 +196,19 @@ std::unique_ptr<TorchScriptEmbedder> make_embedder(const std::vector<std::uint8_
                                                    torch::jit::Module module, const std::string& config_text,
                                                    const std::string& what) {
   if (config_text.empty()) {
-    throw invalid(
+    throw invalid_model(
         what,
-        std::string("the TorchScript file has no ") + kTorchScriptConfigName +
+        std::string("the TorchScript file has no ") + kModelConfigName +
             "; add one with `lookalike export-model --torchscript FILE --config CONFIG.json --out OUT`");
   }
-  Config config = parse_config(config_text, what);
+  ModelConfig config = parse_config(config_text, what);
   config.info.weights_sha = sha256_hex(bytes.data(), bytes.size()).substr(0, 16);
   return std::make_unique<TorchScriptEmbedder>(std::move(module), std::move(config), what);
 }
 
 void save_atomic(const torch::jit::Module& module, const std::string& config, const fs::path& out) {
   std::ostringstream archive;
-  module.save(archive, {{kTorchScriptConfigName, config}});
+  module.save(archive, {{kModelConfigName, config}});
   const std::string bytes = archive.str();
   write_file_atomic(out, bytes.data(), bytes.size());
 }
@@ -368,12 +266,12 @@ void export_torchscript(const fs::path& model_file, const fs::path& out) {
   source << "    return torch.matmul(y, self.head_w.t()) + self.head_b\n";
   module.define(source.str());
 
-  Config config;
+  ModelConfig config;
   config.info = model.header.info;
   config.info.version += "-torchscript";
   config.pooling = "none";
   config.normalize = true;
-  save_atomic(module, config_json(config).dump(), out);
+  save_atomic(module, model_config_json(config), out);
 }
 
 void package_torchscript(const fs::path& torchscript, const std::string& config_json_text,
@@ -382,10 +280,10 @@ void package_torchscript(const fs::path& torchscript, const std::string& config_
   auto bytes = read_file(torchscript, kMaxModelBytes);
   std::string ignored;
   auto module = load_archive(bytes, what, ignored);
-  Config config = parse_config(config_json_text, what);
+  ModelConfig config = parse_config(config_json_text, what);
   // Validates shapes and the probe before anything is written.
   TorchScriptEmbedder check(module.clone(), config, what);
-  save_atomic(module, config_json(config).dump(), out);
+  save_atomic(module, model_config_json(config), out);
 }
 
 }  // namespace lookalike::embed

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -27,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "embed/embedder.h"
+#include "image/image.h"
 #include "search/engine.h"
 #include "support/test_support.h"
 
@@ -882,6 +885,82 @@ TEST_F(CliE2E, ExportedTorchScriptModelServesTheSameResults) {
   EXPECT_NE(bad.err.find("128"), std::string::npos)
       << "the message should give the real output size" << describe(bad);
   EXPECT_FALSE(fs::exists(root() / "wrong.pt"));
+}
+
+// The shipped model written as ONNX and as TorchScript gives the native vectors on
+// real catalog photos (decoded and preprocessed as ingest does).
+TEST_F(CliE2E, ExportedOnnxAndTorchScriptModelsGiveTheNativeVectorsOnDemoPhotos) {
+  ASSERT_NO_FATAL_FAILURE(RequireDemo());
+  const fs::path shipped = lookalike::search::shipped_model_path();
+  const fs::path onnx = root() / "vectors.onnx", pt = root() / "vectors.pt";
+  Outcome r = run({"export-model", "--model", shipped.string(), "--format", "onnx", "--out", onnx.string()});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.out.find("-onnx/28x28x1/d128/"), std::string::npos) << describe(r);
+  r = run({"export-model", "--model", shipped.string(), "--out", pt.string()});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  std::vector<lookalike::image::Image> photos;
+  for (std::size_t i = 0; i < 500; ++i) photos.push_back(lookalike::image::load_file(photo_of(i * 6), {}));
+  auto vectors = [&](const fs::path& model_file) {
+    auto model = lookalike::embed::load_model(model_file);
+    std::vector<float> out(photos.size() * std::size_t(model->info().dim));
+    model->embed(photos, out.data());
+    return out;
+  };
+  const auto native = vectors(shipped);
+  for (const fs::path& exported : {onnx, pt}) {
+    const auto got = vectors(exported);
+    ASSERT_EQ(got.size(), native.size()) << exported;
+    float worst = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - native[i]));
+    EXPECT_LE(worst, 1e-4f) << exported << ": largest difference from the native vectors";
+  }
+}
+
+TEST_F(CliE2E, ExportedOnnxModelIngestsReindexesAndServesTheSameResults) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  const fs::path onnx = root() / "exported.onnx";
+  Outcome r = run({"export-model", "--model", lookalike::search::shipped_model_path().string(), "--out",
+                   onnx.string()});  // ONNX by the extension
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.out.find("-onnx/28x28x1/d128/"), std::string::npos) << describe(r);
+
+  // A data folder switched to the ONNX model answers as the native model did.
+  fs::path data = CopyOfBase("onnx-reindex");
+  const std::vector<std::string> before = Ids(Search(data, query_photo(7)));
+  r = run({"reindex", "--data", data.string(), "--model", onnx.string()});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(Ids(Search(data, query_photo(7))), before);
+  json info = parse_one_json_line(run({"info", "--data", data.string(), "--json"}));
+  EXPECT_NE(info.value("model", "").find("-onnx/"), std::string::npos) << info.dump();
+
+  // A new data folder made with it from the start, then opened again to search.
+  fs::path fresh = root() / "onnx-fresh";
+  Ingest(fresh, catalog(), nullptr, {"--model", onnx.string()});
+  EXPECT_EQ(Ids(Search(fresh, query_photo(7))), before);
+
+  // Damaged files and a config that does not fit the model are refused, naming the
+  // file and what is wrong, and the folder keeps serving its model.
+  std::string bytes = read_text(onnx);
+  std::string flipped = bytes;
+  flipped[bytes.size() / 2] = char(flipped[bytes.size() / 2] ^ 0x10);
+  write_text(root() / "flipped.onnx", flipped);
+  write_text(root() / "truncated.onnx", bytes.substr(0, bytes.size() / 3));
+  for (const char* name : {"flipped.onnx", "truncated.onnx"}) {
+    Outcome bad = run({"reindex", "--data", data.string(), "--model", (root() / name).string()});
+    EXPECT_NE(bad.status, 0) << describe(bad);
+    EXPECT_NE(bad.err.find(name), std::string::npos) << describe(bad);
+    EXPECT_NE(bad.err.find(name[0] == 'f' ? "SHA-256" : "truncated"), std::string::npos) << describe(bad);
+  }
+  EXPECT_EQ(Ids(Search(data, query_photo(7))), before);
+  write_text(
+      root() / "wrong-onnx.json",
+      R"({"name": "x", "version": "1", "input": {"width": 28, "height": 28, "channels": 1, "mean": [0.286],)"
+      R"( "std": [0.353]}, "dim": 64})");
+  Outcome bad = run({"export-model", "--onnx", onnx.string(), "--config",
+                     (root() / "wrong-onnx.json").string(), "--out", (root() / "wrong.onnx").string()});
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("128 values per image, the config says dim 64"), std::string::npos) << describe(bad);
+  EXPECT_FALSE(fs::exists(root() / "wrong.onnx"));
 }
 
 // ---- 12. help ----

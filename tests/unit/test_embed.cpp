@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+#include <onnx/checker.h>
+#include <onnx/onnx_pb.h>
 
 #include <algorithm>
 #include <cmath>
@@ -624,6 +626,228 @@ TEST(TorchScript, PackagingChecksTheConfigAgainstTheModel) {
   auto e = error_from([&] { package_torchscript(pt, "{not json", dir / "bad.pt"); });
   ASSERT_TRUE(e);
   EXPECT_TRUE(contains(e->what(), "not JSON")) << e->what();
+}
+
+// ---- bring your own model: ONNX ----
+
+onnx::ModelProto read_onnx(const fs::path& path) {
+  onnx::ModelProto model;
+  std::string bytes = read_text(path);
+  EXPECT_TRUE(model.ParseFromString(bytes)) << path;
+  return model;
+}
+
+void write_onnx(const onnx::ModelProto& model, const fs::path& path) {
+  std::string bytes = model.SerializeAsString();
+  write_bytes(path, Bytes(bytes.begin(), bytes.end()));
+}
+
+std::string onnx_metadata(const onnx::ModelProto& model, const std::string& key) {
+  for (const auto& p : model.metadata_props())
+    if (p.key() == key) return p.value();
+  return "";
+}
+
+// The exported graph without lookalike's metadata: what a model made elsewhere looks like.
+onnx::ModelProto foreign_onnx(const fs::path& exported) {
+  onnx::ModelProto model = read_onnx(exported);
+  model.clear_metadata_props();
+  return model;
+}
+
+void expect_same_vectors(const Embedder& a, const Embedder& b, const LabelledSet& set, double tolerance,
+                         const std::string& label) {
+  auto va = embed_all(a, set);
+  auto vb = embed_all(b, set);
+  ASSERT_EQ(va.size(), vb.size()) << label;
+  for (std::size_t i = 0; i < va.size(); ++i) ASSERT_NEAR(va[i], vb[i], tolerance) << label << " value " << i;
+}
+
+TEST(Onnx, ExportedModelGivesTheNativeVectorsAndIsValidOnnx) {
+  TempDir dir;
+  for (const fs::path& native :
+       {trained_model(1), fs::path(LOOKALIKE_SOURCE_DIR) / "models" / "fashion-cnn.lkm"}) {
+    const fs::path file = dir / (native.stem().string() + ".onnx");
+    export_onnx(native, file);
+    // The ONNX project's own checker accepts the graph, so other runtimes can read it too.
+    onnx::ModelProto proto = read_onnx(file);
+    EXPECT_NO_THROW(onnx::checker::check_model(proto)) << native;
+    auto original = load_model(native);
+    auto exported = load_model(file);
+    EXPECT_EQ(exported->info().name, original->info().name);
+    EXPECT_EQ(exported->info().version, original->info().version + "-onnx");
+    EXPECT_EQ(exported->info().dim, original->info().dim);
+    EXPECT_NE(exported->info().identity(), original->info().identity());
+    expect_same_vectors(*original, *exported, synthetic_set(40, 700), 1e-4, native.string());
+    // Recognised by its bytes too, as inside a data folder, where every model is model.lkm.
+    fs::copy_file(file, dir / "model.lkm", fs::copy_options::overwrite_existing);
+    EXPECT_EQ(load_model(dir / "model.lkm")->info().identity(), exported->info().identity());
+  }
+}
+
+TEST(Onnx, CorruptTruncatedOrForeignFilesAreRefusedNamingTheFile) {
+  TempDir dir;
+  const fs::path file = dir / "model.onnx";
+  export_onnx(trained_model(1), file);
+  Bytes bytes = read_bytes(file);
+  auto refused = [&](const std::string& name, const Bytes& content, const std::string& expect) {
+    write_bytes(dir / name, content);
+    auto e = error_from([&] { load_model(dir / name); });
+    ASSERT_TRUE(e) << name;
+    EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput) << name;
+    EXPECT_TRUE(contains(e->what(), name)) << e->what();
+    EXPECT_TRUE(contains(e->what(), expect)) << "expected \"" << expect << "\" in: " << e->what();
+  };
+  // A flipped byte inside the weights still parses as protobuf: the graph's checksum catches it.
+  Bytes flipped = bytes;
+  flipped[bytes.size() / 3] ^= 0x01;
+  refused("flipped.onnx", flipped, "SHA-256");
+  refused("half.onnx", Bytes(bytes.begin(), bytes.begin() + long(bytes.size() / 2)), "truncated");
+  refused("short.onnx", Bytes(bytes.begin(), bytes.end() - 3), "");
+  refused("empty.onnx", Bytes{}, "graph");
+  refused("text.onnx", Bytes{'h', 'e', 'l', 'l', 'o', '\n'}, "ONNX");
+  write_onnx(foreign_onnx(file), dir / "bare.onnx");
+  auto e = error_from([&] { load_model(dir / "bare.onnx"); });
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(contains(e->what(), "export-model --onnx")) << e->what();
+}
+
+TEST(Onnx, PackagingChecksTheConfigAgainstTheGraph) {
+  TempDir dir;
+  const fs::path file = dir / "model.onnx";
+  export_onnx(trained_model(1), file);
+  const nlohmann::json config = nlohmann::json::parse(onnx_metadata(read_onnx(file), kModelConfigName));
+  ASSERT_EQ(config["dim"], 16) << config.dump();
+  const fs::path foreign = dir / "foreign.onnx";
+  write_onnx(foreign_onnx(file), foreign);
+
+  // A valid config under another name, output chosen by position: same vectors.
+  auto shop_config = config;
+  shop_config["name"] = "shop-net";
+  shop_config["output"] = 0;
+  shop_config["normalize"] = true;
+  package_onnx(foreign, shop_config.dump(), dir / "shop.onnx");
+  auto shop = load_model(dir / "shop.onnx");
+  EXPECT_EQ(shop->info().name, "shop-net");
+  expect_same_vectors(*shop, *load_model(trained_model(1)), synthetic_set(6, 800), 1e-4, "packaged");
+
+  auto refused = [&](const nlohmann::json& bad, const std::string& expect) {
+    auto e = error_from([&] { package_onnx(foreign, bad.dump(), dir / "bad.onnx"); });
+    ASSERT_TRUE(e) << bad.dump();
+    EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+    EXPECT_TRUE(contains(e->what(), expect)) << "expected \"" << expect << "\" in: " << e->what();
+    EXPECT_TRUE(contains(e->what(), "foreign.onnx")) << e->what();
+    EXPECT_FALSE(fs::exists(dir / "bad.onnx"));
+  };
+  auto wrong_dim = config;
+  wrong_dim["dim"] = 17;
+  refused(wrong_dim, "16 values per image, the config says dim 17");
+  auto wrong_size = config;
+  wrong_size["input"]["width"] = 32;
+  refused(wrong_size, "input \"input\" is batch x 1 x 28 x 28, but the config says n x 1 x 28 x 32");
+  auto channels = config;
+  channels["input"]["channels"] = 3;
+  channels["input"]["mean"] = {0, 0, 0};
+  channels["input"]["std"] = {1, 1, 1};
+  refused(channels, "batch x 1 x 28 x 28");
+  auto missing = config;
+  missing["output"] = "logits";
+  refused(missing, "no output \"logits\" (its outputs: embedding)");
+  auto second = config;
+  second["output"] = 1;
+  refused(second, "output 1 asked for, but the graph has 1");
+  auto pooled = config;
+  pooled["pooling"] = "avg";
+  refused(pooled, "rank 2");
+  auto typo = config;
+  typo["normalise"] = true;
+  refused(typo, "normalise");
+  auto e = error_from([&] { package_onnx(foreign, "{not json", dir / "bad.onnx"); });
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(contains(e->what(), "not JSON")) << e->what();
+}
+
+TEST(Onnx, UnsupportedOperatorsAndNonFiniteOutputsAreRefused) {
+  TempDir dir;
+  const fs::path file = dir / "model.onnx";
+  export_onnx(trained_model(1), file);
+  const std::string config = onnx_metadata(read_onnx(file), kModelConfigName);
+  auto refused = [&](const onnx::ModelProto& model, const std::string& expect) {
+    write_onnx(model, dir / "changed.onnx");
+    auto e = error_from([&] { package_onnx(dir / "changed.onnx", config, dir / "out.onnx"); });
+    ASSERT_TRUE(e) << expect;
+    EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+    EXPECT_TRUE(contains(e->what(), expect)) << "expected \"" << expect << "\" in: " << e->what();
+    EXPECT_FALSE(fs::exists(dir / "out.onnx"));
+  };
+  auto unknown_op = foreign_onnx(file);
+  unknown_op.mutable_graph()->mutable_node(1)->set_op_type("Mish2");
+  refused(unknown_op, "operator Mish2 is not supported by OpenCV");
+  auto custom_domain = foreign_onnx(file);
+  custom_domain.mutable_graph()->mutable_node(1)->set_domain("com.example");
+  refused(custom_domain, "domain \"com.example\"");
+  auto two_inputs = foreign_onnx(file);
+  *two_inputs.mutable_graph()->add_input() = two_inputs.graph().input(0);
+  two_inputs.mutable_graph()->mutable_input(1)->set_name("mask");
+  refused(two_inputs, "2 inputs (input, mask)");
+  auto ints = foreign_onnx(file);
+  ints.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->set_elem_type(
+      onnx::TensorProto::UINT8);
+  refused(ints, "UINT8");
+  auto nan = foreign_onnx(file);
+  for (auto& t : *nan.mutable_graph()->mutable_initializer()) {
+    if (t.name() != "head.bias") continue;
+    std::vector<float> values(t.raw_data().size() / sizeof(float), std::nanf(""));
+    t.set_raw_data(values.data(), values.size() * sizeof(float));
+  }
+  refused(nan, "non-finite");
+}
+
+TEST(Onnx, AGraphWithAFixedBatchSizeIsFedBatchesOfThatSize) {
+  TempDir dir;
+  const fs::path file = dir / "model.onnx";
+  export_onnx(trained_model(1), file);
+  auto fixed = read_onnx(file);
+  const std::string config = onnx_metadata(fixed, kModelConfigName);
+  fixed.clear_metadata_props();
+  auto* batch = fixed.mutable_graph()
+                    ->mutable_input(0)
+                    ->mutable_type()
+                    ->mutable_tensor_type()
+                    ->mutable_shape()
+                    ->mutable_dim(0);
+  batch->set_dim_value(4);
+  write_onnx(fixed, dir / "fixed.onnx");
+  package_onnx(dir / "fixed.onnx", config, dir / "fixed-lookalike.onnx");
+  // 11 inputs: two full batches of 4 and a last one of 3, padded.
+  expect_same_vectors(*load_model(dir / "fixed-lookalike.onnx"), *load_model(trained_model(1)),
+                      synthetic_set(11, 900), 1e-4, "fixed batch");
+}
+
+TEST(Onnx, ConcurrentCallsGiveTheSameResultsAsSequentialOnes) {
+  TempDir dir;
+  const fs::path file = dir / "model.onnx";
+  export_onnx(trained_model(1), file);
+  auto model = load_model(file);
+  const int dim = model->info().dim;
+  std::vector<LabelledSet> sets;
+  for (int t = 0; t < 4; ++t) sets.push_back(synthetic_set(std::size_t(5 + 7 * t), 1000 + std::uint64_t(t)));
+  std::vector<std::vector<float>> expected;
+  for (const auto& set : sets) expected.push_back(embed_all(*model, set));
+  for (int round = 0; round < 5; ++round) {
+    std::vector<std::vector<float>> got(sets.size());
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < sets.size(); ++t) {
+      got[t].resize(sets[t].size() * std::size_t(dim));
+      threads.emplace_back(
+          [&, t] { model->embed_preprocessed(sets[t].inputs.data(), sets[t].size(), got[t].data()); });
+    }
+    for (auto& thread : threads) thread.join();
+    for (std::size_t t = 0; t < sets.size(); ++t)
+      for (std::size_t i = 0; i < got[t].size(); ++i)
+        ASSERT_NEAR(got[t][i], expected[t][i], 1e-6)
+            << "round " << round << " thread " << t << " value " << i;
+  }
 }
 
 // ---- concurrency ----
