@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cmath>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <opencv2/core.hpp>
@@ -102,7 +102,8 @@ Bytes with_exif(const Bytes& jpeg, int orientation) {
   Bytes out(jpeg.begin(), jpeg.begin() + 2);
   out.insert(out.end(), {0xFF, 0xE1});
   const auto length = static_cast<std::uint32_t>(payload.size() + 2);
-  out.insert(out.end(), {static_cast<std::uint8_t>(length >> 8), static_cast<std::uint8_t>(length)});
+  out.insert(out.end(),
+             {static_cast<std::uint8_t>(length >> 8), static_cast<std::uint8_t>(length)});
   out.insert(out.end(), payload.begin(), payload.end());
   out.insert(out.end(), jpeg.begin() + 2, jpeg.end());
   return out;
@@ -166,7 +167,9 @@ void expect_decode_error(const Bytes& bytes, ErrorKind kind, const std::string& 
   expect_error([&] { decode(bytes, limits); }, kind, text);
 }
 
-Bytes first_half(const Bytes& bytes) { return Bytes(bytes.begin(), bytes.begin() + bytes.size() / 2); }
+Bytes first_half(const Bytes& bytes) {
+  return Bytes(bytes.begin(), bytes.begin() + bytes.size() / 2);
+}
 
 // ---- round trips ----
 
@@ -441,9 +444,10 @@ TEST(ImageDecode, TruncatedJpegIsUndecodable) {
 }
 
 TEST(ImageDecode, TruncatedWebpIsUndecodable) {
-  expect_decode_error(first_half(encode(random_bgr(64, 64), ".webp")), ErrorKind::kUndecodable, "WebP");
-  expect_decode_error({'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P'}, ErrorKind::kUndecodable,
-                      "truncated WebP header");
+  expect_decode_error(first_half(encode(random_bgr(64, 64), ".webp")), ErrorKind::kUndecodable,
+                      "WebP");
+  expect_decode_error({'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P'},
+                      ErrorKind::kUndecodable, "truncated WebP header");
 }
 
 TEST(ImageDecode, RandomBytesAreUnsupported) {
@@ -470,21 +474,24 @@ TEST(ImageDecode, OtherFormatsAreNamedAndRefused) {
   };
   expect_decode_error(padded({'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0}), ErrorKind::kUnsupported,
                       "looks like GIF");
-  expect_decode_error(padded({0xFF, 0x4F, 0xFF, 0x51}), ErrorKind::kUnsupported, "looks like JPEG 2000");
+  expect_decode_error(padded({0xFF, 0x4F, 0xFF, 0x51}), ErrorKind::kUnsupported,
+                      "looks like JPEG 2000");
   expect_decode_error(padded({0, 0, 0, 0x0C, 'j', 'P', ' ', ' ', 0x0D, 0x0A, 0x87, 0x0A}),
                       ErrorKind::kUnsupported, "looks like JPEG 2000");
-  expect_decode_error(padded({0x76, 0x2F, 0x31, 0x01}), ErrorKind::kUnsupported, "looks like OpenEXR");
+  expect_decode_error(padded({0x76, 0x2F, 0x31, 0x01}), ErrorKind::kUnsupported,
+                      "looks like OpenEXR");
   expect_decode_error(padded({'%', 'P', 'D', 'F', '-', '1', '.', '7'}), ErrorKind::kUnsupported,
                       "looks like PDF");
-  expect_decode_error(padded({'<', '?', 'x', 'm', 'l', ' '}), ErrorKind::kUnsupported, "looks like SVG/XML");
+  expect_decode_error(padded({'<', '?', 'x', 'm', 'l', ' '}), ErrorKind::kUnsupported,
+                      "looks like SVG/XML");
   expect_decode_error(padded({' ', '\n', '<', 's', 'v', 'g', ' '}), ErrorKind::kUnsupported,
                       "looks like SVG/XML");
   expect_decode_error(padded({0, 0, 0, 0x1C, 'f', 't', 'y', 'p', 'a', 'v', 'i', 'f'}),
                       ErrorKind::kUnsupported, "HEIF/AVIF");
   expect_decode_error(padded({0, 0, 0, 0x18, 'f', 't', 'y', 'p', 'h', 'e', 'i', 'c'}),
                       ErrorKind::kUnsupported, "brand 'heic'");
-  expect_decode_error(padded({'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'A', 'V', 'E'}), ErrorKind::kUnsupported,
-                      "not WebP");
+  expect_decode_error(padded({'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'A', 'V', 'E'}),
+                      ErrorKind::kUnsupported, "not WebP");
   Bytes dicom(200, 0);
   std::copy_n("DICM", 4, dicom.begin() + 128);
   expect_decode_error(dicom, ErrorKind::kUnsupported, "looks like DICOM");
@@ -577,8 +584,8 @@ TEST(ImageDecode, PngChunkCountLimitApplies) {
   Bytes split(whole.begin(), whole.begin() + 33);  // signature and IHDR
   Bytes data;
   for (std::size_t pos = 33; pos + 12 <= whole.size();) {
-    const std::uint32_t length =
-        (std::uint32_t{whole[pos]} << 24) | (whole[pos + 1] << 16) | (whole[pos + 2] << 8) | whole[pos + 3];
+    const std::uint32_t length = (std::uint32_t{whole[pos]} << 24) | (whole[pos + 1] << 16) |
+                                 (whole[pos + 2] << 8) | whole[pos + 3];
     if (std::string(whole.begin() + pos + 4, whole.begin() + pos + 8) == "IDAT") {
       data.insert(data.end(), whole.begin() + pos + 8, whole.begin() + pos + 8 + length);
     }
@@ -886,6 +893,7 @@ TEST(Distort, NamesRoundTripAndTheSuiteLeavesOutTheControl) {
   EXPECT_EQ(distortion_from_string("none"), Distortion::kNone);
   EXPECT_FALSE(distortion_from_string("sepia"));
 }
+
 
 // ---- colour descriptor ----
 
