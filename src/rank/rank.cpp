@@ -12,7 +12,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kComponentNames[kComponentCount] = {"visual", "popularity", "rating", "stock",
-                                                          "price",  "recency",    "taste"};
+                                                          "price",  "recency",    "taste",  "colour"};
 
 Error invalid(const std::string& message) { return Error(ErrorKind::kInvalidInput, "profile: " + message); }
 
@@ -40,7 +40,7 @@ Profile default_profile() { return Profile{}; }
 Profile visual_profile() {
   Profile profile;
   profile.name = kVisualProfile;
-  profile.weights = {1, 0, 0, 0, 0, 0, 0};
+  profile.weights = {1, 0, 0, 0, 0, 0, 0, 0};
   return profile;
 }
 
@@ -73,7 +73,7 @@ Profile parse_profile(const std::string& name, const std::string& json_text) {
                                 [&](const char* n) { return component == n; });
         if (it == std::end(kComponentNames)) {
           throw invalid("unknown weight \"" + component.substr(0, 64) +
-                        "\" (known: visual, popularity, rating, stock, price, recency, taste)");
+                        "\" (known: visual, popularity, rating, stock, price, recency, taste, colour)");
         }
         profile.weights[static_cast<std::size_t>(it - std::begin(kComponentNames))] =
             number_in(weight, "weights." + component, 0, kMaxWeight, false);
@@ -192,6 +192,8 @@ Score score(const Profile& profile, const PriceTarget& price, const Candidate& c
   }
   set(kRecency, c.age_days ? std::exp2(-std::max(*c.age_days, 0.0) / profile.recency_half_life_days) : 0.0);
   set(kTaste, c.taste ? rescale(*c.taste, ranges.taste_min, ranges.taste_max) : 0.0);
+  if (c.colour) s.colour_similarity = std::clamp(*c.colour, 0.0, 1.0);
+  set(kColour, s.colour_similarity.value_or(0.0));
   for (const auto& part : s.parts) s.total += part.contribution();
   return s;
 }
@@ -211,6 +213,7 @@ std::string explain_json(const Score& s) {
            {"rating_average", round6(s.rating_average)}};
   if (s.price_fit) doc["price_fit"] = round6(*s.price_fit);
   if (s.taste_similarity) doc["taste_similarity"] = round6(*s.taste_similarity);
+  if (s.colour_similarity) doc["colour_similarity"] = round6(*s.colour_similarity);
   return doc.dump();
 }
 
