@@ -178,7 +178,16 @@ bool has_colour(const ColourDescriptor& descriptor) {
 
 double colour_similarity(const ColourDescriptor& a, const ColourDescriptor& b) {
   double sum = 0;
-  for (std::size_t i = 0; i < kColourBins; ++i) sum += std::min(a[i], b[i]);
+  for (std::size_t i = 0; i < kBlackBin; ++i) sum += std::min(a[i], b[i]);
+  // Black, grey and white count as one: how light a colourless item is, the look (the
+  // embedding) already sees, and on an all-gray catalog lightness alone would reorder
+  // look-alikes by a signal that is not colour.
+  double achromatic_a = 0, achromatic_b = 0;
+  for (std::size_t i = kBlackBin; i < kColourBins; ++i) {
+    achromatic_a += a[i];
+    achromatic_b += b[i];
+  }
+  sum += std::min(achromatic_a, achromatic_b);
   return std::clamp(sum, 0.0, 1.0);
 }
 

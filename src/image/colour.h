@@ -56,8 +56,9 @@ ColourDescriptor colour_descriptor(const Image& image);
 // False for the all-zero descriptor (no product pixels, or no descriptor known).
 bool has_colour(const ColourDescriptor& descriptor);
 
-// Histogram intersection, sum over bins of min(a, b): 1 for the same colour mix, 0 for
-// disjoint ones; 0 when either descriptor has no colour. Symmetric.
+// Histogram intersection, sum over bins of min(a, b), with black, grey and white taken
+// as one bin (lightness is not colour): 1 for the same colour mix, 0 for disjoint ones;
+// 0 when either descriptor has no colour. Symmetric.
 double colour_similarity(const ColourDescriptor& a, const ColourDescriptor& b);
 
 // The name of the dominant colour ("red", "orange", "yellow", "green", "cyan", "blue",

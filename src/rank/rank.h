@@ -69,8 +69,8 @@ using Weights = std::array<double, kComponentCount>;
 // A named ranking profile. Every field has a default (the built-in "default" profile).
 struct Profile {
   std::string name = "default";
-  // colour 1.0: measured on the demo's colour variants (bench/RESULTS.md, "Colour").
-  Weights weights = {1.0, 0.4, 0.2, 0.5, 0.3, 0.05, 0.3, 1.0};
+  // colour 0.5: measured on the demo's colour variants (bench/RESULTS.md, "Colour").
+  Weights weights = {1.0, 0.4, 0.2, 0.5, 0.3, 0.05, 0.3, 0.5};
   StockPolicy out_of_stock = StockPolicy::kDemote;
   double rating_prior_mean = 3.5;          // stars: what an unreviewed product is assumed to be
   double rating_prior_count = 20;          // reviews: how much evidence the prior is worth
