@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the bundled demo catalog: installs what is missing, builds,
-# writes the demo catalog (60,000 Fashion-MNIST products, 10,000 query photos),
-# ingests it with the shipped model, runs sample searches and the quality
-# evaluation, then serves the shop page and API at http://127.0.0.1:8080.
+# writes the demo catalog (60,000 Fashion-MNIST products, 10,000 query photos,
+# and in a file of their own 1,000 families of colour variants with 2,000 shopper
+# photos of them), ingests both with the shipped model, runs sample searches and the
+# quality and colour evaluations, then serves the shop page and API at http://127.0.0.1:8080.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,10 +11,11 @@ scripts/build.sh lookalike
 bin=build/lookalike
 data=${LOOKALIKE_DEMO_DIR:-demo-data}
 
-if [ ! -f "$data/catalog.jsonl" ]; then
+if [ ! -f "$data/catalog.jsonl" ] || [ ! -f "$data/variants.jsonl" ]; then
   "$bin" demo-catalog --out "$data"
 fi
 "$bin" ingest --data "$data" --catalog "$data/catalog.jsonl"
+"$bin" ingest --data "$data" --catalog "$data/variants.jsonl"
 "$bin" info --data "$data"
 for q in 00000 00001 00002; do
   category=$(grep "\"queries/$q.png\"" "$data/queries.jsonl" | sed 's/.*"category":"\([^"]*\)".*/\1/')
@@ -24,6 +26,9 @@ done
 echo
 echo "== category retrieval on the 10,000 query photos"
 "$bin" eval --data "$data" --queries "$data/queries.jsonl"
+echo
+echo "== colour: shopper photos of one colour variant, first result the same variant"
+"$bin" eval-colour --data "$data" --queries "$data/variant-queries.jsonl"
 echo
 port=${LOOKALIKE_PORT:-8080}
 echo "== serving the demo shop at http://127.0.0.1:$port (search open to all, writes need the admin key from $data/keys.json); Ctrl-C stops it"

@@ -102,6 +102,12 @@ CREATE TABLE tastes (
 );
 CREATE TABLE profiles (name TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, updated_at INTEGER NOT NULL);
 )sql",
+    // The colour descriptor of each image (image/colour.h), float32 little-endian. NULL
+    // for images stored before this migration and images whose source could not be read
+    // again: the engine fills them from their source files when it opens the folder.
+    R"sql(
+ALTER TABLE images ADD COLUMN colour BLOB;
+)sql",
     // A shopper's decayed engagement with attribute values (brand, colour, material,
     // price band): the attribute half of their taste, beside the vector in tastes.
     R"sql(
@@ -163,11 +169,14 @@ enum Sql : std::size_t {
   kAffinitiesOf,
   kSetAffinity,
   kDeleteAffinitiesOf,
+  kSetImageColour,
+  kImagesWithoutColour,
+  kColours,
   kSqlCount
 };
 
 #define LK_IMAGE_COLUMNS \
-  "id, product_id, position, path, source, sha256, model, CASE WHEN ?2 THEN embedding END"
+  "id, product_id, position, path, source, sha256, model, CASE WHEN ?2 THEN embedding END, colour"
 
 const char* const kSqlText[] = {
     // kIdentify
@@ -212,8 +221,8 @@ const char* const kSqlText[] = {
     // kGetImage
     "SELECT " LK_IMAGE_COLUMNS " FROM images WHERE id = ?1",
     // kInsertImage
-    "INSERT INTO images (product_id, position, path, source, sha256, model, embedding) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    "INSERT INTO images (product_id, position, path, source, sha256, model, embedding, colour) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     // kDeleteImage
     "DELETE FROM images WHERE id = ?1",
     // kEmbeddings
@@ -293,6 +302,12 @@ const char* const kSqlText[] = {
     "ON CONFLICT (user_id, kind, value) DO UPDATE SET weight = excluded.weight, at_ms = excluded.at_ms",
     // kDeleteAffinitiesOf
     "DELETE FROM taste_affinities WHERE user_id = ?1",
+    // kSetImageColour
+    "UPDATE images SET colour = ?2 WHERE id = ?1",
+    // kImagesWithoutColour
+    "SELECT " LK_IMAGE_COLUMNS " FROM images WHERE colour IS NULL ORDER BY id",
+    // kColours
+    "SELECT id, colour FROM images WHERE colour IS NOT NULL ORDER BY id",
 };
 static_assert(std::size(kSqlText) == kSqlCount, "one SQL text per Sql value");
 
@@ -605,6 +620,7 @@ ImageRecord read_image(const Query& query, bool with_embedding) {
   image.sha256 = query.text_at(5);
   image.model = query.text_at(6);
   if (with_embedding && !query.is_null(7)) decode_embedding(query, 7, image.id, image.embedding);
+  if (!query.is_null(8)) decode_embedding(query, 8, image.id, image.colour);
   return image;
 }
 
@@ -752,7 +768,8 @@ std::int64_t Store::add_image(const ImageRecord& image) {
         .bind_text(4, image.source)
         .bind_text(5, image.sha256)
         .bind_text(6, image.model)
-        .bind_blob(7, encode_embedding(image.embedding));
+        .bind_blob(7, encode_embedding(image.embedding))
+        .bind_blob(8, encode_embedding(image.colour));
     try {
       insert.run();
     } catch (const SqliteError& e) {
@@ -832,6 +849,33 @@ std::vector<ImageRecord> Store::all_images() const {
   std::vector<ImageRecord> images;
   while (query.step()) images.push_back(read_image(query, false));
   return images;
+}
+
+void Store::set_image_colour(std::int64_t image_id, const std::vector<float>& colour) {
+  if (colour.empty()) throw Error(ErrorKind::kInvalidInput, "set_image_colour: the descriptor is empty");
+  Query(*statements_, kSetImageColour, "set_image_colour")
+      .bind_int(1, image_id)
+      .bind_blob(2, encode_embedding(colour))
+      .run();
+}
+
+std::vector<ImageRecord> Store::images_without_colour() const {
+  Query query(*statements_, kImagesWithoutColour, "images_without_colour");
+  query.bind_int(2, 0);
+  std::vector<ImageRecord> images;
+  while (query.step()) images.push_back(read_image(query, false));
+  return images;
+}
+
+void Store::for_each_colour(
+    const std::function<void(std::int64_t image_id, const std::vector<float>& colour)>& visit) const {
+  Query query(*statements_, kColours, "for_each_colour");
+  std::vector<float> colour;
+  while (query.step()) {
+    const std::int64_t image_id = query.int_at(0);
+    decode_embedding(query, 1, image_id, colour);
+    visit(image_id, colour);
+  }
 }
 
 void Store::keep_vector(const std::string& model, std::int64_t image_id,

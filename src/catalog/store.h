@@ -31,6 +31,10 @@ struct ImageRecord {
   std::string sha256;       // lower-case hex of the file's bytes
   std::string model;        // identity of the model that made `embedding`; empty if none
   std::vector<float> embedding;
+  // The image's colour descriptor (image/colour.h: kColourBins floats, all 0 when the
+  // image shows no product); empty when not computed yet (stored before the store had
+  // colours, or the source could not be read again).
+  std::vector<float> colour;
 };
 
 // A product's popularity: its decayed, type-weighted event count as of at_ms
@@ -126,6 +130,17 @@ class Store {
 
   // Every image, in id order, without embeddings.
   std::vector<ImageRecord> all_images() const;
+
+  // Colour descriptors (ImageRecord::colour). add_image stores the record's; these fill
+  // in those of images stored without one. They do not change vectors_version: the
+  // engine reads colours whenever it publishes its vectors.
+  // Sets image_id's descriptor (no-op when the image is gone). Error(kInvalidInput) when empty.
+  void set_image_colour(std::int64_t image_id, const std::vector<float>& colour);
+  // The images without a descriptor, in id order, without embeddings.
+  std::vector<ImageRecord> images_without_colour() const;
+  // Every stored descriptor, in image id order.
+  void for_each_colour(
+      const std::function<void(std::int64_t image_id, const std::vector<float>& colour)>& visit) const;
 
   // Vectors of other models, kept beside each image's active one (ImageRecord::model
   // and embedding): written by a reindex before it switches models, and left behind

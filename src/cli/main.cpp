@@ -200,6 +200,12 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--products", demo_options.max_products, "Number of catalog products (max 60000)");
   demo_cmd->add_option("--queries", demo_options.max_queries, "Number of query photos (max 10000)");
   demo_cmd->add_option("--dataset", demo_options.dataset_dir, "Folder with the Fashion-MNIST IDX files");
+  demo_cmd->add_option("--variant-families", demo_options.variant_families,
+                       "Colour variant families written to variants.jsonl (default 1000; 0: none)");
+  demo_cmd
+      ->add_option("--variant-queries", demo_options.variant_queries_per_family,
+                   "Query photos per variant family (default 2)")
+      ->check(CLI::Range(1, 4));
 
   // ingest
   auto* ingest_cmd = app.add_subcommand("ingest", "Import or update a catalog file (JSONL or CSV)");
@@ -327,6 +333,25 @@ int main(int argc, char** argv) {
       ->required();
   eval_cmd->add_flag("--json", as_json, "Print as JSON");
 
+  // eval-colour
+  auto* colour_cmd = app.add_subcommand(
+      "eval-colour",
+      "Colour variants: share of shopper photos of one colour variant whose first result is that variant");
+  std::string colour_profile = rank::kDefaultProfile;
+  std::vector<double> colour_weights;
+  colour_cmd->add_option("--data", data_dir, "Data folder")->required()->check(CLI::ExistingDirectory);
+  colour_cmd
+      ->add_option("--queries", queries_file,
+                   "Queries JSONL {\"image\", \"product\", \"group_id\", \"color\"} (demo-catalog's "
+                   "variant-queries.jsonl)")
+      ->required();
+  colour_cmd->add_option("--profile", colour_profile, "Ranking profile (default: default)");
+  colour_cmd
+      ->add_option("--colour-weight", colour_weights,
+                   "Run once per weight, the profile's colour weight replaced by it (repeatable)")
+      ->check(CLI::Range(0.0, rank::kMaxWeight));
+  colour_cmd->add_flag("--json", as_json, "One JSON object per run");
+
   // snapshot
   auto* snapshot_cmd = app.add_subcommand(
       "snapshot", "Consistent copy of a data folder, also while a server is serving and writing it");
@@ -423,6 +448,12 @@ int main(int argc, char** argv) {
       std::cerr << "wrote " << report.products << " products to "
                 << (fs::path(demo_out) / "catalog.jsonl").string() << " and " << report.queries
                 << " queries to " << (fs::path(demo_out) / "queries.jsonl").string() << "\n";
+      if (report.variants > 0) {
+        std::cerr << "wrote " << report.variants << " colour variants to "
+                  << (fs::path(demo_out) / "variants.jsonl").string() << " and " << report.variant_queries
+                  << " variant query photos to " << (fs::path(demo_out) / "variant-queries.jsonl").string()
+                  << "\n";
+      }
       return 0;
     }
     if (*ingest_cmd) {
@@ -715,6 +746,58 @@ int main(int argc, char** argv) {
             "throughput     %.0f queries/s (%.1f s)\n",
             r.queries, r.failed, r.precision_at_1, r.precision_at_10, r.map_at_100, r.queries_per_second(),
             r.seconds);
+      }
+      return 0;
+    }
+    if (*colour_cmd) {
+      auto engine = search::Engine::open(data_dir, open_options("", ""));
+      const rank::Profile profile = engine->ranking_profile(colour_profile);
+      std::vector<std::optional<double>> runs;
+      for (double w : colour_weights) runs.emplace_back(w);
+      if (runs.empty()) runs.emplace_back(std::nullopt);
+      for (const auto& weight : runs) {
+        search::RankRequest request;
+        request.profile = colour_profile;
+        if (weight) {
+          request.custom_profile = profile;
+          request.custom_profile->weights[rank::kColour] = *weight;
+        }
+        cli::Progress progress("eval-colour");
+        auto r = search::evaluate_colour(
+            *engine, queries_file, request,
+            [&](std::size_t done, std::size_t total) { progress.update(done, total, "queries"); });
+        progress.done();
+        json per = json::object();
+        for (const auto& [name, counts] : r.by_distortion) {
+          per[name] = {{"queries", counts.first},
+                       {"variant_first", counts.first ? double(counts.second) / double(counts.first) : 0.0}};
+        }
+        const double used = weight.value_or(profile.weights[rank::kColour]);
+        json out{{"profile", colour_profile},
+                 {"colour_weight", used},
+                 {"queries", r.queries},
+                 {"failed", r.failed},
+                 {"variant_first", r.variant_first},
+                 {"family_first", r.family_first},
+                 {"colour_first", r.colour_first},
+                 {"by_distortion", per},
+                 {"seconds", r.seconds},
+                 {"model", engine->info().model}};
+        if (as_json) {
+          std::cout << out.dump() << "\n";
+        } else {
+          std::printf(
+              "profile %s, colour weight %g\nqueries          %zu (%zu failed)\nvariant first    %.4f   (the "
+              "photographed colour variant is the first result)\nfamily first     %.4f   (any colour of the "
+              "right item)\ncolour first     %.4f   (any item of the right colour)\n",
+              colour_profile.c_str(), used, r.queries, r.failed, r.variant_first, r.family_first,
+              r.colour_first);
+          for (const auto& [name, counts] : r.by_distortion) {
+            std::printf("  %-12s   %.4f   (%zu queries)\n", name.c_str(),
+                        counts.first ? double(counts.second) / double(counts.first) : 0.0, counts.first);
+          }
+          std::printf("time             %.1f s\n", r.seconds);
+        }
       }
       return 0;
     }

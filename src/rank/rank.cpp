@@ -12,7 +12,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kComponentNames[kComponentCount] = {"visual", "popularity", "rating", "stock",
-                                                          "price",  "recency",    "taste"};
+                                                          "price",  "recency",    "taste",  "colour"};
 
 Error invalid(const std::string& message) { return Error(ErrorKind::kInvalidInput, "profile: " + message); }
 
@@ -40,7 +40,7 @@ Profile default_profile() { return Profile{}; }
 Profile visual_profile() {
   Profile profile;
   profile.name = kVisualProfile;
-  profile.weights = {1, 0, 0, 0, 0, 0, 0};
+  profile.weights = {1, 0, 0, 0, 0, 0, 0, 0};
   return profile;
 }
 
@@ -73,7 +73,7 @@ Profile parse_profile(const std::string& name, const std::string& json_text) {
                                 [&](const char* n) { return component == n; });
         if (it == std::end(kComponentNames)) {
           throw invalid("unknown weight \"" + component.substr(0, 64) +
-                        "\" (known: visual, popularity, rating, stock, price, recency, taste)");
+                        "\" (known: visual, popularity, rating, stock, price, recency, taste, colour)");
         }
         profile.weights[static_cast<std::size_t>(it - std::begin(kComponentNames))] =
             number_in(weight, "weights." + component, 0, kMaxWeight, false);
@@ -267,6 +267,8 @@ Score score(const Profile& profile, const PriceTarget& price, const Candidate& c
     taste = s.taste_look ? *s.taste_look : *s.taste_attributes;
   }
   set(kTaste, taste);
+  if (c.colour) s.colour_similarity = std::clamp(*c.colour, 0.0, 1.0);
+  set(kColour, s.colour_similarity.value_or(0.0));
   for (const auto& part : s.parts) s.total += part.contribution();
   return s;
 }
@@ -294,6 +296,7 @@ std::string explain_json(const Score& s) {
     parts["attribute_share"] = round6(s.taste_attribute_share);
     doc["taste_parts"] = parts;
   }
+  if (s.colour_similarity) doc["colour_similarity"] = round6(*s.colour_similarity);
   return doc.dump();
 }
 

@@ -49,6 +49,12 @@ enum class StockPolicy {
 //               the candidates like visual. When the shopper has only one of the two
 //               (or m is 0 or 1), that one alone is the value; 0 when the request names
 //               no shopper or they have no taste
+//   colour      the colour similarity (image/colour.h: histogram intersection, 0..1)
+//               of the product's best-matching image to the query photo, not
+//               rescaled: 1 is the same colour mix whatever the other candidates are.
+//               0 when either colour is unknown: searches by vector alone, an image
+//               stored without a colour (see the README), a query with no product pixels.
+//               "More like this" compares with the product's own stored colour.
 enum Component : std::size_t {
   kVisual,
   kPopularity,
@@ -57,6 +63,7 @@ enum Component : std::size_t {
   kPrice,
   kRecency,
   kTaste,
+  kColour,
   kComponentCount
 };
 const char* component_name(Component component);  // "visual", "popularity", ...
@@ -67,7 +74,8 @@ using Weights = std::array<double, kComponentCount>;
 // A named ranking profile. Every field has a default (the built-in "default" profile).
 struct Profile {
   std::string name = "default";
-  Weights weights = {1.0, 0.4, 0.2, 0.5, 0.3, 0.05, 0.3};
+  // colour 0.5: measured on the demo's colour variants (bench/RESULTS.md, "Colour").
+  Weights weights = {1.0, 0.4, 0.2, 0.5, 0.3, 0.05, 0.3, 0.5};
   StockPolicy out_of_stock = StockPolicy::kDemote;
   double rating_prior_mean = 3.5;          // stars: what an unreviewed product is assumed to be
   double rating_prior_count = 20;          // reviews: how much evidence the prior is worth
@@ -163,6 +171,7 @@ struct Candidate {
   std::optional<double> age_days;        // since first stored
   std::optional<double> taste;           // cosine to the shopper's taste vector
   std::optional<double> taste_affinity;  // AttributeTaste::affinity to the shopper's attribute taste
+  std::optional<double> colour;          // colour similarity to the query photo, 0..1; nullopt: unknown
 };
 
 struct Part {
@@ -175,10 +184,11 @@ struct Score {
   double total = 0;                        // the sum of the parts' contributions
   double similarity = 0;                   // Candidate::visual, before rescaling
   std::optional<double> taste_similarity;  // Candidate::taste, before rescaling
-  std::optional<double> taste_affinity;    // Candidate::taste_affinity, before rescaling
-  std::optional<double> taste_look;        // the look part of the taste value, rescaled (0..1)
-  std::optional<double> taste_attributes;  // the attribute part of the taste value, rescaled (0..1)
-  double taste_attribute_share = 0;        // Profile::taste_attribute_share
+  std::optional<double> taste_affinity;     // Candidate::taste_affinity, before rescaling
+  std::optional<double> taste_look;         // the look part of the taste value, rescaled (0..1)
+  std::optional<double> taste_attributes;   // the attribute part of the taste value, rescaled (0..1)
+  double taste_attribute_share = 0;         // Profile::taste_attribute_share
+  std::optional<double> colour_similarity;  // Candidate::colour, when known
   std::array<Part, kComponentCount> parts{};
   bool hidden = false;              // removed by the stock policy
   double rating_average = 0;        // the Bayesian average B, stars
@@ -208,9 +218,10 @@ Score score(const Profile& profile, const PriceTarget& price, const Candidate& c
 // "weight", "contribution"}, ...every component...}, "similarity": cosine,
 // "rating_average": B} plus "price_fit" when a price was requested and
 // "taste_similarity" when the shopper has a taste vector, "taste_affinity" when they
-// have an attribute taste, and "taste_parts": {"look", "attributes", "attribute_share"}
-// (the rescaled parts that make the taste value) when they have either. Numbers are
-// rounded to 6 decimals.
+// have an attribute taste, "taste_parts": {"look", "attributes", "attribute_share"}
+// (the rescaled parts that make the taste value) when they have either, and
+// "colour_similarity" when both colours were known (its absence tells an unknown
+// colour from a different one). Numbers are rounded to 6 decimals.
 std::string explain_json(const Score& score);
 
 struct Ranked {

@@ -4,13 +4,13 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "catalog/product.h"
 #include "common/error.h"
 #include "common/files.h"
+#include "image/distort.h"
 #include "image/image.h"
 #include "search/fashion_mnist.h"
 
@@ -56,6 +56,13 @@ void write_png(const fs::path& path, const std::uint8_t* pixels, int rows, int c
   if (!out) throw Error(ErrorKind::kIO, "cannot write " + path.string());
 }
 
+void write_png(const fs::path& path, const image::Image& img) {
+  auto png = image::encode_png(img);
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(png.data()), static_cast<std::streamsize>(png.size()));
+  if (!out) throw Error(ErrorKind::kIO, "cannot write " + path.string());
+}
+
 catalog::Product make_product(std::size_t i, int label) {
   const auto& classes = fashion_mnist_classes();
   catalog::Product p;
@@ -73,6 +80,91 @@ catalog::Product make_product(std::size_t i, int label) {
   p.attributes["material"] = kMaterials[mix(i + 7) % kMaterials.size()];
   p.images = {"images/" + file_name(i)};
   return p;
+}
+
+std::string family_id(std::size_t family) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "fv-%05zu", family);
+  return buf;
+}
+
+// The gray item tinted: its brightness scales the colour, as a coloured garment
+// photographed on black would look.
+image::Image tinted(const std::uint8_t* gray, int rows, int cols, const VariantColour& colour) {
+  image::Image img{cols, rows, 3, std::vector<std::uint8_t>(static_cast<std::size_t>(rows) * cols * 3)};
+  const double rgb[3] = {double(colour.r), double(colour.g), double(colour.b)};
+  for (std::size_t p = 0; p < static_cast<std::size_t>(rows) * cols; ++p) {
+    for (std::size_t c = 0; c < 3; ++c) {
+      img.pixels[3 * p + c] = static_cast<std::uint8_t>(std::lround(gray[p] / 255.0 * rgb[c]));
+    }
+  }
+  return img;
+}
+
+// The distortions a variant query photo is made with: what changes colour and light
+// the way a shop photo and a shopper's photo differ.
+constexpr image::Distortion kQueryDistortions[] = {image::Distortion::kLighting, image::Distortion::kGamma,
+                                                   image::Distortion::kBlur, image::Distortion::kJpeg};
+
+void write_variants(const fs::path& out, const FashionMnistSplit& train, const DemoCatalogOptions& options,
+                    DemoCatalogReport& report) {
+  constexpr std::size_t kColours = std::size(kVariantColours);
+  const std::size_t families = options.variant_families;
+  if (families > train.size()) {
+    throw Error(ErrorKind::kInvalidInput, "at most " + std::to_string(train.size()) + " variant families");
+  }
+  if (options.variant_queries_per_family < 1 || options.variant_queries_per_family > 4) {
+    throw Error(ErrorKind::kInvalidInput, "variant queries per family must be from 1 to 4");
+  }
+  fs::create_directories(out / "variants");
+  fs::create_directories(out / "variant-queries");
+  const std::size_t pixels = static_cast<std::size_t>(train.rows) * train.cols;
+  std::string variants, queries;
+  for (std::size_t f = 0; f < families; ++f) {
+    const std::size_t item = f * train.size() / families;
+    const std::uint8_t* gray = train.pixels.data() + item * pixels;
+    const catalog::Product base = make_product(item, train.labels[item]);
+    // 4 or 5 distinct colours, starting at a family-dependent place in the palette.
+    const std::size_t count = 4 + mix(f + 101) % 2, first = mix(f + 202) % kColours;
+    const std::size_t step = 1 + mix(f + 303) % 2;  // 1 or 2: a step of 2 over 7 colours still visits all
+    std::vector<std::size_t> colours;
+    for (std::size_t c = 0; colours.size() < count; ++c) colours.push_back((first + c * step) % kColours);
+    std::vector<image::Image> images;
+    for (std::size_t v = 0; v < colours.size(); ++v) {
+      const VariantColour& colour = kVariantColours[colours[v]];
+      const std::string name = family_id(f).substr(3) + "-" + colour.name + ".png";
+      images.push_back(tinted(gray, train.rows, train.cols, colour));
+      write_png(out / "variants" / name, images.back());
+      catalog::Product p = base;
+      p.id = family_id(f) + "-" + colour.name;
+      p.group_id = family_id(f);
+      p.title = base.title + ", " + colour.name;
+      p.attributes["color"] = colour.name;
+      p.images = {"variants/" + name};
+      // Variants of one family differ a little in stock, so that not all are sold out together.
+      p.stock = unit(f * 8 + v, 9) < 0.1 ? 0 : static_cast<std::int64_t>(unit(f * 8 + v, 10) * 200);
+      variants += catalog::to_json_line(p) + "\n";
+      ++report.variants;
+    }
+    for (std::size_t q = 0; q < options.variant_queries_per_family; ++q) {
+      const std::size_t v = (mix(f + 404) + q) % colours.size();
+      const VariantColour& colour = kVariantColours[colours[v]];
+      const image::Distortion distortion =
+          kQueryDistortions[(f * options.variant_queries_per_family + q) % std::size(kQueryDistortions)];
+      const image::Image photo = image::distort(images[v], distortion, mix(f * 16 + q));
+      const std::string name = family_id(f).substr(3) + "-" + colour.name + ".png";
+      write_png(out / "variant-queries" / name, photo);
+      nlohmann::json line{{"image", "variant-queries/" + name},
+                          {"product", family_id(f) + "-" + colour.name},
+                          {"group_id", family_id(f)},
+                          {"color", colour.name},
+                          {"distortion", image::to_string(distortion)}};
+      queries += line.dump() + "\n";
+      ++report.variant_queries;
+    }
+  }
+  write_file_atomic(out / "variants.jsonl", variants.data(), variants.size());
+  write_file_atomic(out / "variant-queries.jsonl", queries.data(), queries.size());
 }
 
 }  // namespace
@@ -102,6 +194,7 @@ DemoCatalogReport write_demo_catalog(const fs::path& out, const DemoCatalogOptio
   }
   write_file_atomic(out / "catalog.jsonl", catalog.data(), catalog.size());
   write_file_atomic(out / "queries.jsonl", queries.data(), queries.size());
+  if (options.variant_families > 0) write_variants(out, train, options, report);
   return report;
 }
 

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/files.h"
 #include "embed/embedder.h"
+#include "image/colour.h"
 #include "index/vector_index.h"
 #include "search/variants.h"
 
@@ -223,14 +224,24 @@ void BatchWriter::flush() {
         auto bytes = read_file(source, limits_.max_file_bytes);
         img.record.source = source.string();
         img.record.sha256 = sha256_hex(bytes.data(), bytes.size());
-        if (old && old->sha256 == img.record.sha256 && old->model == identity) {
+        const bool same_bytes = old && old->sha256 == img.record.sha256;
+        if (same_bytes && old->model == identity) {
           img.record.embedding = old->embedding;
           ++report_.images_reused;
-        } else {
+        }
+        if (same_bytes && old->colour.size() == image::kColourBins) img.record.colour = old->colour;
+        // Decoded when it needs a vector or a colour (one stored before colours were).
+        if (img.record.embedding.empty() || img.record.colour.empty()) {
           auto decoded = image::decode(bytes.data(), bytes.size(), limits_, min_side);
-          inputs.resize((rows + 1) * per_input);
-          image::preprocess(decoded, spec, inputs.data() + rows * per_input);
-          img.input_row = static_cast<std::ptrdiff_t>(rows++);
+          if (img.record.colour.empty()) {
+            const auto colour = image::colour_descriptor(decoded);
+            img.record.colour.assign(colour.begin(), colour.end());
+          }
+          if (img.record.embedding.empty()) {
+            inputs.resize((rows + 1) * per_input);
+            image::preprocess(decoded, spec, inputs.data() + rows * per_input);
+            img.input_row = static_cast<std::ptrdiff_t>(rows++);
+          }
         }
       } catch (const Error& e) {
         ++report_.images_skipped;
@@ -264,7 +275,8 @@ void BatchWriter::flush() {
     for (std::size_t i = 0; same_images && i < old_images.size(); ++i) {
       const auto& n = pending.images[i].record;
       same_images = n.path == old_images[i].path && n.sha256 == old_images[i].sha256 &&
-                    n.model == old_images[i].model && n.position == old_images[i].position;
+                    n.model == old_images[i].model && n.position == old_images[i].position &&
+                    n.colour.empty() == old_images[i].colour.empty();
     }
     if (!same_images) {
       for (const auto& o : old_images) store_->delete_image(o.id);
@@ -315,6 +327,8 @@ struct Engine::SnapshotVectors {
   std::unique_ptr<index::VectorIndex> index;
   std::vector<std::int64_t> image_ids;      // sorted, parallel to image_products
   std::vector<std::string> image_products;  // product id of each image id
+  // Colour descriptor of each image id, parallel to image_ids; all 0 when unknown.
+  std::vector<image::ColourDescriptor> image_colours;
   RowMap row_map;
 };
 
@@ -330,6 +344,15 @@ struct Engine::Snapshot {
     auto it = std::lower_bound(ids.begin(), ids.end(), image_id);
     if (it == ids.end() || *it != image_id) return nullptr;
     return &vectors->image_products[static_cast<std::size_t>(it - ids.begin())];
+  }
+
+  // nullptr when the image has no known colour.
+  const image::ColourDescriptor* colour_of(std::int64_t image_id) const {
+    const auto& ids = vectors->image_ids;
+    auto it = std::lower_bound(ids.begin(), ids.end(), image_id);
+    if (it == ids.end() || *it != image_id) return nullptr;
+    const auto& colour = vectors->image_colours[static_cast<std::size_t>(it - ids.begin())];
+    return image::has_colour(colour) ? &colour : nullptr;
   }
 };
 
@@ -466,8 +489,50 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
   engine->reader_ = catalog::Store::open(data_dir / kStoreFile);
   engine->signals_ = catalog::Store::open(data_dir / kStoreFile);
   std::lock_guard<std::mutex> lock(engine->write_mutex_);
+  engine->fill_missing_colours();
   engine->load_or_rebuild_index(std::move(embedder));
   return engine;
+}
+
+void Engine::fill_missing_colours() {
+  const auto missing = store_->images_without_colour();
+  if (missing.empty()) return;
+  constexpr std::size_t kBatch = 512;
+  std::size_t filled = 0, failed = 0;
+  std::string first_failure;
+  for (std::size_t begin = 0; begin < missing.size(); begin += kBatch) {
+    std::vector<std::pair<std::int64_t, image::ColourDescriptor>> done;
+    for (std::size_t i = begin; i < std::min(missing.size(), begin + kBatch); ++i) {
+      const auto& img = missing[i];
+      try {
+        auto bytes = read_file(img.source, limits_.max_file_bytes);
+        // A file changed since import would give the colour of another picture.
+        if (sha256_hex(bytes.data(), bytes.size()) != img.sha256) {
+          throw Error(ErrorKind::kIO, img.source + " changed since it was imported");
+        }
+        done.emplace_back(img.id, image::colour_descriptor(image::decode(bytes.data(), bytes.size(), limits_,
+                                                                         image::kColourMaxSide)));
+      } catch (const Error& e) {
+        if (failed++ == 0)
+          first_failure = "image " + img.path + " of product " + img.product_id + ": " + e.what();
+      }
+    }
+    catalog::Store::Transaction tx(*store_);
+    for (const auto& [id, colour] : done)
+      store_->set_image_colour(id, std::vector<float>(colour.begin(), colour.end()));
+    tx.commit();
+    filled += done.size();
+  }
+  if (!on_message_) return;
+  if (filled > 0) {
+    on_message_("computed the colour of " + std::to_string(filled) +
+                " image(s) stored before colours were kept, from their source files");
+  }
+  if (failed > 0) {
+    on_message_(std::to_string(failed) +
+                " image(s) have no colour, so colour ranking treats them as unknown (0) " +
+                "until the catalog is imported again; the first: " + first_failure);
+  }
 }
 
 std::shared_ptr<const Engine::Snapshot> Engine::snapshot() const { return std::atomic_load(&snapshot_); }
@@ -510,6 +575,17 @@ void Engine::load_or_rebuild_index(std::shared_ptr<const embed::Embedder> embedd
 }
 
 void Engine::publish(std::shared_ptr<SnapshotVectors> vectors) {
+  // Colours go with the vectors: an image's colour changes only with its bytes (a new
+  // image row), or when a missing one is filled in at open, before the first publish.
+  vectors->image_colours.assign(vectors->image_ids.size(), image::ColourDescriptor{});
+  store_->for_each_colour([&](std::int64_t id, const std::vector<float>& colour) {
+    const auto& ids = vectors->image_ids;
+    auto it = std::lower_bound(ids.begin(), ids.end(), id);
+    // A descriptor of another length (a damaged row) stays unknown rather than misread.
+    if (it == ids.end() || *it != id || colour.size() != image::kColourBins) return;
+    std::copy(colour.begin(), colour.end(),
+              vectors->image_colours[static_cast<std::size_t>(it - ids.begin())].begin());
+  });
   auto table = std::make_shared<filter::Table>();
   store_->for_each_product([&](const catalog::Product& product) { table->upsert(product); });
   // for_each_product leaves out the images: count the stored ones (swatches show the first).
@@ -853,6 +929,12 @@ std::vector<QueryResult> Engine::candidates(const Snapshot& snap, const float* v
   return results;
 }
 
+const image::ColourDescriptor* Engine::colour_of(const Snapshot& snap, std::int64_t image_id) {
+  return snap.colour_of(image_id);
+}
+
+const filter::Table& Engine::table_of(const Snapshot& snap) { return *snap.table; }
+
 void Engine::fill_details(std::vector<QueryResult>& results) const {
   std::lock_guard<std::mutex> lock(reader_mutex_);
   for (auto& result : results) {
@@ -862,9 +944,10 @@ void Engine::fill_details(std::vector<QueryResult>& results) const {
   }
 }
 
-std::vector<QueryResult> Engine::search_snapshot(const Snapshot& snap, const float* vectors, std::size_t n, int k,
-                                                 bool with_details, const SearchOptions& options,
-                                                 const RankRequest* ranking) const {
+std::vector<QueryResult> Engine::search_snapshot(
+    const Snapshot& snap, const float* vectors, std::size_t n, int k, bool with_details,
+    const SearchOptions& options, const RankRequest* ranking,
+    const std::vector<image::ColourDescriptor>* query_colours) const {
   check_request(k, options);
   // A sort by a field replaces the ranking profile's order.
   std::optional<PreparedRanking> prepared;
@@ -873,7 +956,7 @@ std::vector<QueryResult> Engine::search_snapshot(const Snapshot& snap, const flo
   if (prepared) want = std::max(want, static_cast<std::size_t>(prepared->depth));
   auto results = candidates(snap, vectors, n, want, "", options);
   for (auto& result : results) finish(*snap.table, prepared ? static_cast<int>(want) : k, options, result);
-  finish_results(results, k, prepared ? ranking : nullptr, prepared, with_details, *snap.table,
+  finish_results(snap, results, k, prepared ? ranking : nullptr, prepared, with_details, query_colours,
                  options.group_variants);
   return results;
 }
@@ -901,7 +984,14 @@ std::vector<QueryResult> Engine::search(const std::vector<image::Image>& queries
   std::vector<float> inputs(queries.size() * per_input);
   for (std::size_t i = 0; i < queries.size(); ++i) image::preprocess(queries[i], spec, inputs.data() + i * per_input);
   auto vectors = embed_all(*snap->embedder, inputs, queries.size());
-  return search_snapshot(*snap, vectors.data(), queries.size(), k, with_details, options, ranking);
+  std::vector<image::ColourDescriptor> colours;
+  // Only a re-ranked search reads colours: the look order and field sorts do not.
+  if (ranking && ranking->profile != rank::kVisualProfile && options.sort == Sort::kBestMatch) {
+    colours.reserve(queries.size());
+    for (const auto& query : queries) colours.push_back(image::colour_descriptor(query));
+  }
+  return search_snapshot(*snap, vectors.data(), queries.size(), k, with_details, options, ranking,
+                         colours.empty() ? nullptr : &colours);
 }
 
 std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files, int k, bool with_details,
@@ -934,6 +1024,8 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   std::shared_ptr<const Snapshot> snap;
   std::vector<float> vectors;
   std::size_t dim = 0;
+  // The product's own colour stands in for a query photo's: that of its first image with one.
+  std::vector<image::ColourDescriptor> colour;
   // The stored vectors must be those of the snapshot's model; a model switch between
   // taking the snapshot and reading them shows as a mismatch, and they are read again.
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -948,7 +1040,13 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
     const std::string identity = snap->embedder->info().identity();
     dim = static_cast<std::size_t>(snap->embedder->info().dim);
     vectors.clear();
+    colour.clear();
     for (const auto& img : images) {
+      if (colour.empty() && img.colour.size() == image::kColourBins) {
+        image::ColourDescriptor c{};
+        std::copy(img.colour.begin(), img.colour.end(), c.begin());
+        if (image::has_colour(c)) colour.push_back(c);
+      }
       if (img.model == identity && img.embedding.size() == dim) {
         vectors.insert(vectors.end(), img.embedding.begin(), img.embedding.end());
       }
@@ -977,8 +1075,8 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   keep_first(*snap->table, options.group_variants, want, merged.hits);
   finish(*snap->table, prepared ? static_cast<int>(want) : k, options, merged);
   std::vector<QueryResult> results{std::move(merged)};
-  finish_results(results, k, prepared ? ranking : nullptr, prepared, with_details, *snap->table,
-                 options.group_variants);
+  finish_results(*snap, results, k, prepared ? ranking : nullptr, prepared, with_details,
+                 colour.empty() ? nullptr : &colour, options.group_variants);
   return std::move(results.front());
 }
 

@@ -22,6 +22,7 @@
 #include "catalog/event.h"
 #include "catalog/product.h"
 #include "filter/filter.h"
+#include "image/colour.h"
 #include "image/image.h"
 #include "rank/rank.h"
 
@@ -162,6 +163,9 @@ struct RankRequest {
   std::string user_id;  // whose taste counts; empty: nobody's
   rank::PriceTarget price;
   int depth = 0;  // candidates per query, 1..rank::kMaxCandidateDepth; 0: the profile's candidate_depth
+  // Used instead of the profile named `profile` when set: evaluations compare weights
+  // with it without storing a profile (the API and the search command never set it).
+  std::optional<rank::Profile> custom_profile;
 };
 
 struct EventReport {
@@ -373,6 +377,10 @@ class Engine {
   void publish_index(std::shared_ptr<const embed::Embedder> embedder,
                      const std::string& why);                                   // requires write_mutex_
   void load_or_rebuild_index(std::shared_ptr<const embed::Embedder> embedder);  // requires write_mutex_
+  // Computes the colours of images stored without one (before the store kept colours)
+  // from their source files, checked against their SHA-256; images whose file is gone
+  // or changed stay unknown, with a message. Requires write_mutex_.
+  void fill_missing_colours();
   // Publishes vectors with a metadata table read from the store. Requires write_mutex_.
   void publish(std::shared_ptr<SnapshotVectors> vectors);
   // Publishes the current vectors with the metadata of `changed` products re-read. Requires write_mutex_.
@@ -395,21 +403,30 @@ class Engine {
                                       std::size_t want, const std::string& exclude,
                                       const SearchOptions& options) const;
   // search() after embedding, on one snapshot (so one model).
-  std::vector<QueryResult> search_snapshot(const Snapshot& snap, const float* vectors, std::size_t n, int k,
-                                           bool with_details, const SearchOptions& options,
-                                           const RankRequest* ranking) const;
+  // query_colours, when given, holds the colour of each query (n of them) for the
+  // ranking's colour component; without it that component is 0.
+  std::vector<QueryResult> search_snapshot(
+      const Snapshot& snap, const float* vectors, std::size_t n, int k, bool with_details,
+      const SearchOptions& options, const RankRequest* ranking,
+      const std::vector<image::ColourDescriptor>* query_colours = nullptr) const;
   void fill_details(std::vector<QueryResult>& results) const;
+  // The colour of an image in snap; nullptr when unknown (or not in snap).
+  static const image::ColourDescriptor* colour_of(const Snapshot& snap, std::int64_t image_id);
+  // The metadata table of snap (for code outside engine.cpp, where Snapshot is defined).
+  static const filter::Table& table_of(const Snapshot& snap);
   // The profile and candidate depth of a search; nullopt without ranking (src/search/ranking.cpp).
   struct PreparedRanking {
     rank::Profile profile;
     int depth = 0;
   };
   std::optional<PreparedRanking> prepare_ranking(const RankRequest* ranking, int k) const;
-  // Sets each hit's similarity, re-ranks the candidates when asked, groups variants
-  // when asked (search/variants.h), keeps the best k (families).
-  void finish_results(std::vector<QueryResult>& results, int k, const RankRequest* ranking,
-                      const std::optional<PreparedRanking>& prepared, bool with_details,
-                      const filter::Table& table, bool group_variants) const;
+  // Sets each hit's similarity, re-ranks the candidates when asked (colours of their
+  // images from snap, compared with query_colours[i] for results[i] when given), groups
+  // variants when asked (search/variants.h), keeps the best k (families).
+  void finish_results(const Snapshot& snap, std::vector<QueryResult>& results, int k,
+                      const RankRequest* ranking, const std::optional<PreparedRanking>& prepared,
+                      bool with_details, const std::vector<image::ColourDescriptor>* query_colours,
+                      bool group_variants) const;
 
   std::filesystem::path dir_;
   image::DecodeLimits limits_;

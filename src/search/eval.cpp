@@ -19,26 +19,91 @@ namespace {
 constexpr int kDepth = 100;
 constexpr std::size_t kBatch = 256;
 
-}  // namespace
-
-std::vector<EvalQuery> read_eval_queries(const fs::path& file) {
+// Reads a queries file (JSONL, one object per line; blank lines skipped), passing
+// `add` each line's object and the folder that image paths are relative to. A line
+// that is not JSON or lacks a field is an error naming the file and line.
+template <class Add>
+void read_query_lines(const fs::path& file, Add&& add) {
   std::ifstream in(file);
   if (!in) throw Error(ErrorKind::kNotFound, "cannot open queries file " + file.string());
   const fs::path root = fs::absolute(file).parent_path();
-  std::vector<EvalQuery> queries;
   std::string line;
   for (std::size_t number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     try {
-      auto j = nlohmann::json::parse(line);
-      queries.push_back(EvalQuery{resolve_inside(root, j.at("image").get<std::string>()),
-                                  j.at("category").get<std::string>()});
+      add(nlohmann::json::parse(line), root);
     } catch (const std::exception& e) {
       throw Error(ErrorKind::kInvalidInput,
                   file.string() + " line " + std::to_string(number) + ": " + e.what());
     }
   }
+}
+
+struct ColourQuery {
+  fs::path image;
+  std::string product, group_id, colour, distortion;
+};
+
+std::vector<ColourQuery> read_colour_queries(const fs::path& file) {
+  std::vector<ColourQuery> queries;
+  read_query_lines(file, [&](const nlohmann::json& j, const fs::path& root) {
+    queries.push_back(ColourQuery{resolve_inside(root, j.at("image").get<std::string>()),
+                                  j.at("product").get<std::string>(), j.at("group_id").get<std::string>(),
+                                  j.at("color").get<std::string>(), j.value("distortion", std::string())});
+  });
   return queries;
+}
+
+}  // namespace
+
+std::vector<EvalQuery> read_eval_queries(const fs::path& file) {
+  std::vector<EvalQuery> queries;
+  read_query_lines(file, [&](const nlohmann::json& j, const fs::path& root) {
+    queries.push_back(EvalQuery{resolve_inside(root, j.at("image").get<std::string>()),
+                                j.at("category").get<std::string>()});
+  });
+  return queries;
+}
+
+ColourEvalReport evaluate_colour(const Engine& engine, const fs::path& queries_file,
+                                 const RankRequest& ranking,
+                                 const std::function<void(std::size_t, std::size_t)>& on_progress) {
+  const auto queries = read_colour_queries(queries_file);
+  ColourEvalReport report;
+  std::size_t variant = 0, family = 0, colour = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (std::size_t begin = 0; begin < queries.size(); begin += kBatch) {
+    const std::size_t end = std::min(queries.size(), begin + kBatch);
+    std::vector<fs::path> files;
+    for (std::size_t i = begin; i < end; ++i) files.push_back(queries[i].image);
+    auto results = engine.search_files(files, 1, /*with_details=*/true, {}, &ranking);
+    for (std::size_t i = begin; i < end; ++i) {
+      const auto& result = results[i - begin];
+      if (!result.error.empty()) {
+        ++report.failed;
+        continue;
+      }
+      ++report.queries;
+      auto& per = report.by_distortion[queries[i].distortion];
+      ++per.first;
+      if (result.hits.empty()) continue;
+      const auto& first = result.hits.front();
+      const bool right_variant = first.product_id == queries[i].product;
+      variant += right_variant;
+      per.second += right_variant;
+      family += first.product.group_id == queries[i].group_id;
+      auto it = first.product.attributes.find("color");
+      colour += it != first.product.attributes.end() && it->second == queries[i].colour;
+    }
+    if (on_progress) on_progress(end, queries.size());
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (report.queries > 0) {
+    report.variant_first = double(variant) / double(report.queries);
+    report.family_first = double(family) / double(report.queries);
+    report.colour_first = double(colour) / double(report.queries);
+  }
+  return report;
 }
 
 EvalReport evaluate(const Engine& engine, const fs::path& queries_file,

@@ -5,12 +5,15 @@
 #include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lookalike::search {
 
 class Engine;
+struct RankRequest;
 
 struct EvalReport {
   std::size_t queries = 0;   // evaluated (readable) queries
@@ -39,5 +42,27 @@ std::vector<EvalQuery> read_eval_queries(const std::filesystem::path& queries_fi
 // Throws Error(kInvalidInput) naming the line of a malformed query line.
 EvalReport evaluate(const Engine& engine, const std::filesystem::path& queries_file,
                     const std::function<void(std::size_t done, std::size_t total)>& on_progress);
+
+// Colour on the demo's variant catalog (demo_catalog.h): each query is a shopper's
+// photo of one colour variant; the first result should be that very variant.
+struct ColourEvalReport {
+  std::size_t queries = 0;  // evaluated (readable) queries
+  std::size_t failed = 0;   // queries whose image could not be read or decoded
+  double variant_first =
+      0;  // share whose first result is the query's own variant (right family, right colour)
+  double family_first = 0;  // share whose first result is of the right family (group_id), any colour
+  double colour_first = 0;  // share whose first result has the query's colour (attributes.color)
+  // Per distortion of the query photo: (queries, of which variant first).
+  std::map<std::string, std::pair<std::size_t, std::size_t>> by_distortion;
+  double seconds = 0;
+};
+
+// queries_file: JSONL lines {"image", "product", "group_id", "color", "distortion"}
+// (demo-catalog's variant-queries.jsonl), image relative to the file. Each query is
+// searched with `ranking` (k = 1). Throws Error(kInvalidInput) naming the line of a
+// malformed query line, and the errors of Engine::search (an unknown profile).
+ColourEvalReport evaluate_colour(const Engine& engine, const std::filesystem::path& queries_file,
+                                 const RankRequest& ranking,
+                                 const std::function<void(std::size_t done, std::size_t total)>& on_progress);
 
 }  // namespace lookalike::search

@@ -57,19 +57,21 @@ std::optional<Engine::PreparedRanking> Engine::prepare_ranking(const RankRequest
   }
   // The visual profile is the look order itself: nothing to re-rank, and the score stays the cosine.
   if (ranking->profile == rank::kVisualProfile) return std::nullopt;
-  PreparedRanking prepared{ranking_profile(ranking->profile), 0};
+  PreparedRanking prepared{
+      ranking->custom_profile ? *ranking->custom_profile : ranking_profile(ranking->profile), 0};
   const int depth = ranking->depth > 0 ? ranking->depth : prepared.profile.candidate_depth;
   prepared.depth = std::min(std::max(depth, k), kMaxK);
   return prepared;
 }
 
-void Engine::finish_results(std::vector<QueryResult>& results, int k, const RankRequest* ranking,
-                            const std::optional<PreparedRanking>& prepared, bool with_details,
-                            const filter::Table& table, bool group) const {
+void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& results, int k,
+                            const RankRequest* ranking, const std::optional<PreparedRanking>& prepared,
+                            bool with_details, const std::vector<image::ColourDescriptor>* query_colours,
+                            bool group) const {
   // The final order is known: one hit per family when grouping, the first k.
   auto keep_k = [&](std::vector<ProductHit>& hits) {
     if (group) {
-      group_variants(table, static_cast<std::size_t>(k), hits);
+      group_variants(table_of(snap), static_cast<std::size_t>(k), hits);
     } else if (hits.size() > static_cast<std::size_t>(k)) {
       hits.resize(static_cast<std::size_t>(k));
     }
@@ -104,7 +106,14 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
                           a.weight * catalog::decay_factor(a.at_ms, now, catalog::kTasteHalfLifeDays));
     }
   }
-  for (auto& result : results) {
+  for (std::size_t q = 0; q < results.size(); ++q) {
+    auto& result = results[q];
+    // The query's colour, compared with the colour of each candidate's best-matching image
+    // (kept in the snapshot beside its vector, so no store lookup).
+    const image::ColourDescriptor* query_colour = nullptr;
+    if (query_colours && q < query_colours->size() && image::has_colour((*query_colours)[q])) {
+      query_colour = &(*query_colours)[q];
+    }
     std::vector<ProductHit> hits;
     std::vector<rank::Candidate> candidates;
     hits.reserve(result.hits.size());
@@ -129,6 +138,10 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
       if (!attribute_taste.empty()) {
         c.taste_affinity =
             attribute_taste.affinity(rank::taste_values(signals->brand, signals->attributes, signals->price));
+      }
+      if (query_colour) {
+        if (const auto* colour = colour_of(snap, hit.image_id))
+          c.colour = image::colour_similarity(*query_colour, *colour);
       }
       hits.push_back(std::move(hit));
       candidates.push_back(c);

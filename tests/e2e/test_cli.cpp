@@ -172,8 +172,9 @@ class CliE2E : public ::testing::Test {
   static void RequireDemo() {
     if (!demo_error_.empty()) FAIL() << demo_error_;
     if (demo_ready_) return;
+    // No colour variants here (tests/e2e/test_colour.cpp has them): they would cost every test process.
     Outcome r = run({"demo-catalog", "--out", demo().string(), "--products", std::to_string(kProducts),
-                     "--queries", std::to_string(kQueries)});
+                     "--queries", std::to_string(kQueries), "--variant-families", "0"});
     if (r.status != 0 || !fs::exists(catalog()) || !fs::exists(queries())) {
       demo_error_ = "cannot build the demo catalog" + describe(r);
       FAIL() << demo_error_;

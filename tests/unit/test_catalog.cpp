@@ -469,6 +469,82 @@ TEST(CatalogStore, MalformedEmbeddingIsAnInternalErrorNamingTheImage) {
                ErrorKind::kInternal, "image " + std::to_string(id));
 }
 
+// A store as version 3 of the schema (before colours) left it: the first three
+// migrations of store.cpp, as they were when migration 4 was added.
+constexpr const char* kVersion3Schema = R"sql(
+CREATE TABLE products (id TEXT PRIMARY KEY NOT NULL, title TEXT NOT NULL, brand TEXT NOT NULL,
+  category TEXT NOT NULL, price REAL NOT NULL, currency TEXT NOT NULL, rating REAL NOT NULL,
+  rating_count INTEGER NOT NULL, stock INTEGER NOT NULL, attributes TEXT NOT NULL, group_id TEXT NOT NULL,
+  updated_at INTEGER NOT NULL);
+CREATE TABLE images (id INTEGER PRIMARY KEY AUTOINCREMENT,
+  product_id TEXT NOT NULL REFERENCES products (id) ON DELETE CASCADE, position INTEGER NOT NULL,
+  path TEXT NOT NULL, source TEXT NOT NULL, sha256 TEXT NOT NULL, model TEXT NOT NULL, embedding BLOB);
+CREATE INDEX images_by_product ON images (product_id, position);
+CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('vectors_version', '1');
+CREATE TABLE kept_vectors (model TEXT NOT NULL, image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+  embedding BLOB NOT NULL, PRIMARY KEY (model, image_id)) WITHOUT ROWID;
+CREATE INDEX kept_vectors_by_image ON kept_vectors (image_id);
+CREATE TABLE events (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, product_id TEXT NOT NULL, type INTEGER NOT NULL,
+  time_ms INTEGER NOT NULL);
+CREATE INDEX events_by_user ON events (user_id, time_ms);
+CREATE TABLE popularity (product_id TEXT PRIMARY KEY NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+  score REAL NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE first_seen (product_id TEXT PRIMARY KEY NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+  at_ms INTEGER NOT NULL);
+CREATE TRIGGER products_first_seen AFTER INSERT ON products BEGIN
+  INSERT OR IGNORE INTO first_seen (product_id, at_ms) VALUES (new.id, new.updated_at);
+END;
+CREATE TABLE tastes (user_id TEXT PRIMARY KEY NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL,
+  weight REAL NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE profiles (name TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, updated_at INTEGER NOT NULL);
+INSERT INTO products VALUES ('p1', 'Shirt', 'Fjord', 'Shirt', 20, 'EUR', 4, 3, 5, '{}', '', 1000);
+INSERT INTO images (product_id, position, path, source, sha256, model, embedding)
+  VALUES ('p1', 0, 'a.png', '/x/a.png', 'abc', 'm1', x'0000803f');
+PRAGMA application_id = 1280003147;
+PRAGMA user_version = 3;
+)sql";
+
+TEST(CatalogStore, AVersion3StoreGainsColoursUnknownForItsImages) {
+  TempDir dir;
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "store.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, kVersion3Schema, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto store = Store::open(dir / "store.db");
+  // The old image is kept, vector and all, and says that its colour is not known.
+  auto images = store->images_of("p1", /*with_embeddings=*/true);
+  ASSERT_EQ(images.size(), 1u);
+  EXPECT_EQ(images[0].embedding, std::vector<float>{1.f});
+  EXPECT_TRUE(images[0].colour.empty());
+  auto missing = store->images_without_colour();
+  ASSERT_EQ(missing.size(), 1u);
+  EXPECT_EQ(missing[0].id, images[0].id);
+  EXPECT_EQ(missing[0].source, "/x/a.png");
+  EXPECT_EQ(store->vectors_version(), 1);
+
+  // Filling it in does not make the vectors look changed, and new images carry theirs.
+  store->set_image_colour(images[0].id, {0.25f, 0.75f});
+  EXPECT_EQ(store->vectors_version(), 1);
+  EXPECT_TRUE(store->images_without_colour().empty());
+  ImageRecord fresh = image_of("p1", 1, "m1", {2.f});
+  fresh.colour = {1.f, 0.f, 0.f};
+  const std::int64_t fresh_id = store->add_image(fresh);
+  std::vector<std::pair<std::int64_t, std::vector<float>>> colours;
+  store->for_each_colour([&](std::int64_t id, const std::vector<float>& c) { colours.emplace_back(id, c); });
+  ASSERT_EQ(colours.size(), 2u);
+  EXPECT_EQ(colours[0], std::make_pair(images[0].id, std::vector<float>{0.25f, 0.75f}));
+  EXPECT_EQ(colours[1], std::make_pair(fresh_id, std::vector<float>{1.f, 0.f, 0.f}));
+  EXPECT_EQ(store->get_image(fresh_id, false)->colour, (std::vector<float>{1.f, 0.f, 0.f}));
+  expect_error([&] { store->set_image_colour(fresh_id, {}); }, ErrorKind::kInvalidInput, "empty");
+
+  // Reopening migrates nothing twice.
+  store.reset();
+  store = Store::open(dir / "store.db");
+  EXPECT_EQ(store->get_image(images[0].id, false)->colour, (std::vector<float>{0.25f, 0.75f}));
+}
+
 TEST(CatalogStore, LabelledImagesNeedACategory) {
   TempDir dir;
   auto store = Store::open(dir / "store.db");

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "image/colour.h"
 #include "image/distort.h"
 #include "image/image.h"
 #include "support/hostile_images.h"
@@ -889,6 +892,140 @@ TEST(Distort, NamesRoundTripAndTheSuiteLeavesOutTheControl) {
   }
   EXPECT_EQ(distortion_from_string("none"), Distortion::kNone);
   EXPECT_FALSE(distortion_from_string("sepia"));
+}
+
+
+// ---- colour descriptor ----
+
+// A garment-like item: a shaded ellipse (brighter in the middle, like a Fashion-MNIST
+// photo) of colour rgb on a plain background.
+Image item_on(const std::array<int, 3>& rgb, const std::array<int, 3>& background, int side = 28) {
+  Image img{side, side, 3, std::vector<std::uint8_t>(static_cast<std::size_t>(side) * side * 3)};
+  const double c = (side - 1) / 2.0, rx = side * 0.32, ry = side * 0.42;
+  for (int y = 0; y < side; ++y) {
+    for (int x = 0; x < side; ++x) {
+      const double d = std::pow((x - c) / rx, 2) + std::pow((y - c) / ry, 2);
+      for (int ch = 0; ch < 3; ++ch) {
+        double v = background[static_cast<std::size_t>(ch)];
+        if (d <= 1) v = rgb[static_cast<std::size_t>(ch)] * (1.0 - 0.4 * d);  // shading
+        img.pixels[static_cast<std::size_t>((y * side + x) * 3 + ch)] =
+            static_cast<std::uint8_t>(std::lround(v));
+      }
+    }
+  }
+  return img;
+}
+
+double chromatic_share(const ColourDescriptor& d) {
+  double sum = 0;
+  for (std::size_t b = 0; b < kBlackBin; ++b) sum += d[b];
+  return sum;
+}
+
+const std::array<int, 3> kRed{210, 30, 35}, kBlue{35, 80, 200}, kGreen{40, 150, 60}, kBlack{0, 0, 0},
+    kWhite{245, 245, 245}, kGrey{150, 150, 150};
+
+TEST(Colour, ARedItemIsRedOnWhiteAndOnBlack) {
+  const auto on_white = colour_descriptor(item_on(kRed, kWhite));
+  const auto on_black = colour_descriptor(item_on(kRed, kBlack));
+  EXPECT_STREQ(dominant_colour_name(on_white), "red");
+  EXPECT_STREQ(dominant_colour_name(on_black), "red");
+  // The background is not in the descriptor: no white in the first, no black in the second.
+  EXPECT_LT(on_white[kWhiteBin], 0.05);
+  EXPECT_LT(on_black[kBlackBin], 0.05);
+  EXPECT_GT(colour_similarity(on_white, on_black), 0.85);
+  float sum = 0;
+  for (float v : on_white) sum += v;
+  EXPECT_NEAR(sum, 1.0, 1e-4);
+}
+
+TEST(Colour, TheBackgroundColourIsIgnored) {
+  const auto on_blue = colour_descriptor(item_on(kRed, {40, 60, 190}));
+  const auto on_green = colour_descriptor(item_on(kRed, {50, 160, 70}));
+  EXPECT_STREQ(dominant_colour_name(on_blue), "red");
+  EXPECT_STREQ(dominant_colour_name(on_green), "red");
+  EXPECT_GT(colour_similarity(on_blue, on_green), 0.85);
+  // And different items on the same background are told apart.
+  EXPECT_LT(
+      colour_similarity(colour_descriptor(item_on(kRed, kWhite)), colour_descriptor(item_on(kBlue, kWhite))),
+      0.1);
+  EXPECT_LT(colour_similarity(colour_descriptor(item_on(kGreen, kBlack)),
+                              colour_descriptor(item_on(kBlue, kBlack))),
+            0.1);
+}
+
+TEST(Colour, GreyStaysGrey) {
+  const auto grey = colour_descriptor(item_on(kGrey, kBlack));
+  EXPECT_LT(chromatic_share(grey), 0.02);
+  EXPECT_TRUE(std::string(dominant_colour_name(grey)) == "grey" ||
+              std::string(dominant_colour_name(grey)) == "white")
+      << dominant_colour_name(grey);
+  EXPECT_LT(colour_similarity(grey, colour_descriptor(item_on(kRed, kBlack))), 0.1);
+  // A gray (1-channel) image has no colour at all.
+  Image gray{28, 28, 1, std::vector<std::uint8_t>(28 * 28, 0)};
+  for (int y = 6; y < 22; ++y) {
+    for (int x = 8; x < 20; ++x) gray.pixels[static_cast<std::size_t>(y * 28 + x)] = 160;
+  }
+  EXPECT_LT(chromatic_share(colour_descriptor(gray)), 1e-6);
+}
+
+TEST(Colour, ALightingChangeKeepsTheHue) {
+  const Image bright = item_on(kRed, kBlack);
+  const auto reference = colour_descriptor(bright);
+  // Dim light: every channel scaled down to a third. Still red, not black.
+  Image dim = bright;
+  for (auto& v : dim.pixels) v = static_cast<std::uint8_t>(v / 3);
+  EXPECT_STREQ(dominant_colour_name(colour_descriptor(dim)), "red");
+  EXPECT_GT(colour_similarity(reference, colour_descriptor(dim)), 0.6);
+  // The shopper-photo distortions that change the light keep it red, and the blue item blue.
+  const auto blue_reference = colour_descriptor(item_on(kBlue, kBlack));
+  for (Distortion d : {Distortion::kLighting, Distortion::kGamma, Distortion::kBlur, Distortion::kJpeg}) {
+    for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+      const auto photo = colour_descriptor(distort(bright, d, seed));
+      EXPECT_STREQ(dominant_colour_name(photo), "red") << to_string(d) << " seed " << seed;
+      EXPECT_GT(colour_similarity(reference, photo), colour_similarity(blue_reference, photo) + 0.3)
+          << to_string(d) << " seed " << seed;
+    }
+  }
+}
+
+TEST(Colour, LargeImagesAreShrunkFirstAndGiveTheSameColour) {
+  const auto small = colour_descriptor(item_on(kGreen, kWhite, 28));
+  const auto large = colour_descriptor(item_on(kGreen, kWhite, 1200));
+  EXPECT_STREQ(dominant_colour_name(large), "green");
+  EXPECT_GT(colour_similarity(small, large), 0.8);
+}
+
+TEST(Colour, AnImageWithoutAProductHasNoColourAndBadImagesAreRefused) {
+  Image plain{20, 20, 3, std::vector<std::uint8_t>(20 * 20 * 3, 200)};
+  const auto none = colour_descriptor(plain);
+  EXPECT_FALSE(has_colour(none));
+  EXPECT_STREQ(dominant_colour_name(none), "");
+  EXPECT_EQ(colour_similarity(none, none), 0.0);
+  EXPECT_EQ(colour_similarity(none, colour_descriptor(item_on(kRed, kBlack))), 0.0);
+  for (const Image& bad : {Image{}, Image{10, 10, 3, std::vector<std::uint8_t>(10)},
+                           Image{4, 4, 2, std::vector<std::uint8_t>(32)}}) {
+    auto err = testing::error_from([&] { colour_descriptor(bad); });
+    ASSERT_TRUE(err);
+    EXPECT_EQ(err->kind(), ErrorKind::kInvalidInput);
+  }
+}
+
+TEST(Colour, ABusyBorderMeansEveryPixelCounts) {
+  // Half the border red, half blue: no plain background, so nothing is masked out and
+  // both colours show.
+  Image split{20, 20, 3, std::vector<std::uint8_t>(20 * 20 * 3)};
+  for (int y = 0; y < 20; ++y) {
+    for (int x = 0; x < 20; ++x) {
+      const auto& c = x < 10 ? kRed : kBlue;
+      for (int ch = 0; ch < 3; ++ch)
+        split.pixels[static_cast<std::size_t>((y * 20 + x) * 3 + ch)] =
+            static_cast<std::uint8_t>(c[static_cast<std::size_t>(ch)]);
+    }
+  }
+  const auto d = colour_descriptor(split);
+  EXPECT_GT(colour_similarity(d, colour_descriptor(item_on(kRed, kBlack))), 0.35);
+  EXPECT_GT(colour_similarity(d, colour_descriptor(item_on(kBlue, kBlack))), 0.35);
 }
 
 }  // namespace

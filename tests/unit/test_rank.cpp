@@ -166,6 +166,54 @@ TEST(Score, ExplainPartsAddUpToTheScore) {
   EXPECT_NEAR(*s.price_fit, std::exp(-0.25 / 0.25), 1e-12);  // 50 is 25% above the range's 40
 }
 
+TEST(Score, TheRightColourWinsAmongVariantsThatLookTheSameButNotOverAnotherShape) {
+  // Three colour variants of the item photographed, visually within a hair of each
+  // other (the red one photographed), and another item of the right colour that looks
+  // clearly less alike.
+  std::vector<rank::Candidate> candidates(5, plain(0));
+  candidates[0].visual = 0.990, candidates[0].colour = 0.05;  // blue variant
+  candidates[1].visual = 0.989, candidates[1].colour = 0.85;  // red variant: the one
+  candidates[2].visual = 0.988, candidates[2].colour = 0.10;  // green variant
+  candidates[3].visual = 0.900, candidates[3].colour = 0.90;  // a red item of another shape
+  candidates[4].visual = 0.800;                               // colour unknown
+  const auto ranked = rank::rerank(rank::default_profile(), {}, candidates);
+  ASSERT_EQ(ranked.size(), 5u);
+  EXPECT_EQ(ranked.front().index, 1u);  // the right colour of the right shape
+  EXPECT_GT(position_of(ranked, 3), position_of(ranked, 1));
+  EXPECT_EQ(ranked.back().index, 4u);
+  // Without the colour component the look order stands: the wrong colour first.
+  rank::Profile no_colour = rank::default_profile();
+  no_colour.weights[rank::kColour] = 0;
+  EXPECT_EQ(rank::rerank(no_colour, {}, candidates).front().index, 0u);
+
+  // Explain: the colour part is the similarity itself (not rescaled), weighted; an
+  // unknown colour is 0 and leaves colour_similarity out, so it is not read as "different".
+  const auto& best = ranked.front().score;
+  EXPECT_NEAR(best.parts[rank::kColour].value, 0.85, 1e-12);
+  EXPECT_EQ(best.parts[rank::kColour].weight, rank::default_profile().weights[rank::kColour]);
+  const json shown = json::parse(rank::explain_json(best));
+  EXPECT_NEAR(shown["components"]["colour"]["contribution"].get<double>(),
+              0.85 * rank::default_profile().weights[rank::kColour], 1e-6);
+  EXPECT_NEAR(shown["colour_similarity"].get<double>(), 0.85, 1e-6);
+  const auto& unknown = ranked.back().score;
+  EXPECT_EQ(unknown.parts[rank::kColour].value, 0.0);
+  EXPECT_FALSE(json::parse(rank::explain_json(unknown)).contains("colour_similarity"));
+}
+
+TEST(Profile, TheColourWeightIsReadWrittenAndChecked) {
+  const auto profile = rank::parse_profile("shop", R"({"weights": {"colour": 2.5}})");
+  EXPECT_EQ(profile.weights[rank::kColour], 2.5);
+  EXPECT_EQ(rank::parse_profile("shop", rank::profile_json(profile)).weights[rank::kColour], 2.5);
+  EXPECT_EQ(rank::visual_profile().weights[rank::kColour], 0.0);
+  EXPECT_STREQ(rank::component_name(rank::kColour), "colour");
+  auto err = error_from([] { rank::parse_profile("shop", R"({"weights": {"colour": -1}})"); });
+  ASSERT_TRUE(err);
+  EXPECT_TRUE(contains(err->what(), "weights.colour")) << err->what();
+  err = error_from([] { rank::parse_profile("shop", R"({"weights": {"color": 1}})"); });
+  ASSERT_TRUE(err);
+  EXPECT_TRUE(contains(err->what(), "colour")) << err->what();
+}
+
 TEST(Score, PriceFitPrefersTheRequestedPrice) {
   auto candidates = similarity_curve(50);
   candidates[1].price = 200;

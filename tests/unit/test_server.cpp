@@ -1911,7 +1911,7 @@ TEST_F(RankingApiTest, ExplainBreaksTheScoreDownAndEventsShowAtOnce) {
                   part["value"].get<double>() * part["weight"].get<double>(), 1e-5);
       sum += part["contribution"].get<double>();
     }
-    EXPECT_EQ(explain["components"].size(), 7u);
+    EXPECT_EQ(explain["components"].size(), std::size_t{rank::kComponentCount});
     EXPECT_NEAR(sum, hit["score"].get<double>(), 1e-5) << hit.dump();
     EXPECT_NEAR(explain["similarity"].get<double>(), hit["similarity"].get<double>(), 1e-6);
   }
