@@ -12,7 +12,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kComponentNames[kComponentCount] = {"visual", "popularity", "rating", "stock",
-                                                          "price",  "recency",    "taste"};
+                                                          "price",  "recency",    "taste",  "text"};
 
 Error invalid(const std::string& message) { return Error(ErrorKind::kInvalidInput, "profile: " + message); }
 
@@ -44,6 +44,13 @@ Profile visual_profile() {
   return profile;
 }
 
+Profile text_only_profile(const Profile& profile) {
+  Profile out = profile;
+  out.weights[kText] = profile.weights[kVisual];
+  out.weights[kVisual] = 0;
+  return out;
+}
+
 bool valid_profile_name(const std::string& name) {
   return !name.empty() && name.size() <= kMaxProfileNameBytes &&
          std::all_of(name.begin(), name.end(), [](unsigned char c) {
@@ -73,7 +80,7 @@ Profile parse_profile(const std::string& name, const std::string& json_text) {
                                 [&](const char* n) { return component == n; });
         if (it == std::end(kComponentNames)) {
           throw invalid("unknown weight \"" + component.substr(0, 64) +
-                        "\" (known: visual, popularity, rating, stock, price, recency, taste)");
+                        "\" (known: visual, popularity, rating, stock, price, recency, taste, text)");
         }
         profile.weights[static_cast<std::size_t>(it - std::begin(kComponentNames))] =
             number_in(weight, "weights." + component, 0, kMaxWeight, false);
@@ -155,6 +162,7 @@ Ranges ranges_of(const std::vector<Candidate>& candidates) {
       r.taste_min = std::min(r.taste_min, *c.taste);
       r.taste_max = std::max(r.taste_max, *c.taste);
     }
+    if (c.text) r.text_max = std::max(r.text_max, *c.text);
   }
   return r;
 }
@@ -192,6 +200,8 @@ Score score(const Profile& profile, const PriceTarget& price, const Candidate& c
   }
   set(kRecency, c.age_days ? std::exp2(-std::max(*c.age_days, 0.0) / profile.recency_half_life_days) : 0.0);
   set(kTaste, c.taste ? rescale(*c.taste, ranges.taste_min, ranges.taste_max) : 0.0);
+  s.text_relevance = c.text;
+  set(kText, c.text && ranges.text_max > 0 ? std::clamp(*c.text / ranges.text_max, 0.0, 1.0) : 0.0);
   for (const auto& part : s.parts) s.total += part.contribution();
   return s;
 }
@@ -211,6 +221,7 @@ std::string explain_json(const Score& s) {
            {"rating_average", round6(s.rating_average)}};
   if (s.price_fit) doc["price_fit"] = round6(*s.price_fit);
   if (s.taste_similarity) doc["taste_similarity"] = round6(*s.taste_similarity);
+  if (s.text_relevance) doc["text_relevance"] = round6(*s.text_relevance);
   return doc.dump();
 }
 

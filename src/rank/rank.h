@@ -44,6 +44,12 @@ enum class StockPolicy {
 //   taste       the cosine similarity of the product's image to the shopper's taste
 //               vector, rescaled over the candidates like visual, 0..1; 0 when the
 //               request names no shopper or they have no taste
+//   text        the product's text relevance (bm25, catalog::TextMatch) over the best
+//               among the query's candidates, 0..1; 0 when the query has no text.
+//               Divided by the best rather than rescaled like visual: products that
+//               match the same words have nearly equal bm25, and stretching those small
+//               differences to 0..1 would let noise outweigh the look. In a search by
+//               text alone the text relevance takes visual's place (text_only_profile).
 enum Component : std::size_t {
   kVisual,
   kPopularity,
@@ -52,6 +58,7 @@ enum Component : std::size_t {
   kPrice,
   kRecency,
   kTaste,
+  kText,
   kComponentCount
 };
 const char* component_name(Component component);  // "visual", "popularity", ...
@@ -62,7 +69,7 @@ using Weights = std::array<double, kComponentCount>;
 // A named ranking profile. Every field has a default (the built-in "default" profile).
 struct Profile {
   std::string name = "default";
-  Weights weights = {1.0, 0.4, 0.2, 0.5, 0.3, 0.05, 0.3};
+  Weights weights = {1.0, 0.4, 0.2, 0.5, 0.3, 0.05, 0.3, 0.3};
   StockPolicy out_of_stock = StockPolicy::kDemote;
   double rating_prior_mean = 3.5;          // stars: what an unreviewed product is assumed to be
   double rating_prior_count = 20;          // reviews: how much evidence the prior is worth
@@ -82,6 +89,12 @@ Profile default_profile();
 Profile visual_profile();
 inline constexpr const char* kDefaultProfile = "default";
 inline constexpr const char* kVisualProfile = "visual";
+
+// The profile a search by text alone is scored with: there is no photo, so the text
+// relevance takes the visual component's place (the text weight becomes the visual
+// weight, the visual weight 0), and a profile weighs relevance against business
+// signals the same way whether the shopper took a photo or typed words.
+Profile text_only_profile(const Profile& profile);
 
 // True for names of 1..64 characters from [A-Za-z0-9_-].
 bool valid_profile_name(const std::string& name);
@@ -115,6 +128,7 @@ struct Candidate {
   double popularity = 0;           // decayed weighted event count, now (>= 0)
   std::optional<double> age_days;  // since first stored
   std::optional<double> taste;     // cosine to the shopper's taste vector
+  std::optional<double> text;      // text relevance (> 0, higher is better), when the query has text
 };
 
 struct Part {
@@ -127,6 +141,7 @@ struct Score {
   double total = 0;                        // the sum of the parts' contributions
   double similarity = 0;                   // Candidate::visual, before rescaling
   std::optional<double> taste_similarity;  // Candidate::taste, before rescaling
+  std::optional<double> text_relevance;    // Candidate::text, before dividing by the best
   std::array<Part, kComponentCount> parts{};
   bool hidden = false;              // removed by the stock policy
   double rating_average = 0;        // the Bayesian average B, stars
@@ -145,6 +160,7 @@ double price_distance(double price, const PriceTarget& target);
 struct Ranges {
   double visual_min = 0, visual_max = 1;
   double taste_min = 0, taste_max = 1;
+  double text_max = 0;  // the best text relevance; 0 when none has text
 };
 Ranges ranges_of(const std::vector<Candidate>& candidates);
 
@@ -154,7 +170,8 @@ Score score(const Profile& profile, const PriceTarget& price, const Candidate& c
 // The score as a JSON object: {"score": total, "components": {"visual": {"value",
 // "weight", "contribution"}, ...every component...}, "similarity": cosine,
 // "rating_average": B} plus "price_fit" when a price was requested and
-// "taste_similarity" when the shopper has a taste. Numbers are rounded to 6 decimals.
+// "taste_similarity" when the shopper has a taste, "text_relevance" when the query has text. Numbers are
+// rounded to 6 decimals.
 std::string explain_json(const Score& score);
 
 struct Ranked {

@@ -65,6 +65,7 @@ std::optional<Engine::PreparedRanking> Engine::prepare_ranking(const RankRequest
 void Engine::finish_results(std::vector<QueryResult>& results, int k, const RankRequest* ranking,
                             const std::optional<PreparedRanking>& prepared, bool with_details) const {
   for (auto& result : results) {
+    if (result.text_only) continue;  // no photo: no similarity
     for (auto& hit : result.hits) hit.similarity = hit.score;
   }
   if (!prepared) {
@@ -100,6 +101,7 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
       if (!signals) continue;  // deleted since the index snapshot was taken
       rank::Candidate c;
       c.visual = hit.similarity;
+      c.text = hit.text_relevance;
       c.price = signals->price;
       c.stock = signals->stock;
       c.rating = signals->rating;
@@ -115,7 +117,8 @@ void Engine::finish_results(std::vector<QueryResult>& results, int k, const Rank
       hits.push_back(std::move(hit));
       candidates.push_back(c);
     }
-    const auto ranked = rank::rerank(profile, ranking->price, candidates);
+    const auto ranked = rank::rerank(result.text_only ? rank::text_only_profile(profile) : profile,
+                                     ranking->price, candidates);
     result.hits.clear();
     for (std::size_t i = 0; i < ranked.size() && i < static_cast<std::size_t>(k); ++i) {
       ProductHit& hit = hits[ranked[i].index];
