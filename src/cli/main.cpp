@@ -469,7 +469,7 @@ int main(int argc, char** argv) {
       std::vector<std::string> paths;
       if (!image_file.empty()) {
         paths.push_back(image_file);
-      } else {
+      } else if (!queries_file.empty()) {
         std::ifstream in(queries_file);
         if (!in) throw Error(ErrorKind::kNotFound, "cannot open " + queries_file);
         for (std::string line; std::getline(in, line);) {
@@ -512,7 +512,8 @@ int main(int argc, char** argv) {
           } else {
             print_result_table(paths[begin + i], results[i], explain);
             if (results[i].error.empty() && (search_options.filter || search_options.text)) {
-              std::printf("  (%zu products pass the filter)\n", results[i].matched);
+              std::printf(search_options.text ? "  (%zu products match)\n" : "  (%zu products pass the filter)\n",
+                          results[i].matched);
             }
             if (results[i].facets) print_facets(*results[i].facets);
           }
