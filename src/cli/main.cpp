@@ -512,8 +512,9 @@ int main(int argc, char** argv) {
           } else {
             print_result_table(paths[begin + i], results[i], explain);
             if (results[i].error.empty() && (search_options.filter || search_options.text)) {
-              std::printf(search_options.text ? "  (%zu products match)\n" : "  (%zu products pass the filter)\n",
-                          results[i].matched);
+              std::printf(
+                  search_options.text ? "  (%zu products match)\n" : "  (%zu products pass the filter)\n",
+                  results[i].matched);
             }
             if (results[i].facets) print_facets(*results[i].facets);
           }

@@ -928,8 +928,8 @@ TEST_F(CliE2E, SearchByTextAloneAndWithAPhoto) {
   EXPECT_GT(j["matched"].get<int>(), 5);
   // A photo with words: only products matching them, the photo's look first.
   const std::string photo = photo_of(1234).string();
-  Outcome both = run({"search", "--data", base().string(), "--image", photo, "--text", "Northwind", "--k", "5",
-                      "--json", "--profile", "visual"});
+  Outcome both = run({"search", "--data", base().string(), "--image", photo, "--text", "Northwind", "--k",
+                      "5", "--json", "--profile", "visual"});
   ASSERT_EQ(both.status, 0) << describe(both);
   json b = json::parse(both.out);
   ASSERT_EQ(b["results"].size(), 5u) << describe(both);
@@ -941,7 +941,8 @@ TEST_F(CliE2E, SearchByTextAloneAndWithAPhoto) {
   }
   Outcome bad = run({"search", "--data", base().string(), "--text", "a b c d e f g h i j k l m n o p q"});
   EXPECT_EQ(bad.status, 1) << describe(bad);
-  EXPECT_NE(bad.err.find("text: has 17 words, more than the limit of 16"), std::string::npos) << describe(bad);
+  EXPECT_NE(bad.err.find("text: has 17 words, more than the limit of 16"), std::string::npos)
+      << describe(bad);
   Outcome empty = run({"search", "--data", base().string(), "--text", "\"*^"});
   EXPECT_EQ(empty.status, 1) << describe(empty);
   EXPECT_NE(empty.err.find("no letters or digits"), std::string::npos) << describe(empty);
