@@ -17,6 +17,7 @@
   const el = {
     dropzone: $('dropzone'), dropzoneText: $('dropzone-text'), pickFile: $('pick-file'),
     fileInput: $('file-input'), openCamera: $('open-camera'),
+    textForm: $('text-form'), textInput: $('text-input'),
     query: $('query'), queryFrame: $('query-frame'), queryImg: $('query-img'), crop: $('crop'),
     resetCrop: $('reset-crop'), cropInfo: $('crop-info'),
     keyForm: $('key-form'), keyInput: $('key-input'),
@@ -43,7 +44,8 @@
     fileUrl: null,       // its object URL, shown in the query frame
     natural: null,       // {w, h} of the query photo in its own pixels
     crop: null,          // {x, y, width, height} in those pixels
-    mode: 'idle',        // 'idle' | 'photo' | 'similar'
+    mode: 'idle',        // 'idle' | 'photo' | 'text' | 'similar'
+    text: '',            // words the results must match: alone ('text') or with the photo
     similarOf: null,     // {id, title} when mode is 'similar'
     offset: 0,           // offset of the next page
     seq: 0,              // increases with every request; stale answers are dropped
@@ -191,7 +193,9 @@
       case 0:
         return { title: "We can't reach the shop right now", text: 'Check your connection and try again.', retry: true };
       case 400:
-        return { title: "We couldn't search with that", text: 'Try moving the box over the product, or choose another photo.', retry: false };
+        return { title: "We couldn't search with that", retry: false,
+          text: state.mode === 'text' ? 'Try other words: letters or digits, at most 16 words.'
+            : 'Try moving the box over the product, or choose another photo.' };
       case 401:
         return { title: 'This shop needs a search key', text: "Enter the shop's search key below to see results.", retry: false };
       case 403:
@@ -499,7 +503,7 @@
     el.loadMore.hidden = !(results.length === PAGE_SIZE && state.offset + PAGE_SIZE <= MAX_WINDOW);
 
     if (shown === 0) {
-      setStatus('empty', 'No similar products found',
+      setStatus('empty', state.mode === 'text' ? 'No products match those words' : 'No similar products found',
         state.mode === 'photo' && isCropped()
           ? 'Try making the box bigger, or search the whole photo.'
           : 'Try another photo, or a photo with the product on a plain background.');
@@ -507,6 +511,8 @@
     }
     let what;
     if (state.mode === 'similar') what = `similar to ${state.similarOf.title}`;
+    else if (state.mode === 'text') what = `matching “${state.text}”`;
+    else if (state.text) what = `that look like your photo and match “${state.text}”`;
     else what = isCropped() ? 'that look like the selected part of your photo' : 'that look like your photo';
     setStatus('summary', null, `${plural(shown, 'product', 'products')} ${what}`);
   }
@@ -521,8 +527,8 @@
     const seq = ++state.seq;
     state.retry = () => runQuery(append);
     setBusy(true);
-    setStatus('loading', null, state.mode === 'similar'
-      ? 'Finding more products like this…' : 'Looking for similar products…');
+    setStatus('loading', null, state.mode === 'similar' ? 'Finding more products like this…'
+      : state.mode === 'text' ? 'Looking for matching products…' : 'Looking for similar products…');
 
     let data;
     try {
@@ -530,6 +536,7 @@
         ? await api(`/v1/products/${encodeURIComponent(state.similarOf.id)}/similar?` +
             refineParams(new URLSearchParams({ k: PAGE_SIZE, offset: state.offset, explain: 'true' }), append),
           { signal: controller.signal })
+        : state.mode === 'text' ? await searchByText(controller.signal, append)
         : await searchByPhoto(controller.signal, append);
     } catch (err) {
       if (seq !== state.seq || (err && err.name === 'AbortError')) return;
@@ -550,9 +557,33 @@
       const c = state.crop;
       params.set('crop', [c.x, c.y, c.width, c.height].join(','));
     }
+    if (state.text) params.set('text', state.text);
     const form = new FormData();
     form.append('image', state.file, state.file.name || 'photo.png');
     return api(`/v1/search?${params}`, { method: 'POST', body: form, signal });
+  }
+
+  function searchByText(signal, append) {
+    const params = refineParams(new URLSearchParams({ k: PAGE_SIZE, offset: state.offset, explain: 'true' }), append);
+    params.set('text', state.text);
+    return api(`/v1/search?${params}`, { method: 'POST', signal });
+  }
+
+  // The text box: with a photo, narrows the photo's results to the words; without one,
+  // searches by the words alone. An emptied box goes back to the photo alone.
+  function searchText() {
+    state.text = el.textInput.value.trim();
+    if (state.file) {
+      searchPhoto();
+      return;
+    }
+    if (!state.text) return;
+    resetChoices();
+    state.mode = 'text';
+    state.similarOf = null;
+    el.resultsHeading.textContent = 'Products matching your words';
+    el.backToPhoto.hidden = true;
+    runQuery(false);
   }
 
   function showError(err) {
@@ -749,6 +780,10 @@
   // ---------------------------------------------------------------- photo sources
 
   el.pickFile.addEventListener('click', () => el.fileInput.click());
+  el.textForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    searchText();
+  });
   el.sort.addEventListener('change', () => {
     state.sort = el.sort.value;
     runQuery(false);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "catalog/text.h"
 #include "common/error.h"
 #include "common/files.h"
 
@@ -108,6 +109,39 @@ CREATE TABLE profiles (name TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, updat
     R"sql(
 ALTER TABLE images ADD COLUMN colour BLOB;
 )sql",
+    // Full-text search (catalog/text.h): an FTS5 table of each product's title, brand,
+    // category and attribute values (not keys: "color" would match every product with
+    // one), kept in step with products by triggers, so that every write path (import,
+    // PUT, DELETE, deletion lines, whatever comes later) updates it in the same
+    // transaction. Its rowids come from text_rows rather than from products' implicit
+    // rowids, which a VACUUM may renumber. The tokenizer is kTextTokenizer.
+    R"sql(
+CREATE TABLE text_rows (row INTEGER PRIMARY KEY, product_id TEXT NOT NULL UNIQUE);
+CREATE VIRTUAL TABLE product_text USING fts5 (
+  title, brand, category, attributes,
+  tokenize = 'porter unicode61 remove_diacritics 2'
+);
+INSERT INTO text_rows (product_id) SELECT id FROM products ORDER BY id;
+INSERT INTO product_text (rowid, title, brand, category, attributes)
+  SELECT r.row, p.title, p.brand, p.category,
+         (SELECT coalesce(group_concat(value, ' '), '') FROM json_each(p.attributes))
+  FROM products p JOIN text_rows r ON r.product_id = p.id;
+CREATE TRIGGER products_text_insert AFTER INSERT ON products BEGIN
+  INSERT INTO text_rows (product_id) VALUES (new.id);
+  INSERT INTO product_text (rowid, title, brand, category, attributes)
+  VALUES ((SELECT row FROM text_rows WHERE product_id = new.id), new.title, new.brand, new.category,
+          (SELECT coalesce(group_concat(value, ' '), '') FROM json_each(new.attributes)));
+END;
+CREATE TRIGGER products_text_update AFTER UPDATE OF title, brand, category, attributes ON products BEGIN
+  UPDATE product_text SET title = new.title, brand = new.brand, category = new.category,
+    attributes = (SELECT coalesce(group_concat(value, ' '), '') FROM json_each(new.attributes))
+  WHERE rowid = (SELECT row FROM text_rows WHERE product_id = new.id);
+END;
+CREATE TRIGGER products_text_delete AFTER DELETE ON products BEGIN
+  DELETE FROM product_text WHERE rowid = (SELECT row FROM text_rows WHERE product_id = old.id);
+  DELETE FROM text_rows WHERE product_id = old.id;
+END;
+)sql",
     // A shopper's decayed engagement with attribute values (brand, colour, material,
     // price band): the attribute half of their taste, beside the vector in tastes.
     R"sql(
@@ -172,6 +206,7 @@ enum Sql : std::size_t {
   kSetImageColour,
   kImagesWithoutColour,
   kColours,
+  kMatchText,
   kSqlCount
 };
 
@@ -308,6 +343,9 @@ const char* const kSqlText[] = {
     "SELECT " LK_IMAGE_COLUMNS " FROM images WHERE colour IS NULL ORDER BY id",
     // kColours
     "SELECT id, colour FROM images WHERE colour IS NOT NULL ORDER BY id",
+    // kMatchText
+    "SELECT r.product_id, -bm25(product_text) FROM product_text "
+    "JOIN text_rows r ON r.row = product_text.rowid WHERE product_text MATCH ?1",
 };
 static_assert(std::size(kSqlText) == kSqlCount, "one SQL text per Sql value");
 
@@ -732,6 +770,14 @@ bool Store::delete_product(const std::string& id) {
   if (removed_images) bump_vectors_version(*statements_, "delete_product");
   call.commit();
   return found;
+}
+
+std::vector<TextMatch> Store::match_text(const TextQuery& text) const {
+  Query query(*statements_, kMatchText, "match_text");
+  query.bind_text(1, text.match_expression());
+  std::vector<TextMatch> matches;
+  while (query.step()) matches.push_back(TextMatch{query.text_at(0), query.real_at(1)});
+  return matches;
 }
 
 void Store::for_each_product(const std::function<void(const Product& product)>& visit) const {

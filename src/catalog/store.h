@@ -75,6 +75,16 @@ struct RankingSignals {
   std::map<std::string, std::string> attributes;
 };
 
+// A product whose text matches a query (Store::match_text).
+struct TextMatch {
+  std::string product_id;
+  // How well: minus SQLite's FTS5 bm25() over title, brand, category and attribute
+  // values, all weighted 1. Above 0; higher is better; comparable within one query only.
+  double relevance = 0;
+};
+
+class TextQuery;  // catalog/text.h
+
 struct Counts {
   std::int64_t products = 0;
   std::int64_t images = 0;
@@ -127,6 +137,12 @@ class Store {
       const std::string& model,
       const std::function<void(std::int64_t image_id, const std::string& product_id,
                                const std::vector<float>& embedding)>& visit) const;
+
+  // Every product whose title, brand, category and attribute values together contain
+  // every term of the query (the last as a prefix when the query says so), as the
+  // FTS5 table's tokenizer sees them (catalog/text.h), in no particular order. The
+  // table is kept in step with the products by every write, in the same transaction.
+  std::vector<TextMatch> match_text(const TextQuery& query) const;
 
   // Every image, in id order, without embeddings.
   std::vector<ImageRecord> all_images() const;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "catalog/event.h"
+#include "catalog/text.h"
 #include "cli/bench_embed.h"
 #include "cli/eval_ranking.h"
 #include "cli/runtime.h"
@@ -52,6 +53,8 @@ Examples:
   lookalike events --data demo-data --file events.jsonl
   lookalike search --data demo-data --image q.png --filter 'category = "Sneaker" AND price < 50' --sort price_asc
   lookalike variants --data demo-data --id sku-1
+  lookalike search --data demo-data --text "leather boot"
+  lookalike search --data demo-data --image q.png --text northwind    (this look, from that brand)
   lookalike bench-filter --data demo-data --queries demo-data/queries.jsonl
   lookalike eval   --data demo-data --queries demo-data/queries.jsonl
   lookalike eval-robustness --data demo-data --items 2000 --seed 1
@@ -74,6 +77,7 @@ json hit_json(const search::ProductHit& hit, bool explain) {
            {"brand", hit.product.brand},   {"category", hit.product.category},
            {"price", hit.product.price},   {"currency", hit.product.currency},
            {"rating", hit.product.rating}, {"stock", hit.product.stock}};
+  if (hit.text_relevance) out["text_relevance"] = *hit.text_relevance;
   if (explain && hit.ranking) out["explain"] = json::parse(rank::explain_json(*hit.ranking));
   return out;
 }
@@ -276,6 +280,13 @@ int main(int argc, char** argv) {
       "--no-group", no_group,
       "List every product; by default products sharing a group_id are one result (their best "
       "variant, the others listed as its variants), and --k and --depth count families");
+  std::string text;
+  bool text_exact = false;
+  search_cmd->add_option(
+      "--text", text,
+      "Words the products must contain (title, brand, category, attributes): alone, a search "
+      "by text; with a photo, only matching products, scored by look and text");
+  search_cmd->add_flag("--text-exact", text_exact, "Match the last word whole, not as a prefix");
 
   search::RankRequest rank_request;
   bool explain = false;
@@ -558,7 +569,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*search_cmd) {
-      if (image_file.empty() && queries_file.empty()) throw CLI::RequiredError("--image or --queries");
+      if (image_file.empty() && queries_file.empty() && text.empty())
+        throw CLI::RequiredError("--image, --queries or --text");
       if (price_target > 0) rank_request.price.target = price_target;
       if (price_min >= 0) rank_request.price.min = price_min;
       if (price_max > 0) rank_request.price.max = price_max;
@@ -569,7 +581,7 @@ int main(int argc, char** argv) {
       std::vector<std::string> paths;
       if (!image_file.empty()) {
         paths.push_back(image_file);
-      } else {
+      } else if (!queries_file.empty()) {
         std::ifstream in(queries_file);
         if (!in) throw Error(ErrorKind::kNotFound, "cannot open " + queries_file);
         for (std::string line; std::getline(in, line);) {
@@ -582,6 +594,19 @@ int main(int argc, char** argv) {
       search_options.group_variants = !no_group;
       rank_request.depth = search_options.depth;
       if (search_options.facets) search_options.facet_options.attributes = {"color", "material"};
+      if (!text.empty()) search_options.text = catalog::TextQuery::parse(text, {}, !text_exact);
+      if (paths.empty()) {
+        const std::string label = "text: " + text;
+        auto result = engine->search_text(k, /*with_details=*/true, search_options, &rank_request);
+        if (as_json) {
+          std::cout << result_json(label, result, /*filtered=*/true, explain, search_options.group_variants).dump() << "\n";
+        } else {
+          print_result_table(label, result, explain);
+          std::printf("  (%zu products match)\n", result.matched);
+          if (result.facets) print_facets(*result.facets);
+        }
+        return 0;
+      }
       bool any_failed = false;
       constexpr std::size_t kBatch = 256;
       for (std::size_t begin = 0; begin < paths.size(); begin += kBatch) {
@@ -592,14 +617,17 @@ int main(int argc, char** argv) {
         for (std::size_t i = 0; i < results.size(); ++i) {
           any_failed = any_failed || !results[i].error.empty();
           if (as_json) {
-            std::cout << result_json(paths[begin + i], results[i], search_options.filter.has_value(), explain,
-                                     search_options.group_variants)
+            std::cout << result_json(paths[begin + i], results[i],
+                                     search_options.filter.has_value() || search_options.text.has_value(),
+                                     explain, search_options.group_variants)
                              .dump()
                       << "\n";
           } else {
             print_result_table(paths[begin + i], results[i], explain);
-            if (results[i].error.empty() && search_options.filter) {
-              std::printf("  (%zu products pass the filter)\n", results[i].matched);
+            if (results[i].error.empty() && (search_options.filter || search_options.text)) {
+              std::printf(
+                  search_options.text ? "  (%zu products match)\n" : "  (%zu products pass the filter)\n",
+                  results[i].matched);
             }
             if (results[i].facets) print_facets(*results[i].facets);
           }

@@ -12,7 +12,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kComponentNames[kComponentCount] = {"visual", "popularity", "rating", "stock",
-                                                          "price",  "recency",    "taste",  "colour"};
+                                                          "price",  "recency",    "taste",  "colour", "text"};
 
 Error invalid(const std::string& message) { return Error(ErrorKind::kInvalidInput, "profile: " + message); }
 
@@ -44,6 +44,13 @@ Profile visual_profile() {
   return profile;
 }
 
+Profile text_only_profile(const Profile& profile) {
+  Profile out = profile;
+  out.weights[kText] = profile.weights[kVisual];
+  out.weights[kVisual] = 0;
+  return out;
+}
+
 bool valid_profile_name(const std::string& name) {
   return !name.empty() && name.size() <= kMaxProfileNameBytes &&
          std::all_of(name.begin(), name.end(), [](unsigned char c) {
@@ -73,7 +80,7 @@ Profile parse_profile(const std::string& name, const std::string& json_text) {
                                 [&](const char* n) { return component == n; });
         if (it == std::end(kComponentNames)) {
           throw invalid("unknown weight \"" + component.substr(0, 64) +
-                        "\" (known: visual, popularity, rating, stock, price, recency, taste, colour)");
+                        "\" (known: visual, popularity, rating, stock, price, recency, taste, colour, text)");
         }
         profile.weights[static_cast<std::size_t>(it - std::begin(kComponentNames))] =
             number_in(weight, "weights." + component, 0, kMaxWeight, false);
@@ -217,6 +224,7 @@ Ranges ranges_of(const std::vector<Candidate>& candidates) {
       r.affinity_min = std::min(r.affinity_min, *c.taste_affinity);
       r.affinity_max = std::max(r.affinity_max, *c.taste_affinity);
     }
+    if (c.text) r.text_max = std::max(r.text_max, *c.text);
   }
   return r;
 }
@@ -269,6 +277,8 @@ Score score(const Profile& profile, const PriceTarget& price, const Candidate& c
   set(kTaste, taste);
   if (c.colour) s.colour_similarity = std::clamp(*c.colour, 0.0, 1.0);
   set(kColour, s.colour_similarity.value_or(0.0));
+  s.text_relevance = c.text;
+  set(kText, c.text && ranges.text_max > 0 ? std::clamp(*c.text / ranges.text_max, 0.0, 1.0) : 0.0);
   for (const auto& part : s.parts) s.total += part.contribution();
   return s;
 }
@@ -297,6 +307,7 @@ std::string explain_json(const Score& s) {
     doc["taste_parts"] = parts;
   }
   if (s.colour_similarity) doc["colour_similarity"] = round6(*s.colour_similarity);
+  if (s.text_relevance) doc["text_relevance"] = round6(*s.text_relevance);
   return doc.dump();
 }
 

@@ -55,6 +55,12 @@ enum class StockPolicy {
 //               0 when either colour is unknown: searches by vector alone, an image
 //               stored without a colour (see the README), a query with no product pixels.
 //               "More like this" compares with the product's own stored colour.
+//   text        the product's text relevance (bm25, catalog::TextMatch) over the best
+//               among the query's candidates, 0..1; 0 when the query has no text.
+//               Divided by the best rather than rescaled like visual: products that
+//               match the same words have nearly equal bm25, and stretching those small
+//               differences to 0..1 would let noise outweigh the look. In a search by
+//               text alone the text relevance takes visual's place (text_only_profile).
 enum Component : std::size_t {
   kVisual,
   kPopularity,
@@ -64,6 +70,7 @@ enum Component : std::size_t {
   kRecency,
   kTaste,
   kColour,
+  kText,
   kComponentCount
 };
 const char* component_name(Component component);  // "visual", "popularity", ...
@@ -75,7 +82,7 @@ using Weights = std::array<double, kComponentCount>;
 struct Profile {
   std::string name = "default";
   // colour 0.5: measured on the demo's colour variants (bench/RESULTS.md, "Colour").
-  Weights weights = {1.0, 0.4, 0.2, 0.5, 0.3, 0.05, 0.3, 0.5};
+  Weights weights = {1.0, 0.4, 0.2, 0.5, 0.3, 0.05, 0.3, 0.5, 0.3};
   StockPolicy out_of_stock = StockPolicy::kDemote;
   double rating_prior_mean = 3.5;          // stars: what an unreviewed product is assumed to be
   double rating_prior_count = 20;          // reviews: how much evidence the prior is worth
@@ -98,6 +105,12 @@ Profile default_profile();
 Profile visual_profile();
 inline constexpr const char* kDefaultProfile = "default";
 inline constexpr const char* kVisualProfile = "visual";
+
+// The profile a search by text alone is scored with: there is no photo, so the text
+// relevance takes the visual component's place (the text weight becomes the visual
+// weight, the visual weight 0), and a profile weighs relevance against business
+// signals the same way whether the shopper took a photo or typed words.
+Profile text_only_profile(const Profile& profile);
 
 // True for names of 1..64 characters from [A-Za-z0-9_-].
 bool valid_profile_name(const std::string& name);
@@ -172,6 +185,7 @@ struct Candidate {
   std::optional<double> taste;           // cosine to the shopper's taste vector
   std::optional<double> taste_affinity;  // AttributeTaste::affinity to the shopper's attribute taste
   std::optional<double> colour;          // colour similarity to the query photo, 0..1; nullopt: unknown
+  std::optional<double> text;            // text relevance (> 0, higher is better), when the query has text
 };
 
 struct Part {
@@ -189,6 +203,7 @@ struct Score {
   std::optional<double> taste_attributes;   // the attribute part of the taste value, rescaled (0..1)
   double taste_attribute_share = 0;         // Profile::taste_attribute_share
   std::optional<double> colour_similarity;  // Candidate::colour, when known
+  std::optional<double> text_relevance;    // Candidate::text, before dividing by the best
   std::array<Part, kComponentCount> parts{};
   bool hidden = false;              // removed by the stock policy
   double rating_average = 0;        // the Bayesian average B, stars
@@ -208,6 +223,7 @@ struct Ranges {
   double visual_min = 0, visual_max = 1;
   double taste_min = 0, taste_max = 1;
   double affinity_min = 0, affinity_max = 1;
+  double text_max = 0;  // the best text relevance; 0 when none has text
 };
 Ranges ranges_of(const std::vector<Candidate>& candidates);
 
@@ -219,9 +235,10 @@ Score score(const Profile& profile, const PriceTarget& price, const Candidate& c
 // "rating_average": B} plus "price_fit" when a price was requested and
 // "taste_similarity" when the shopper has a taste vector, "taste_affinity" when they
 // have an attribute taste, "taste_parts": {"look", "attributes", "attribute_share"}
-// (the rescaled parts that make the taste value) when they have either, and
+// (the rescaled parts that make the taste value) when they have either,
 // "colour_similarity" when both colours were known (its absence tells an unknown
-// colour from a different one). Numbers are rounded to 6 decimals.
+// colour from a different one) and "text_relevance" when the query has text. Numbers
+// are rounded to 6 decimals.
 std::string explain_json(const Score& score);
 
 struct Ranked {

@@ -786,11 +786,89 @@ void finish(const filter::Table& table, int k, const SearchOptions& options, Que
   keep_first(table, options.group_variants, static_cast<std::size_t>(k), result.hits);
 }
 
+// Sets each hit's text relevance (by metadata table row; empty: the query has no text).
+void attach_text(const filter::Table& table, const std::vector<double>& text_relevance, QueryResult& result) {
+  if (text_relevance.empty()) return;
+  for (auto& hit : result.hits) {
+    auto row = table.row_of(hit.product_id);
+    if (row && *row < text_relevance.size()) hit.text_relevance = text_relevance[*row];
+  }
+}
+
 }  // namespace
+
+std::vector<double> Engine::text_relevance(const Snapshot& snap, const SearchOptions& options) const {
+  if (!options.text) return {};
+  std::vector<catalog::TextMatch> matches;
+  {
+    // A pooled reader, as ranking uses: concurrent searches do not queue for reader_.
+    std::unique_ptr<catalog::Store> reader = take_ranking_reader();
+    struct Return {
+      const Engine& engine;
+      std::unique_ptr<catalog::Store>& reader;
+      ~Return() { engine.return_ranking_reader(std::move(reader)); }
+    } give_back{*this, reader};
+    matches = reader->match_text(*options.text);
+  }
+  // The store may be a write ahead of the snapshot: products it does not know yet are
+  // left out, as the vector search leaves them out.
+  std::vector<double> relevance(snap.table->rows(), 0.0);
+  for (const auto& match : matches) {
+    auto row = snap.table->row_of(match.product_id);
+    if (row && snap.table->alive(*row)) relevance[*row] = std::max(match.relevance, 1e-12);
+  }
+  return relevance;
+}
+
+QueryResult Engine::search_text(int k, bool with_details, const SearchOptions& options,
+                                const RankRequest* ranking) const {
+  check_request(k, options);
+  if (!options.text) throw Error(ErrorKind::kInvalidInput, "a search by text needs text");
+  std::optional<PreparedRanking> prepared;
+  if (options.sort == Sort::kBestMatch) prepared = prepare_ranking(ranking, k);
+  std::size_t want = wanted(k, options);
+  if (prepared) want = std::max(want, static_cast<std::size_t>(prepared->depth));
+  const auto snap = snapshot();
+  const filter::Table& table = *snap->table;
+  const auto relevance = text_relevance(*snap, options);
+  const auto mask = options.filter ? options.filter->evaluate(table) : std::vector<std::uint8_t>();
+  QueryResult result;
+  result.model = snap->embedder->info().identity();
+  result.strategy = "text";
+  result.text_only = true;
+  const RowMap& map = snap->vectors->row_map;
+  for (std::uint32_t t = 0; t < relevance.size(); ++t) {
+    if (!(relevance[t] > 0) || (options.filter && (t >= mask.size() || !mask[t]))) continue;
+    ++result.matched;
+    ProductHit hit{table.id(t), static_cast<float>(relevance[t]), 0, {}};
+    hit.text_relevance = relevance[t];
+    // The product's first image stands for it where ranking needs one (the shopper's taste).
+    auto [first, last] = map.rows_of(t);
+    if (first != last) hit.image_id = snap->index().id_of_row(*first);
+    result.hits.push_back(std::move(hit));
+  }
+  auto better = [](const ProductHit& a, const ProductHit& b) {
+    if (*a.text_relevance != *b.text_relevance) return *a.text_relevance > *b.text_relevance;
+    return a.product_id < b.product_id;
+  };
+  if (result.hits.size() > want) {
+    std::partial_sort(result.hits.begin(), result.hits.begin() + static_cast<std::ptrdiff_t>(want),
+                      result.hits.end(), better);
+    result.hits.resize(want);
+  } else {
+    std::sort(result.hits.begin(), result.hits.end(), better);
+  }
+  finish(table, prepared ? static_cast<int>(want) : k, options, result);
+  std::vector<QueryResult> results{std::move(result)};
+  finish_results(*snap, results, k, prepared ? ranking : nullptr, prepared, with_details,
+                 /*query_colours=*/nullptr, options.group_variants);
+  return std::move(results.front());
+}
 
 std::vector<QueryResult> Engine::candidates(const Snapshot& snap, const float* vectors, std::size_t n,
                                             std::size_t want, const std::string& exclude,
-                                            const SearchOptions& options) const {
+                                            const SearchOptions& options,
+                                            const std::vector<double>& text_relevance) const {
   const std::size_t dim = static_cast<std::size_t>(snap.embedder->info().dim);
   const index::VectorIndex& index = snap.index();
   const filter::Table& table = *snap.table;
@@ -832,7 +910,7 @@ std::vector<QueryResult> Engine::candidates(const Snapshot& snap, const float* v
   if (n == 0) return results;
   const std::size_t total = index.size();
 
-  if (!options.filter) {
+  if (!options.filter && text_relevance.empty()) {
     for (auto& r : results) {
       r.matched = snap.table->live();
       r.strategy = index.exhaustive() ? "exact" : "index";
@@ -852,9 +930,18 @@ std::vector<QueryResult> Engine::candidates(const Snapshot& snap, const float* v
     return results;
   }
 
-  // The filter is evaluated once on the metadata table; the search then only
-  // ever sees vectors of products that passed.
-  const auto mask = options.filter->evaluate(*snap.table);
+  // The filter is evaluated once on the metadata table, and the text matches are
+  // marked on it; the search then only ever sees vectors of products that passed.
+  std::vector<std::uint8_t> mask;
+  if (options.filter) {
+    mask = options.filter->evaluate(*snap.table);
+  } else {
+    mask.resize(snap.table->rows());
+    for (std::uint32_t t = 0; t < mask.size(); ++t) mask[t] = snap.table->alive(t) ? 1 : 0;
+  }
+  for (std::size_t t = 0; t < text_relevance.size() && t < mask.size(); ++t) {
+    if (!(text_relevance[t] > 0)) mask[t] = 0;
+  }
   const RowMap& map = snap.vectors->row_map;
   std::vector<std::uint32_t> rows;        // index rows of the matching products
   std::size_t matched = 0, findable = 0;  // findable: products, or families when grouping
@@ -954,7 +1041,9 @@ std::vector<QueryResult> Engine::search_snapshot(
   if (options.sort == Sort::kBestMatch) prepared = prepare_ranking(ranking, k);
   std::size_t want = wanted(k, options);
   if (prepared) want = std::max(want, static_cast<std::size_t>(prepared->depth));
-  auto results = candidates(snap, vectors, n, want, "", options);
+  const auto text = text_relevance(snap, options);
+  auto results = candidates(snap, vectors, n, want, "", options, text);
+  for (auto& result : results) attach_text(*snap.table, text, result);
   for (auto& result : results) finish(*snap.table, prepared ? static_cast<int>(want) : k, options, result);
   finish_results(snap, results, k, prepared ? ranking : nullptr, prepared, with_details, query_colours,
                  options.group_variants);
@@ -1057,7 +1146,9 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   merged.model = snap->embedder->info().identity();
   const std::size_t n = vectors.size() / dim;
   if (n == 0) return merged;  // a product without images has no look to match
-  auto per_image = candidates(*snap, vectors.data(), n, want, product_id, options);
+  const auto text = text_relevance(*snap, options);
+  auto per_image = candidates(*snap, vectors.data(), n, want, product_id, options, text);
+  for (auto& result : per_image) attach_text(*snap->table, text, result);
   merged.matched = per_image.front().matched;
   merged.strategy = per_image.front().strategy;
   // A product that looks like any of this product's photos qualifies, by its best score.

@@ -21,6 +21,7 @@
 
 #include "catalog/event.h"
 #include "catalog/product.h"
+#include "catalog/text.h"
 #include "filter/filter.h"
 #include "image/colour.h"
 #include "image/image.h"
@@ -107,6 +108,11 @@ struct SearchOptions {
   // When set, only products passing it are returned: it is applied inside the
   // nearest-neighbour search, so a query returns k products whenever k match.
   std::optional<filter::Filter> filter;
+  // When set, only products whose title, brand, category or attribute values contain
+  // every word are returned (catalog/text.h): applied inside the search like the
+  // filter, and with it. The ranking profile's text component weighs how well they
+  // match. Alone (search_text) it is a search by text, ranked by that relevance.
+  std::optional<catalog::TextQuery> text;
   Sort sort = Sort::kBestMatch;
   // The candidate set: the best `depth` visual matches under the filter (never
   // fewer than k). Sorting by a field and facet counts work on it. 0: kDefaultDepth.
@@ -152,6 +158,8 @@ struct ProductHit {
   // id), and how many variants the family has, this one included.
   std::vector<Variant> variants = {};
   std::size_t family_size = 1;
+  std::optional<double> text_relevance =
+      std::nullopt;  // catalog::TextMatch::relevance, when the query has text
 };
 
 // How a search is re-ranked (rank/rank.h): the nearest `depth` products by look are
@@ -183,7 +191,8 @@ struct QueryResult {
   std::string error;                     // non-empty when this query failed (results empty)
   std::optional<filter::Facets> facets;  // when asked for: counts over the candidate set
   std::size_t matched = 0;               // products in the catalog that pass the filter (all, without one)
-  std::string strategy;                  // how candidates were found: "index", "exact", "index+exact", "none"
+  std::string strategy;    // how candidates were found: "index", "exact", "index+exact", "none", "text"
+  bool text_only = false;  // a search by text alone: no photo, so similarity is 0
   // Identity of the model that embedded the query and made every vector searched:
   // one model per result, also while a reindex switches models.
   std::string model;
@@ -269,6 +278,16 @@ class Engine {
   std::vector<QueryResult> search_files(const std::vector<std::filesystem::path>& files, int k,
                                         bool with_details, const SearchOptions& options = {},
                                         const RankRequest* ranking = nullptr) const;
+
+  // Searches by text alone (options.text, required): the products matching it and
+  // passing options.filter, best bm25 relevance first (score = relevance), or
+  // re-ranked by `ranking` with the text relevance in the visual component's place
+  // (rank::text_only_profile), or in options.sort's order over the `depth` most
+  // relevant; facets count those. Products without images are found too. Throws
+  // Error(kInvalidInput) when options.text is missing or k or a depth is out of range,
+  // Error(kNotFound) for an unknown profile.
+  QueryResult search_text(int k, bool with_details, const SearchOptions& options,
+                          const RankRequest* ranking = nullptr) const;
 
   // Embeds decoded images: images.size() x dim() floats, row-major, L2-normalised.
   std::vector<float> embed(const std::vector<image::Image>& images) const;
@@ -395,13 +414,17 @@ class Engine {
   // metadata of the products in `changed` (read after the write), also when the write
   // throws after committing some batches. Requires write_mutex_.
   void publish_after(const std::function<void()>& write, const std::vector<std::string>& changed);
-  // Up to `want` products per query that pass options.filter, best visual match
-  // first; `exclude` is never among them. With options.group_variants, `want`
-  // counts families (with every variant met on the way) and `exclude` takes its
-  // family with it.
+  // Up to `want` products per query that pass options.filter and match the text
+  // (text_relevance by table row; empty: no text), best visual match first; `exclude`
+  // is never among them. With options.group_variants, `want` counts families (with
+  // every variant met on the way) and `exclude` takes its family with it.
   std::vector<QueryResult> candidates(const Snapshot& snap, const float* vectors, std::size_t n,
                                       std::size_t want, const std::string& exclude,
-                                      const SearchOptions& options) const;
+                                      const SearchOptions& options,
+                                      const std::vector<double>& text_relevance) const;
+  // The relevance of every metadata table row to options.text (0: no match), read from
+  // the store's full-text table now; empty when options.text is not set.
+  std::vector<double> text_relevance(const Snapshot& snap, const SearchOptions& options) const;
   // search() after embedding, on one snapshot (so one model).
   // query_colours, when given, holds the colour of each query (n of them) for the
   // ranking's colour component; without it that component is 0.

@@ -77,6 +77,7 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
     }
   };
   for (auto& result : results) {
+    if (result.text_only) continue;  // no photo: no similarity
     for (auto& hit : result.hits) hit.similarity = hit.score;
   }
   if (!prepared) {
@@ -123,6 +124,7 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
       if (!signals) continue;  // deleted since the index snapshot was taken
       rank::Candidate c;
       c.visual = hit.similarity;
+      c.text = hit.text_relevance;
       c.price = signals->price;
       c.stock = signals->stock;
       c.rating = signals->rating;
@@ -146,7 +148,8 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
       hits.push_back(std::move(hit));
       candidates.push_back(c);
     }
-    const auto ranked = rank::rerank(profile, ranking->price, candidates);
+    const auto ranked = rank::rerank(result.text_only ? rank::text_only_profile(profile) : profile,
+                                     ranking->price, candidates);
     result.hits.clear();
     for (const auto& r : ranked) {
       ProductHit& hit = hits[r.index];

@@ -14,6 +14,7 @@
 
 #include "catalog/event.h"
 #include "catalog/product.h"
+#include "catalog/text.h"
 #include "common/error.h"
 #include "common/files.h"
 #include "image/image.h"
@@ -193,6 +194,24 @@ void set_filter(Page& page, const std::string& text) {
   }
 }
 
+// The shopper's words: whole (text_prefix false) or with the last word as a prefix.
+struct TextParams {
+  std::optional<std::string> text;
+  bool prefix = true;
+};
+
+void set_text(Page& page, const TextParams& params) {
+  if (!params.text || trim(*params.text).empty()) {  // an empty search box means no text
+    page.search.text.reset();
+    return;
+  }
+  try {
+    page.search.text = catalog::TextQuery::parse(*params.text, {}, params.prefix);
+  } catch (const Error& e) {
+    throw ApiError{400, "invalid_text", e.what(), {}};
+  }
+}
+
 void set_sort(Page& page, const std::string& name) {
   try {
     page.search.sort = search::parse_sort(name);
@@ -348,6 +367,7 @@ json results_json(const search::QueryResult& result, const Page& page, double to
             field == "similarity" ? json(rounded(hit.similarity, 1e6)) : product_field(hit.product, field);
       }
     }
+    if (hit.text_relevance) r["text_relevance"] = rounded(*hit.text_relevance, 1e6);
     if (page.explain && hit.ranking) r["explain"] = json::parse(rank::explain_json(*hit.ranking));
     if (page.explain && page.search.group_variants && hit.family_size > 1) {
       r["variant_choice"] = variant_choice_json(hit, page);
@@ -362,6 +382,7 @@ json results_json(const search::QueryResult& result, const Page& page, double to
            {"matched", result.matched},
            {"sort", search::to_string(page.search.sort)}};
   if (result.facets) out["facets"] = json::parse(filter::facets_json(*result.facets));
+  if (page.search.text) out["text"] = page.search.text->to_string();
   return out;
 }
 
@@ -794,6 +815,10 @@ void Api::search(const Request& req, Response& res) const {
   Page page = page_from_query(req);
   std::optional<image::CropBox> crop;
   if (req.has_param("crop")) crop = crop_from_text(req.get_param_value("crop"));
+  TextParams text;
+  if (req.has_param("text")) text.text = req.get_param_value("text");
+  if (req.has_param("text_prefix"))
+    text.prefix = parse_bool("text_prefix", req.get_param_value("text_prefix"));
 
   std::vector<std::uint8_t> json_image;
   const std::uint8_t* data = nullptr;
@@ -805,10 +830,15 @@ void Api::search(const Request& req, Response& res) const {
         throw bad_request("unexpected multipart part \"" + name.substr(0, 64) +
                           "\"; send the photo as part \"image\"");
     }
-    if (req.files.count("image") != 1) throw bad_request("send exactly one multipart part named \"image\"");
-    const auto& part = req.files.find("image")->second;
-    data = reinterpret_cast<const std::uint8_t*>(part.content.data());
-    size = part.content.size();
+    if (req.files.count("image") > 1 || (req.files.empty() && !text.text)) {
+      throw bad_request("send exactly one multipart part named \"image\"");
+    }
+    if (req.files.count("image") == 1) {
+      const auto& part = req.files.find("image")->second;
+      data = reinterpret_cast<const std::uint8_t*>(part.content.data());
+      size = part.content.size();
+      if (size == 0) throw bad_request("the query image is empty");
+    }
   } else if (type == "application/json") {
     json doc = parse_json_body(req.body, "the body");
     for (const auto& [key, value] : doc.items()) {
@@ -821,6 +851,12 @@ void Api::search(const Request& req, Response& res) const {
         page.offset = json_int(value, "offset", 0, search::Engine::kMaxK);
       } else if (key == "crop") {
         if (!value.is_null()) crop = crop_from_json(value);
+      } else if (key == "text") {
+        if (!value.is_null() && !value.is_string()) throw bad_request("text must be a string");
+        text.text = value.is_null() ? std::string() : value.get<std::string>();
+      } else if (key == "text_prefix") {
+        if (!value.is_boolean()) throw bad_request("text_prefix must be true or false");
+        text.prefix = value.get<bool>();
       } else if (ranking_from_json(key, value, page)) {
         continue;
       } else if (key == "filter") {
@@ -850,21 +886,36 @@ void Api::search(const Request& req, Response& res) const {
         throw bad_request("unknown key \"" + key.substr(0, 64) + "\" in the search request");
       }
     }
-    if (!doc.contains("image_base64")) throw bad_request("the JSON search request needs image_base64");
+    if (!doc.contains("image_base64") && !text.text)
+      throw bad_request("the JSON search request needs image_base64, text or both");
+    if (doc.contains("image_base64") && json_image.empty()) throw bad_request("the query image is empty");
     data = json_image.data();
     size = json_image.size();
   } else {
     data = reinterpret_cast<const std::uint8_t*>(req.body.data());
     size = req.body.size();
   }
-  if (size == 0) throw bad_request("the query image is empty");
+  set_text(page, text);
+  if (size == 0 && !page.search.text) {
+    throw bad_request(text.text
+                          ? "the query image is empty and the text has no words (send a photo, text or both)"
+                          : "the query image is empty");
+  }
   check_page(page);
+  page.ranking.depth = page.search.depth;
+  if (size == 0) {
+    if (crop) throw bad_request("crop needs a photo");
+    auto result =
+        engine->search_text(page.k + page.offset, /*with_details=*/true, page.search, &page.ranking);
+    const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    send_json(res, 200, results_json(result, page, took_ms));
+    return;
+  }
 
   const int min_side = engine->query_min_side();
   const auto ticket = decode_ticket(data, size, engine->limits());
   image::Image query = crop ? image::decode_crop(data, size, engine->limits(), *crop, min_side)
                             : image::decode(data, size, engine->limits(), min_side);
-  page.ranking.depth = page.search.depth;
   auto results =
       engine->search({query}, page.k + page.offset, /*with_details=*/true, page.search, &page.ranking);
   const double took_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
@@ -899,6 +950,11 @@ void Api::similar(const Request& req, Response& res, const std::string& id) cons
   const auto started = Clock::now();
   auto engine = this->engine();
   Page page = page_from_query(req);
+  TextParams text;
+  if (req.has_param("text")) text.text = req.get_param_value("text");
+  if (req.has_param("text_prefix"))
+    text.prefix = parse_bool("text_prefix", req.get_param_value("text_prefix"));
+  set_text(page, text);
   check_page(page);
   page.ranking.depth = page.search.depth;
   auto result =

@@ -32,6 +32,10 @@ const std::vector<QueryParam> kFilterParams = {
     {"group", "boolean",
      "true (default): one result per product family (products sharing a group_id), shown by its best "
      "variant, with the others as swatches in variants; k and depth count families. false: every product"},
+    {"text", "string",
+     "words every result must contain in its title, brand, category or attribute values; without a photo, a "
+     "search by text alone; at most 256 bytes and 16 words"},
+    {"text_prefix", "boolean", "false: the last word of text must match whole (default true: as a prefix)"},
 };
 
 std::vector<QueryParam> similar_params() {
@@ -130,7 +134,8 @@ std::vector<Route> make_routes() {
        Access::kSearch,
        true,
        false,
-       "Search by photo: multipart (part 'image'), a raw JPEG/PNG/WebP body, or JSON with image_base64",
+       "Search by photo (multipart part 'image', a raw JPEG/PNG/WebP body, or JSON image_base64), by text "
+       "(text, no photo), or by both",
        search_params(),
        {"multipart/form-data", "image/jpeg", "image/png", "image/webp", "application/json"},
        {200, 400, 401, 403, 411, 413, 415, 422, 503}},
@@ -492,8 +497,9 @@ const char* kComponents = R"json({
     "Status": {"type": "object", "properties": {"status": {"type": "string"}, "products": {"type": "integer"}}},
     "Crop": {"type": "object", "required": ["x", "y", "width", "height"], "properties": {
       "x": {"type": "integer"}, "y": {"type": "integer"}, "width": {"type": "integer"}, "height": {"type": "integer"}}},
-    "SearchRequest": {"type": "object", "required": ["image_base64"], "properties": {
-      "image_base64": {"type": "string"}, "k": {"type": "integer"}, "offset": {"type": "integer"},
+    "SearchRequest": {"type": "object", "description": "needs image_base64, text or both", "properties": {
+      "image_base64": {"type": "string"}, "text": {"type": "string"}, "text_prefix": {"type": "boolean"},
+      "k": {"type": "integer"}, "offset": {"type": "integer"},
       "crop": {"$ref": "#/components/schemas/Crop"},
       "profile": {"type": "string"}, "user": {"type": "string"},
       "price": {"type": "number"}, "price_min": {"type": "number"}, "price_max": {"type": "number"},
@@ -511,6 +517,7 @@ const char* kComponents = R"json({
         "from": {"type": "number"}, "to": {"type": "number", "nullable": true}, "count": {"type": "integer"}}}}}},
     "SearchResult": {"type": "object", "required": ["product_id", "score"], "properties": {
       "product_id": {"type": "string"}, "score": {"type": "number"}, "similarity": {"type": "number"},
+      "text_relevance": {"type": "number", "description": "bm25 relevance to text, when the search has text"},
       "explain": {"$ref": "#/components/schemas/Explain"}, "title": {"type": "string"},
       "brand": {"type": "string"}, "category": {"type": "string"}, "price": {"type": "number"},
       "currency": {"type": "string"}, "rating": {"type": "number"}, "rating_count": {"type": "integer"},
@@ -534,7 +541,8 @@ const char* kComponents = R"json({
       "k": {"type": "integer"}, "offset": {"type": "integer"}, "took_ms": {"type": "number"},
       "model": {"type": "string", "description": "identity of the model that made every score in results"},
       "matched": {"type": "integer", "description": "catalog products passing the filter"},
-      "sort": {"type": "string"}, "facets": {"$ref": "#/components/schemas/Facets"}}},
+      "sort": {"type": "string"}, "facets": {"$ref": "#/components/schemas/Facets"},
+      "text": {"type": "string", "description": "the words searched for, as understood (prefix marked *)"}}},
     "Product": {"type": "object", "required": ["product_id"], "properties": {
       "product_id": {"type": "string"}, "title": {"type": "string"}, "brand": {"type": "string"},
       "category": {"type": "string"}, "price": {"type": "number"}, "currency": {"type": "string"},
@@ -554,7 +562,7 @@ const char* kComponents = R"json({
     "Explain": {"type": "object", "properties": {"score": {"type": "number"},
       "components": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Component"}},
       "similarity": {"type": "number"}, "rating_average": {"type": "number"}, "price_fit": {"type": "number"},
-      "taste_similarity": {"type": "number"}}},
+      "taste_similarity": {"type": "number"}, "text_relevance": {"type": "number"}}},
     "Event": {"type": "object", "required": ["type", "product_id", "user_id"], "properties": {
       "type": {"type": "string", "enum": ["view", "click", "add_to_cart", "purchase"]},
       "product_id": {"type": "string"}, "user_id": {"type": "string"},

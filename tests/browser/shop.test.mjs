@@ -136,6 +136,41 @@ test('searching with a photo shows products of the same category', { timeout: TE
   });
 });
 
+test('words search alone, and narrow a photo search to the products matching them', { timeout: TEST_TIMEOUT }, async () => {
+  await withPage('01b-text-search.png', {}, async (page) => {
+    await page.goto(`${BASE}/`);
+    await page.fill('#text-input', 'Northwind');
+    const [alone] = await Promise.all([page.waitForResponse(isSearch), page.press('#text-input', 'Enter')]);
+    assert.equal(alone.status(), 200, await alone.text());
+    assert.equal(new URL(alone.url()).searchParams.get('text'), 'Northwind');
+    const body = await alone.json();
+    await expectGrid(page, body.results.map((r) => r.product_id));
+    const brands = await page.$$eval('#grid .card .card__brand', (b) => b.map((x) => x.textContent.trim()));
+    assert.ok(brands.length > 0 && brands.every((b) => b === 'Northwind'), `brands: ${brands.join(', ')}`);
+    assert.match(await page.locator('#status').textContent(), /matching “Northwind”/);
+
+    // A photo now: its results keep to the words, the photo's category first.
+    const [withPhoto] = await Promise.all([
+      page.waitForResponse(isSearch),
+      page.setInputFiles('#file-input', query.file),
+    ]);
+    assert.equal(withPhoto.status(), 200, await withPhoto.text());
+    assert.equal(new URL(withPhoto.url()).searchParams.get('text'), 'Northwind');
+    const both = await withPhoto.json();
+    await expectGrid(page, both.results.map((r) => r.product_id));
+    assert.ok(both.results.every((r) => r.brand === 'Northwind'));
+    assert.equal((await cardCategories(page))[0], query.category);
+    assert.match(await page.locator('#status').textContent(), /look like your photo and match “Northwind”/);
+
+    // Emptying the box goes back to the photo alone.
+    await page.fill('#text-input', '');
+    const [photoOnly] = await Promise.all([page.waitForResponse(isSearch), page.click('#text-submit')]);
+    assert.equal(photoOnly.status(), 200);
+    assert.equal(new URL(photoOnly.url()).searchParams.get('text'), null);
+    await expectGrid(page, (await photoOnly.json()).results.map((r) => r.product_id));
+  });
+});
+
 test('moving the crop box searches again with a crop and updates the results', { timeout: TEST_TIMEOUT }, async () => {
   await withPage('02-crop-moved.png', {}, async (page) => {
     await searchWith(page, query.file);

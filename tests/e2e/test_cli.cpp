@@ -1060,6 +1060,39 @@ TEST_F(CliE2E, VariantsAreGroupedInSearchAndComparedByTheVariantsCommand) {
   EXPECT_NE(missing.err.find("no product with id no-such"), std::string::npos) << describe(missing);
 }
 
+TEST_F(CliE2E, SearchByTextAloneAndWithAPhoto) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  Outcome r = run({"search", "--data", base().string(), "--text", "northwind", "--k", "5", "--json"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  json j = json::parse(r.out);
+  ASSERT_EQ(j["results"].size(), 5u) << describe(r);
+  for (const auto& hit : j["results"]) {
+    EXPECT_EQ(hit["brand"], "Northwind") << hit.dump();
+    EXPECT_GT(hit["text_relevance"].get<double>(), 0) << hit.dump();
+  }
+  EXPECT_GT(j["matched"].get<int>(), 5);
+  // A photo with words: only products matching them, the photo's look first.
+  const std::string photo = photo_of(1234).string();
+  Outcome both = run({"search", "--data", base().string(), "--image", photo, "--text", "Northwind", "--k",
+                      "5", "--json", "--profile", "visual"});
+  ASSERT_EQ(both.status, 0) << describe(both);
+  json b = json::parse(both.out);
+  ASSERT_EQ(b["results"].size(), 5u) << describe(both);
+  double previous = 2;
+  for (const auto& hit : b["results"]) {
+    EXPECT_EQ(hit["brand"], "Northwind") << hit.dump();
+    EXPECT_LE(hit["score"].get<double>(), previous);
+    previous = hit["score"].get<double>();
+  }
+  Outcome bad = run({"search", "--data", base().string(), "--text", "a b c d e f g h i j k l m n o p q"});
+  EXPECT_EQ(bad.status, 1) << describe(bad);
+  EXPECT_NE(bad.err.find("text: has 17 words, more than the limit of 16"), std::string::npos)
+      << describe(bad);
+  Outcome empty = run({"search", "--data", base().string(), "--text", "\"*^"});
+  EXPECT_EQ(empty.status, 1) << describe(empty);
+  EXPECT_NE(empty.err.find("no letters or digits"), std::string::npos) << describe(empty);
+}
+
 // ---- 11. help ----
 
 TEST_F(CliE2E, HelpLeadsWithExamples) {

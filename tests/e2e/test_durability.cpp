@@ -274,8 +274,8 @@ TEST_F(Durability, DiskFullDuringAnImportFailsThatImportAndKeepsEarlierData) {
 
 TEST_F(Durability, DiskFullWhileSavingTheIndexKeepsTheCommittedImport) {
   fs::path data = copy_of_base("disk-full-index");
-  // Five products: their write-ahead log fits under the limit, the index of 205 vectors
-  // (over 100 KB) does not.
+  // Five products: their write-ahead log (with the full-text table's pages) fits under
+  // the limit, the index of 205 vectors (over 100 KB) does not.
   const fs::path five = root_->path() / "five.jsonl";
   {
     std::ifstream in(demo() / "more.jsonl");
@@ -286,7 +286,7 @@ TEST_F(Durability, DiskFullWhileSavingTheIndexKeepsTheCommittedImport) {
   fs::copy_file(five, demo() / "five.jsonl", fs::copy_options::overwrite_existing);
   ASSERT_GT(fs::file_size(data / "index.lkx"), 100000u);
   Outcome r = run_with_file_limit(
-      {"ingest", "--data", data.string(), "--catalog", (demo() / "five.jsonl").string()}, 64 * 1024);
+      {"ingest", "--data", data.string(), "--catalog", (demo() / "five.jsonl").string()}, 96 * 1024);
   ASSERT_EQ(r.status, 0) << "the import was committed; only the derived index could not be saved"
                          << describe(r);
   EXPECT_NE(r.err.find("could not save the vector index"), std::string::npos) << describe(r);

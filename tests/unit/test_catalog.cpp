@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -12,6 +13,7 @@
 
 #include "catalog/product.h"
 #include "catalog/store.h"
+#include "catalog/text.h"
 #include "common/error.h"
 #include "support/test_support.h"
 
@@ -697,6 +699,270 @@ TEST(CatalogStore, OpenRefusesFilesThatAreNotLookalikeStores) {
 
   expect_error([&] { Store::open(dir / "missing-folder" / "store.db"); }, ErrorKind::kIO,
                "missing-folder");
+}
+
+}  // namespace
+}  // namespace lookalike::catalog
+
+// ---- Full-text search (catalog/text.h, Store::match_text) ----
+
+namespace lookalike::catalog {
+namespace {
+
+using lookalike::testing::TempDir;
+
+Product text_product(const std::string& id, const std::string& title, const std::string& brand,
+                     const std::string& category, std::map<std::string, std::string> attributes = {}) {
+  Product p;
+  p.id = id;
+  p.title = title;
+  p.brand = brand;
+  p.category = category;
+  p.price = 10;
+  p.currency = "EUR";
+  p.attributes = std::move(attributes);
+  return p;
+}
+
+std::vector<std::string> matching(const Store& store, const std::string& text, bool prefix = true) {
+  std::vector<std::string> ids;
+  for (const auto& m : store.match_text(TextQuery::parse(text, {}, prefix))) ids.push_back(m.product_id);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+using Ids = std::vector<std::string>;
+
+TEST(TextQuery, QuotesEveryWordAndAndsThem) {
+  auto q = TextQuery::parse("Leather  Boots");
+  EXPECT_EQ(q.terms(), (Ids{"leather", "boots"}));
+  EXPECT_TRUE(q.last_is_prefix());
+  EXPECT_EQ(q.match_expression(), "\"leather\" AND \"boots\"*");
+  // A space or punctuation after the last word: the shopper finished it.
+  EXPECT_FALSE(TextQuery::parse("leather boots ").last_is_prefix());
+  EXPECT_FALSE(TextQuery::parse("leather boots.").last_is_prefix());
+  EXPECT_FALSE(TextQuery::parse("leather boots", {}, /*prefix=*/false).last_is_prefix());
+  EXPECT_EQ(TextQuery::parse("leather boots", {}, false).match_expression(), "\"leather\" AND \"boots\"");
+  // A one-letter last word is not a prefix: it would match most of the vocabulary.
+  EXPECT_FALSE(TextQuery::parse("t").last_is_prefix());
+  EXPECT_EQ(TextQuery::parse("T-shirt/top").terms(), (Ids{"t", "shirt", "top"}));
+  EXPECT_EQ(TextQuery::parse("CAFÉ Crème").terms(), (Ids{"cafe", "creme"}));
+}
+
+TEST(TextQuery, OperatorsAndSyntaxAreOnlyWords) {
+  struct Case {
+    std::string text;
+    Ids terms;
+  };
+  const Case cases[] = {
+      {"\"leather", {"leather"}},
+      {"boot\"", {"boot"}},
+      {"NEAR(boot leather, 2)", {"near", "boot", "leather", "2"}},
+      {"boot*", {"boot"}},
+      {"^boot", {"boot"}},
+      {"title:boot", {"title", "boot"}},
+      {"{title brand}: boot", {"title", "brand", "boot"}},
+      {"AND OR NOT", {"and", "or", "not"}},
+      {"boot -leather +red", {"boot", "leather", "red"}},
+      {"a\"\"b", {"a", "b"}},
+      {"red; DROP TABLE products;--", {"red", "drop", "table", "products"}},
+  };
+  for (const auto& c : cases) {
+    auto q = TextQuery::parse(c.text);
+    EXPECT_EQ(q.terms(), c.terms) << c.text;
+    // Nothing but quoted words, AND and a final *.
+    std::string rebuilt;
+    for (std::size_t i = 0; i < c.terms.size(); ++i) rebuilt += (i ? " AND \"" : "\"") + c.terms[i] + "\"";
+    if (q.last_is_prefix()) rebuilt += "*";
+    EXPECT_EQ(q.match_expression(), rebuilt) << c.text;
+  }
+}
+
+TEST(TextQuery, RefusesBadTextNamingTheProblem) {
+  auto refused = [](const std::string& text, const std::string& fragment, const TextLimits& limits = {}) {
+    expect_error([&] { TextQuery::parse(text, limits); }, ErrorKind::kInvalidInput, fragment);
+  };
+  refused("", "text: is empty");
+  refused("  \t ", "text: is empty");
+  refused("\"\" * ^ : ( )", "text: has no letters or digits to search for");
+  refused("— … «»", "has no letters or digits");
+  refused(std::string(257, 'a'), "text: is 257 bytes, more than the limit of 256");
+  refused("a b c d e f g h i j k l m n o p q", "text: has 17 words, more than the limit of 16");
+  refused("one two three", "has 3 words, more than the limit of 2", TextLimits{256, 2, 2});
+  refused("boot \xff", "text: is not valid UTF-8 (at byte 6)");
+  refused("caf\xc3", "not valid UTF-8 (at byte 4)");
+  refused("\xc0\xaf", "not valid UTF-8 (at byte 1)");          // overlong '/'
+  refused("x\xed\xa0\x80", "not valid UTF-8 (at byte 2)");     // a UTF-16 surrogate
+  refused("\xf4\x90\x80\x80", "not valid UTF-8 (at byte 1)");  // above U+10FFFF
+  EXPECT_EQ(TextQuery::parse(std::string(256, 'a')).terms().size(), 1u);
+}
+
+TEST(TextSearch, MatchesTitleBrandCategoryAndAttributeValues) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  store->upsert_product(
+      text_product("a", "Everyday Ankle boot", "Northwind", "Ankle boot", {{"material", "leather"}}));
+  store->upsert_product(
+      text_product("b", "Studio T-shirt/top", "Kestrel", "T-shirt/top", {{"color", "red"}}));
+  store->upsert_product(text_product("c", "Café runner", "Fjörd", "Sneaker", {{"material", "canvas"}}));
+  EXPECT_EQ(matching(*store, "northwind"), (Ids{"a"}));   // brand
+  EXPECT_EQ(matching(*store, "sneaker"), (Ids{"c"}));     // category
+  EXPECT_EQ(matching(*store, "leather"), (Ids{"a"}));     // attribute value
+  EXPECT_EQ(matching(*store, "material", false), Ids{});  // attribute keys are not indexed
+  EXPECT_EQ(matching(*store, "color", false), Ids{});
+  EXPECT_EQ(matching(*store, "boots", false), (Ids{"a"}));  // porter: plural finds singular
+  EXPECT_EQ(matching(*store, "sneakers", false), (Ids{"c"}));
+  EXPECT_EQ(matching(*store, "CAFE fjord"), (Ids{"c"}));  // case and diacritics folded
+  EXPECT_EQ(matching(*store, "t-shirt"), (Ids{"b"}));
+  EXPECT_EQ(matching(*store, "northwind red"), Ids{});  // every word must match
+  EXPECT_EQ(matching(*store, "ankle bo"), (Ids{"a"}));  // the last word as a prefix
+  EXPECT_EQ(matching(*store, "ankle bo", false), Ids{});
+  EXPECT_EQ(matching(*store, "kes"), (Ids{"b"}));
+  // Operators in the text are words: "NOT red" must not mean "without red".
+  EXPECT_EQ(matching(*store, "NOT red"), Ids{});
+  EXPECT_EQ(matching(*store, "title:studio"), Ids{});  // "title" is not a word of b
+  EXPECT_EQ(matching(*store, "studio \"kestrel"), (Ids{"b"}));
+}
+
+TEST(TextSearch, RanksByBm25) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  // "leather" in title, category and material, versus once in a long title.
+  store->upsert_product(
+      text_product("strong", "Leather boot", "Atlas", "Leather goods", {{"material", "leather"}}));
+  store->upsert_product(
+      text_product("weak", "Classic tall winter walking boot with leather trim and laces", "Atlas", "Boot"));
+  store->upsert_product(text_product("none", "Canvas boot", "Atlas", "Boot"));
+  auto matches = store->match_text(TextQuery::parse("leather"));
+  ASSERT_EQ(matches.size(), 2u);
+  std::map<std::string, double> relevance;
+  for (const auto& m : matches) {
+    EXPECT_GT(m.relevance, 0) << m.product_id;
+    relevance[m.product_id] = m.relevance;
+  }
+  EXPECT_GT(relevance["strong"], relevance["weak"]);
+}
+
+TEST(TextSearch, FollowsUpdatesAndDeletes) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  store->upsert_product(text_product("a", "Runner", "Atlas", "Sneaker", {{"color", "red"}}));
+  store->upsert_product(text_product("b", "Runner", "Atlas", "Sneaker", {{"color", "blue"}}));
+  EXPECT_EQ(matching(*store, "red"), (Ids{"a"}));
+  // Changing only the price leaves the text alone; an unchanged upsert is a no-op.
+  auto a = text_product("a", "Runner", "Atlas", "Sneaker", {{"color", "red"}});
+  a.price = 20;
+  EXPECT_TRUE(store->upsert_product(a));
+  EXPECT_FALSE(store->upsert_product(a));
+  EXPECT_EQ(matching(*store, "red runner"), (Ids{"a"}));
+  // Title, brand and attributes changes are searchable at once; the old words are gone.
+  a.title = "Trail shoe";
+  a.brand = "Northwind";
+  a.attributes = {{"color", "green"}};
+  EXPECT_TRUE(store->upsert_product(a));
+  EXPECT_EQ(matching(*store, "red"), Ids{});
+  EXPECT_EQ(matching(*store, "runner"), (Ids{"b"}));
+  EXPECT_EQ(matching(*store, "trail northwind green"), (Ids{"a"}));
+  // Deletes, also inside a transaction that is rolled back.
+  {
+    Store::Transaction tx(*store);
+    store->delete_product("b");
+    EXPECT_EQ(matching(*store, "runner"), Ids{});
+  }
+  EXPECT_EQ(matching(*store, "runner"), (Ids{"b"}));
+  EXPECT_TRUE(store->delete_product("b"));
+  EXPECT_EQ(matching(*store, "runner"), Ids{});
+  EXPECT_EQ(matching(*store, "sneaker"), (Ids{"a"}));
+  // A product deleted and added again is found once.
+  store->upsert_product(text_product("b", "Runner again", "Atlas", "Sneaker"));
+  EXPECT_EQ(matching(*store, "runner"), (Ids{"b"}));
+  EXPECT_EQ(matching(*store, "sneaker"), (Ids{"a", "b"}));
+}
+
+TEST(TextSearch, HostileTextIsRefusedOrSearchedNeverAnFts5Error) {
+  TempDir dir;
+  auto store = Store::open(dir / "store.db");
+  store->upsert_product(text_product("a", "Leather boot", "Northwind", "Ankle boot"));
+  const std::string hostile[] = {
+      "\"",
+      "\"\"",
+      "boot\"",
+      "NEAR(leather boot)",
+      "NEAR/2",
+      "*",
+      "boot*",
+      "^leather",
+      "leather^",
+      "title:boot",
+      "-title:boot",
+      "{title}:x",
+      "AND",
+      "OR OR",
+      "NOT boot",
+      "( boot",
+      "boot )",
+      "a AND OR NOT b",
+      "'boot'",
+      "boot + leather",
+      "\\\"boot",
+      "%",
+      "\x01\x02 boot",
+      std::string("boot\0leather", 12),
+      "rowid:1",
+      "product_text:boot",
+      "leather NEAR boot",
+      "b*o*o*t",
+  };
+  for (const auto& text : hostile) {
+    try {
+      auto query = TextQuery::parse(text);
+      store->match_text(query);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInvalidInput) << text << ": " << e.what();
+      EXPECT_EQ(std::string(e.what()).rfind("text: ", 0), 0u) << e.what();
+    }
+  }
+  EXPECT_EQ(matching(*store, "NEAR(leather boot)"), Ids{});  // "near" is a word, not in the product
+  EXPECT_EQ(matching(*store, "^leather boot*"), (Ids{"a"}));
+  EXPECT_EQ(matching(*store, std::string("boot\0leather", 12)), (Ids{"a"}));
+}
+
+TEST(TextSearch, MigrationFillsTheTableFromAnOlderStore) {
+  TempDir dir;
+  {
+    auto store = Store::open(dir / "store.db");
+    store->upsert_product(
+        text_product("a", "Leather boot", "Northwind", "Ankle boot", {{"material", "suede"}}));
+    store->upsert_product(text_product("b", "Canvas sneaker", "Atlas", "Sneaker"));
+  }
+  // Take the file back to store version 3, before full-text search existed.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "store.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TRIGGER products_text_insert; DROP TRIGGER products_text_update; "
+                         "DROP TRIGGER products_text_delete; DROP TABLE product_text; DROP TABLE text_rows; "
+                         "PRAGMA user_version = 3",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto store = Store::open(dir / "store.db");
+  EXPECT_EQ(matching(*store, "northwind suede"), (Ids{"a"}));
+  EXPECT_EQ(matching(*store, "sneakers"), (Ids{"b"}));
+  store->upsert_product(text_product("c", "Suede loafer", "Atlas", "Loafer"));
+  EXPECT_EQ(matching(*store, "suede"), (Ids{"a", "c"}));
+  // The table's tokenizer is the one the query builder assumes.
+  ASSERT_EQ(sqlite3_open((dir / "store.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* statement = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE name = 'product_text'", -1,
+                               &statement, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(statement), SQLITE_ROW);
+  const std::string sql = reinterpret_cast<const char*>(sqlite3_column_text(statement, 0));
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
+  EXPECT_NE(sql.find(std::string("tokenize = '") + kTextTokenizer + "'"), std::string::npos) << sql;
 }
 
 }  // namespace

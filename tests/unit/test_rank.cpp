@@ -214,6 +214,47 @@ TEST(Profile, TheColourWeightIsReadWrittenAndChecked) {
   EXPECT_TRUE(contains(err->what(), "colour")) << err->what();
 }
 
+TEST(Score, TextRelevanceIsDividedByTheBestAndTakesVisualsPlaceWithoutAPhoto) {
+  std::vector<rank::Candidate> candidates(3, plain(0.5));
+  candidates[0].visual = 0.9;
+  candidates[0].text = 2.0;  // looks best, matches the words less well
+  candidates[1].visual = 0.8;
+  candidates[1].text = 4.0;
+  candidates[2].visual = 0.1;
+  candidates[2].text = 3.9;
+  rank::Profile profile = rank::visual_profile();
+  profile.weights[rank::kText] = 0.3;
+  auto ranked = rank::rerank(profile, {}, candidates);
+  ASSERT_EQ(ranked.size(), 3u);
+  // text = relevance / best relevance: 0.5, 1, 0.975; nearly equal relevances stay nearly equal.
+  EXPECT_DOUBLE_EQ(ranked[0].score.parts[rank::kText].value, 1.0);
+  EXPECT_EQ(ranked[0].index, 1u);  // 0.875 + 0.3 beats 1 + 0.15
+  EXPECT_EQ(ranked[1].index, 0u);
+  EXPECT_DOUBLE_EQ(ranked[1].score.parts[rank::kText].value, 0.5);
+  EXPECT_NEAR(ranked[2].score.parts[rank::kText].value, 0.975, 1e-12);
+  EXPECT_EQ(*ranked[2].score.text_relevance, 3.9);
+  for (const auto& r : ranked) {
+    double sum = 0;
+    for (const auto& part : r.score.parts) sum += part.contribution();
+    EXPECT_NEAR(sum, r.score.total, 1e-12);
+  }
+  auto explained = nlohmann::json::parse(rank::explain_json(ranked[2].score));
+  EXPECT_NEAR(explained["text_relevance"].get<double>(), 3.9, 1e-9);
+  EXPECT_NEAR(explained["components"]["text"]["weight"].get<double>(), 0.3, 1e-9);
+  // Without text the component is 0 and there is no relevance to explain.
+  auto none = rank::rerank(profile, {}, {plain(0.9), plain(0.2)});
+  EXPECT_EQ(none[0].score.parts[rank::kText].value, 0);
+  EXPECT_FALSE(nlohmann::json::parse(rank::explain_json(none[0].score)).contains("text_relevance"));
+  // Text alone: the text weight is the visual weight and visual counts nothing.
+  const auto alone = rank::text_only_profile(rank::default_profile());
+  EXPECT_EQ(alone.weights[rank::kText], rank::default_profile().weights[rank::kVisual]);
+  EXPECT_EQ(alone.weights[rank::kVisual], 0);
+  // The weight is set by name in a stored profile.
+  auto parsed = rank::parse_profile("t", R"({"weights": {"text": 2}})");
+  EXPECT_EQ(parsed.weights[rank::kText], 2);
+  EXPECT_EQ(nlohmann::json::parse(rank::profile_json(parsed))["weights"]["text"], 2);
+}
+
 TEST(Score, PriceFitPrefersTheRequestedPrice) {
   auto candidates = similarity_curve(50);
   candidates[1].price = 200;

@@ -16,10 +16,12 @@
 
 #include "catalog/event.h"
 #include "catalog/product.h"
+#include "catalog/text.h"
 #include "common/error.h"
 #include "embed/embedder.h"
 #include "filter/filter.h"
 #include "image/image.h"
+#include "rank/rank.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
 #include "support/test_support.h"
@@ -338,6 +340,206 @@ TEST_F(FilteredSearchTest, SimilarProductsSortAndFacetsWorkOnTheFilteredCandidat
   auto e = error_from([] { parse_sort("cheapest"); });
   ASSERT_TRUE(e);
   EXPECT_TRUE(contains(e->what(), "price_asc"));
+}
+
+// ---- Text search, alone and with a photo ----
+
+// The demo's titles are brand, adjective, category: a brand word or a material word
+// occurs only in the products of that brand or material, so text and filter agree.
+TEST_F(FilteredSearchTest, PhotoWithTextReturnsOnlyMatchingProductsInLookOrder) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"Northwind", "brand = \"Northwind\""},
+      {"leather", "attributes.material = \"leather\""},
+      {"northwind LEATHER", "brand = \"Northwind\" AND attributes.material = \"leather\""},
+  };
+  for (const auto& [text, equivalent] : cases) {
+    SearchOptions by_text;
+    by_text.text = catalog::TextQuery::parse(text, {}, /*prefix=*/false);
+    const auto f = filter::Filter::parse(equivalent);
+    for (std::size_t qi = 0; qi < queries_->size(); ++qi) {
+      const auto& q = (*queries_)[qi];
+      auto got = flat_->search_vectors(q.data(), 1, kK, false, by_text).front();
+      std::vector<std::string> ids;
+      for (const auto& hit : got.hits) {
+        ids.push_back(hit.product_id);
+        ASSERT_TRUE(hit.text_relevance.has_value());
+        EXPECT_GT(*hit.text_relevance, 0);
+      }
+      // Exactly the brute-force filtered answer: k results, in look order.
+      EXPECT_EQ(ids, reference_top(qi, &f, kK)) << text << ", query " << qi;
+      EXPECT_EQ(got.matched, reference_count(f)) << text;
+      // The same through the HNSW graph, with the text applied inside the search.
+      auto graph = hnsw_->search_vectors(q.data(), 1, kK, false, by_text).front();
+      EXPECT_EQ(graph.hits.size(), static_cast<std::size_t>(kK));
+    }
+  }
+  // Text and filter together; text that matches nothing.
+  SearchOptions both;
+  both.text = catalog::TextQuery::parse("leather");
+  both.filter = filter::Filter::parse("price < 60");
+  const auto f = filter::Filter::parse("attributes.material = \"leather\" AND price < 60");
+  auto got = flat_->search_vectors(queries_->front().data(), 1, kK, false, both).front();
+  std::vector<std::string> ids;
+  for (const auto& hit : got.hits) ids.push_back(hit.product_id);
+  EXPECT_EQ(ids, reference_top(0, &f, kK));
+  SearchOptions nothing;
+  nothing.text = catalog::TextQuery::parse("zeppelin");
+  got = flat_->search_vectors(queries_->front().data(), 1, kK, false, nothing).front();
+  EXPECT_TRUE(got.hits.empty());
+  EXPECT_EQ(got.matched, 0u);
+  // More like this takes text too.
+  const auto& p = reference_->products[7];
+  auto like = flat_->similar_products(p.id, kK, true, both);
+  ASSERT_EQ(like.hits.size(), static_cast<std::size_t>(kK));
+  for (const auto& hit : like.hits) {
+    EXPECT_EQ(hit.product.attributes.at("material"), "leather");
+    EXPECT_LT(hit.product.price, 60);
+  }
+}
+
+TEST_F(FilteredSearchTest, TextAloneIsRankedByRelevanceWithFiltersSortAndFacets) {
+  SearchOptions options;
+  options.text = catalog::TextQuery::parse("ankle boots", {}, /*prefix=*/false);
+  auto r = flat_->search_text(kK, true, options);
+  const auto f = filter::Filter::parse("category = \"Ankle boot\"");
+  EXPECT_EQ(r.matched, reference_count(f));
+  EXPECT_TRUE(r.text_only);
+  EXPECT_EQ(r.strategy, "text");
+  ASSERT_EQ(r.hits.size(), static_cast<std::size_t>(kK));
+  for (std::size_t i = 0; i < r.hits.size(); ++i) {
+    EXPECT_EQ(r.hits[i].product.category, "Ankle boot");
+    EXPECT_EQ(r.hits[i].similarity, 0.f);  // no photo
+    EXPECT_FLOAT_EQ(r.hits[i].score, static_cast<float>(*r.hits[i].text_relevance));
+    if (i > 0) EXPECT_GE(r.hits[i - 1].score, r.hits[i].score);
+  }
+  // Search as you type: the last word as a prefix.
+  SearchOptions typing;
+  typing.text = catalog::TextQuery::parse("northw");
+  auto partial = flat_->search_text(kK, true, typing);
+  EXPECT_EQ(partial.matched, reference_count(filter::Filter::parse("brand = \"Northwind\"")));
+  // With a filter, a sort by price and facets over the depth most relevant.
+  options.filter = filter::Filter::parse("price < 80");
+  options.sort = Sort::kPriceAsc;
+  options.depth = 40;
+  options.facets = true;
+  options.facet_options.attributes = {"material"};
+  auto sorted = flat_->search_text(kK, true, options);
+  EXPECT_EQ(sorted.matched,
+            reference_count(filter::Filter::parse("category = \"Ankle boot\" AND price < 80")));
+  ASSERT_EQ(sorted.hits.size(), static_cast<std::size_t>(kK));
+  for (std::size_t i = 0; i < sorted.hits.size(); ++i) {
+    EXPECT_LT(sorted.hits[i].product.price, 80);
+    if (i > 0) EXPECT_LE(sorted.hits[i - 1].product.price, sorted.hits[i].product.price);
+  }
+  ASSERT_TRUE(sorted.facets.has_value());
+  std::size_t counted = 0;
+  for (const auto& v : sorted.facets->category) counted += v.count;
+  EXPECT_EQ(counted, 40u);
+  // Pages: k + offset results, the first k the same as a search for k.
+  auto first = flat_->search_text(5, false, typing);
+  auto longer = flat_->search_text(10, false, typing);
+  for (std::size_t i = 0; i < first.hits.size(); ++i)
+    EXPECT_EQ(first.hits[i].product_id, longer.hits[i].product_id);
+  // No text is a caller error.
+  auto e = error_from([&] { flat_->search_text(kK, false, SearchOptions{}); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+}
+
+TEST_F(FilteredSearchTest, TheProfileWeighsTextRelevanceAndExplainAddsUp) {
+  RankRequest ranked;  // the default profile
+  SearchOptions with_text;
+  with_text.text = catalog::TextQuery::parse("northwind");
+  const auto& q = queries_->front();
+  auto r = flat_->search_vectors(q.data(), 1, kK, true, with_text, &ranked).front();
+  ASSERT_EQ(r.hits.size(), static_cast<std::size_t>(kK));
+  const auto profile = rank::default_profile();
+  for (const auto& hit : r.hits) {
+    EXPECT_EQ(hit.product.brand, "Northwind");
+    ASSERT_TRUE(hit.ranking.has_value());
+    const auto& text = hit.ranking->parts[rank::kText];
+    EXPECT_EQ(text.weight, profile.weights[rank::kText]);
+    EXPECT_GT(text.value, 0);
+    EXPECT_LE(text.value, 1);
+    EXPECT_EQ(hit.ranking->parts[rank::kVisual].weight, profile.weights[rank::kVisual]);
+    double sum = 0;
+    for (const auto& part : hit.ranking->parts) sum += part.contribution();
+    EXPECT_NEAR(sum, hit.score, 1e-5);
+  }
+  // Text alone: the text relevance takes visual's place and weight.
+  SearchOptions alone;
+  alone.text = catalog::TextQuery::parse("northwind leather");
+  auto t = flat_->search_text(kK, true, alone, &ranked);
+  ASSERT_FALSE(t.hits.empty());
+  for (const auto& hit : t.hits) {
+    ASSERT_TRUE(hit.ranking.has_value());
+    EXPECT_EQ(hit.ranking->parts[rank::kText].weight, profile.weights[rank::kVisual]);
+    EXPECT_EQ(hit.ranking->parts[rank::kVisual].weight, 0);
+    EXPECT_EQ(hit.product.brand, "Northwind");
+    EXPECT_EQ(hit.product.attributes.at("material"), "leather");
+  }
+  // Without the text component the order among the matches is the look order.
+  RankRequest visual;
+  visual.profile = "visual";
+  auto look = flat_->search_vectors(q.data(), 1, kK, false, with_text, &visual).front();
+  for (std::size_t i = 1; i < look.hits.size(); ++i) EXPECT_GE(look.hits[i - 1].score, look.hits[i].score);
+}
+
+TEST(TextSearchWrites, ImportsUpdatesAndDeletesAreSearchableAtOnce) {
+  TempDir root;
+  const fs::path demo = shared_catalog();
+  std::vector<catalog::CatalogEntry> entries;
+  catalog::read_catalog(
+      demo / "catalog.jsonl", {},
+      [&](std::size_t line, catalog::CatalogEntry&& e) {
+        if (line <= 30) entries.push_back(std::move(e));
+      },
+      [](std::size_t, const std::string&) {});
+  OpenOptions open;
+  open.model = kPixelsModel;
+  auto engine = Engine::open(root.path() / "data", open);
+  engine->apply(entries, demo, {});
+  auto found = [&](const std::string& text) {
+    SearchOptions options;
+    options.text = catalog::TextQuery::parse(text, {}, false);
+    std::vector<std::string> ids;
+    for (const auto& hit : engine->search_text(50, false, options).hits) ids.push_back(hit.product_id);
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  };
+  EXPECT_TRUE(found("zeppelin").empty());
+  auto changed = entries[3];
+  changed.product.title = "Zeppelin limited edition";
+  changed.product.attributes["color"] = "Bordeaux";
+  auto report = engine->apply({changed}, demo, {});
+  EXPECT_EQ(report.images_embedded, 0u);
+  EXPECT_EQ(found("zeppelin"), std::vector<std::string>{changed.product.id});
+  EXPECT_EQ(found("bordeaux edition"), std::vector<std::string>{changed.product.id});
+  // A photo search with the new words finds it too.
+  std::vector<float> q(static_cast<std::size_t>(engine->dim()));
+  {
+    auto embedder = embed::pixel_embedder(pixel_spec());
+    embedder->embed({image::load_file(demo / entries[0].product.images[0], {})}, q.data());
+  }
+  SearchOptions with_text;
+  with_text.text = catalog::TextQuery::parse("zeppelin");
+  auto r = engine->search_vectors(q.data(), 1, 5, false, with_text).front();
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_EQ(r.hits[0].product_id, changed.product.id);
+  // A deletion line and a delete call.
+  catalog::CatalogEntry deletion;
+  deletion.deleted = true;
+  deletion.product.id = changed.product.id;
+  engine->apply({deletion}, demo, {});
+  EXPECT_TRUE(found("zeppelin").empty());
+  EXPECT_TRUE(engine->search_vectors(q.data(), 1, 5, false, with_text).front().hits.empty());
+  const std::string brand = entries[0].product.brand;
+  const auto before = found(brand);
+  ASSERT_FALSE(before.empty());
+  engine->delete_products({entries[0].product.id});
+  auto after = found(brand);
+  EXPECT_EQ(after.size() + 1, before.size());
+  EXPECT_EQ(std::count(after.begin(), after.end(), entries[0].product.id), 0);
 }
 
 TEST(FilteredSearchWrites, PriceAndStockChangesAreSearchableAtOnceWithoutReembedding) {

@@ -26,6 +26,7 @@
 #include "catalog/product.h"
 #include "common/error.h"
 #include "image/image.h"
+#include "rank/rank.h"
 #include "search/demo_catalog.h"
 #include "search/engine.h"
 #include "server/decode_budget.h"
@@ -734,6 +735,94 @@ TEST_F(ServerTest, FacetsCountTheBestMatchesAndSortOrdersThem) {
   for (const auto& result : narrowed["results"]) EXPECT_EQ(result["category"], chosen);
   // Without facets=true there are none.
   EXPECT_FALSE(search_png(png, "?k=2").contains("facets"));
+}
+
+TEST_F(ServerTest, TextSearchesAloneAndWithAPhotoAndBadTextGets400) {
+  auto c = client();
+  auto brand_of = [&](const std::string& id) {
+    auto r = c.Get(("/v1/products/" + id).c_str(), auth());
+    return json::parse(r->body)["brand"].get<std::string>();
+  };
+  const auto& item = items_->at(7);
+  const std::string brand = brand_of(item.id);
+  // Text alone, in the query string with no body, and in a JSON body.
+  auto alone = c.Post(
+      ("/v1/search?k=5&facets=true&text=" + httplib::detail::encode_query_param(brand)).c_str(), auth());
+  ASSERT_TRUE(alone);
+  ASSERT_EQ(alone->status, 200) << alone->body;
+  json r = json::parse(alone->body);
+  ASSERT_EQ(r["results"].size(), 5u);
+  EXPECT_GT(r["matched"].get<int>(), 5);
+  for (const auto& hit : r["results"]) {
+    EXPECT_EQ(hit["brand"], brand);
+    EXPECT_GT(hit["text_relevance"].get<double>(), 0);
+    EXPECT_EQ(hit["similarity"].get<double>(), 0);
+  }
+  EXPECT_TRUE(r.contains("facets"));
+  json body{{"text", brand}, {"k", 5}, {"explain", true}};
+  auto in_json = c.Post("/v1/search", auth(), body.dump(), "application/json");
+  ASSERT_TRUE(in_json);
+  ASSERT_EQ(in_json->status, 200) << in_json->body;
+  json j = json::parse(in_json->body);
+  EXPECT_EQ(ids(j), ids(r));
+  std::string folded = brand;
+  std::transform(folded.begin(), folded.end(), folded.begin(), ::tolower);
+  EXPECT_EQ(j["text"], folded + "*");
+  EXPECT_EQ(j["results"][0]["explain"]["components"]["visual"]["weight"], 0);
+  // Pages follow k.
+  body["offset"] = 2;
+  body["k"] = 3;
+  auto page2 = c.Post("/v1/search", auth(), body.dump(), "application/json");
+  ASSERT_EQ(page2->status, 200) << page2->body;
+  auto second = ids(json::parse(page2->body));
+  const auto first_page = ids(r);
+  EXPECT_EQ(second, std::vector<std::string>(first_page.begin() + 2, first_page.end()));
+
+  // A photo with text: only that brand, the photo's own product first.
+  const Bytes png = read_bytes(item.image);
+  json both = search_png(png, "?k=5&profile=visual&text=" + httplib::detail::encode_query_param(brand));
+  ASSERT_EQ(both["results"].size(), 5u);
+  EXPECT_EQ(both["results"][0]["product_id"], item.id);
+  for (const auto& hit : both["results"]) EXPECT_EQ(hit["brand"], brand);
+  json with_json{{"image_base64", base64(png)}, {"k", 5}, {"text", brand}, {"profile", "visual"}};
+  auto both_json = c.Post("/v1/search", auth(), with_json.dump(), "application/json");
+  ASSERT_EQ(both_json->status, 200) << both_json->body;
+  EXPECT_EQ(ids(json::parse(both_json->body)), ids(both));
+  httplib::MultipartFormDataItems parts = {{"image", as_string(png), "q.png", "image/png"}};
+  auto multipart = c.Post(("/v1/search?k=5&profile=visual&text=" + brand).c_str(), auth(), parts);
+  ASSERT_EQ(multipart->status, 200) << multipart->body;
+  EXPECT_EQ(ids(json::parse(multipart->body)), ids(both));
+  // More like this with text.
+  auto similar = c.Get(("/v1/products/" + item.id + "/similar?k=3&text=" + brand).c_str(), auth());
+  ASSERT_EQ(similar->status, 200) << similar->body;
+  const json similar_results = json::parse(similar->body)["results"];
+  for (const auto& hit : similar_results) EXPECT_EQ(hit["brand"], brand);
+
+  // Bad text: 400 invalid_text naming the problem; hostile syntax is only words.
+  auto text_error = [&](const std::string& text, const std::string& fragment) {
+    auto bad = c.Post(("/v1/search?text=" + httplib::detail::encode_query_param(text)).c_str(), auth());
+    expect_error(bad, 400, "invalid_text");
+    EXPECT_TRUE(testing::contains(json::parse(bad->body)["error"]["message"], fragment)) << bad->body;
+  };
+  text_error(std::string(300, 'a'), "more than the limit of 256");
+  text_error("a b c d e f g h i j k l m n o p q", "more than the limit of 16");
+  text_error("\"*^:()", "no letters or digits");
+  text_error("boot \xff", "not valid UTF-8");
+  json invalid{{"text", 5}};
+  expect_error(c.Post("/v1/search", auth(), invalid.dump(), "application/json"), 400, "bad_request");
+  expect_error(c.Post("/v1/search?text=%20", auth()), 400, "bad_request");
+  expect_error(c.Post("/v1/search", auth(), "{}", "application/json"), 400, "bad_request");
+  expect_error(c.Post("/v1/search?text=boot&text_prefix=maybe", auth()), 400, "bad_request");
+  expect_error(c.Post("/v1/search?text=boot&crop=0,0,5,5", auth()), 400, "bad_request");
+  for (const std::string hostile : {"NEAR(a b)", "title:boot", "AND OR NOT", "\"boot", "boot*", "^x"}) {
+    auto ok = c.Post(("/v1/search?text=" + httplib::detail::encode_query_param(hostile)).c_str(), auth());
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(ok->status, 200) << hostile << ": " << ok->body;
+  }
+  // A search key is needed as for photos.
+  auto anonymous = c.Post("/v1/search?text=boot");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
 }
 
 TEST_F(ServerTest, QueryPhotosFindTheirCategory) {
