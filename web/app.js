@@ -346,6 +346,7 @@
   const WHY_LABELS = {
     visual: 'Looks like your photo', popularity: 'Popular with shoppers', rating: 'Rating',
     stock: 'Out of stock', price: 'Price fit', recency: 'New in', taste: 'Your taste',
+    colour: 'Colour of your photo', text: 'Matches your words',
   };
 
   function signed(n) { return `${n >= 0 ? '+' : '−'}${Math.abs(n).toFixed(2)}`; }
