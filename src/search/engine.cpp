@@ -799,17 +799,7 @@ void attach_text(const filter::Table& table, const std::vector<double>& text_rel
 
 std::vector<double> Engine::text_relevance(const Snapshot& snap, const SearchOptions& options) const {
   if (!options.text) return {};
-  std::vector<catalog::TextMatch> matches;
-  {
-    // A pooled reader, as ranking uses: concurrent searches do not queue for reader_.
-    std::unique_ptr<catalog::Store> reader = take_ranking_reader();
-    struct Return {
-      const Engine& engine;
-      std::unique_ptr<catalog::Store>& reader;
-      ~Return() { engine.return_ranking_reader(std::move(reader)); }
-    } give_back{*this, reader};
-    matches = reader->match_text(*options.text);
-  }
+  const auto matches = ReaderLease(*this)->match_text(*options.text);
   // The store may be a write ahead of the snapshot: products it does not know yet are
   // left out, as the vector search leaves them out.
   std::vector<double> relevance(snap.table->rows(), 0.0);

@@ -468,10 +468,21 @@ class Engine {
   std::shared_ptr<const Snapshot> snapshot_;     // accessed with std::atomic_load/atomic_store
   mutable std::mutex signals_mutex_;
   std::unique_ptr<catalog::Store> signals_;  // events and profiles: not held up by a long import
-  // Connections for re-ranking, one per concurrent search (opened on demand, then
-  // reused), so that concurrent searches do not queue for reader_.
-  std::unique_ptr<catalog::Store> take_ranking_reader() const;
-  void return_ranking_reader(std::unique_ptr<catalog::Store> reader) const;
+  // A connection for re-ranking and text matching, one per concurrent search (opened
+  // on demand, then reused), so that concurrent searches do not queue for reader_.
+  // It goes back to the pool when the lease ends, also when a lookup throws.
+  class ReaderLease {
+   public:
+    explicit ReaderLease(const Engine& engine);
+    ~ReaderLease();
+    ReaderLease(const ReaderLease&) = delete;
+    ReaderLease& operator=(const ReaderLease&) = delete;
+    catalog::Store* operator->() const { return store_.get(); }
+
+   private:
+    const Engine& engine_;
+    std::unique_ptr<catalog::Store> store_;
+  };
   mutable std::mutex ranking_readers_mutex_;
   mutable std::vector<std::unique_ptr<catalog::Store>> ranking_readers_;
 };

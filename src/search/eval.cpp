@@ -54,6 +54,35 @@ std::vector<ColourQuery> read_colour_queries(const fs::path& file) {
   return queries;
 }
 
+// Searches every query photo, kBatch at a time, and hands each result that did not
+// fail to `score` with the query's index; counts queries and failures and the time
+// taken in `report` (an EvalReport or a ColourEvalReport).
+template <class Report, class Score>
+void search_all(const Engine& engine, const std::vector<fs::path>& photos, int k, bool with_details,
+                const RankRequest* ranking, const std::function<void(std::size_t, std::size_t)>& on_progress,
+                Report& report, Score&& score) {
+  // A named SearchOptions: `{}` in this template makes g++ 12 fail (internal compiler error).
+  const SearchOptions options;
+  const auto start = std::chrono::steady_clock::now();
+  for (std::size_t begin = 0; begin < photos.size(); begin += kBatch) {
+    const std::size_t end = std::min(photos.size(), begin + kBatch);
+    const std::vector<fs::path> batch(photos.begin() + static_cast<std::ptrdiff_t>(begin),
+                                      photos.begin() + static_cast<std::ptrdiff_t>(end));
+    const auto results = engine.search_files(batch, k, with_details, options, ranking);
+    for (std::size_t i = begin; i < end; ++i) {
+      const auto& result = results[i - begin];
+      if (!result.error.empty()) {
+        ++report.failed;
+        continue;
+      }
+      ++report.queries;
+      score(i, result);
+    }
+    if (on_progress) on_progress(end, photos.size());
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 }  // namespace
 
 std::vector<EvalQuery> read_eval_queries(const fs::path& file) {
@@ -71,33 +100,21 @@ ColourEvalReport evaluate_colour(const Engine& engine, const fs::path& queries_f
   const auto queries = read_colour_queries(queries_file);
   ColourEvalReport report;
   std::size_t variant = 0, family = 0, colour = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (std::size_t begin = 0; begin < queries.size(); begin += kBatch) {
-    const std::size_t end = std::min(queries.size(), begin + kBatch);
-    std::vector<fs::path> files;
-    for (std::size_t i = begin; i < end; ++i) files.push_back(queries[i].image);
-    auto results = engine.search_files(files, 1, /*with_details=*/true, {}, &ranking);
-    for (std::size_t i = begin; i < end; ++i) {
-      const auto& result = results[i - begin];
-      if (!result.error.empty()) {
-        ++report.failed;
-        continue;
-      }
-      ++report.queries;
-      auto& per = report.by_distortion[queries[i].distortion];
-      ++per.first;
-      if (result.hits.empty()) continue;
-      const auto& first = result.hits.front();
-      const bool right_variant = first.product_id == queries[i].product;
-      variant += right_variant;
-      per.second += right_variant;
-      family += first.product.group_id == queries[i].group_id;
-      auto it = first.product.attributes.find("color");
-      colour += it != first.product.attributes.end() && it->second == queries[i].colour;
-    }
-    if (on_progress) on_progress(end, queries.size());
-  }
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::vector<fs::path> photos;
+  for (const auto& q : queries) photos.push_back(q.image);
+  search_all(engine, photos, 1, /*with_details=*/true, &ranking, on_progress, report,
+             [&](std::size_t i, const QueryResult& result) {
+               auto& per = report.by_distortion[queries[i].distortion];
+               ++per.first;
+               if (result.hits.empty()) return;
+               const auto& first = result.hits.front();
+               const bool right_variant = first.product_id == queries[i].product;
+               variant += right_variant;
+               per.second += right_variant;
+               family += first.product.group_id == queries[i].group_id;
+               auto it = first.product.attributes.find("color");
+               colour += it != first.product.attributes.end() && it->second == queries[i].colour;
+             });
   if (report.queries > 0) {
     report.variant_first = double(variant) / double(report.queries);
     report.family_first = double(family) / double(report.queries);
@@ -116,36 +133,24 @@ EvalReport evaluate(const Engine& engine, const fs::path& queries_file,
 
   EvalReport report;
   double p1 = 0, p10 = 0, map = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (std::size_t begin = 0; begin < queries.size(); begin += kBatch) {
-    std::size_t end = std::min(queries.size(), begin + kBatch);
-    std::vector<fs::path> files;
-    for (std::size_t i = begin; i < end; ++i) files.push_back(queries[i].image);
-    auto results = engine.search_files(files, kDepth, /*with_details=*/false);
-    for (std::size_t i = begin; i < end; ++i) {
-      const auto& result = results[i - begin];
-      if (!result.error.empty()) {
-        ++report.failed;
-        continue;
-      }
-      ++report.queries;
-      double hits = 0, precision_sum = 0;
-      for (std::size_t rank = 0; rank < result.hits.size(); ++rank) {
-        auto it = category_of.find(result.hits[rank].product_id);
-        bool relevant = it != category_of.end() && it->second == queries[i].category;
-        if (relevant) {
-          hits += 1;
-          precision_sum += hits / double(rank + 1);
-        }
-        if (rank == 0) p1 += relevant ? 1 : 0;
-        if (rank == 9) p10 += hits / 10;
-      }
-      if (result.hits.size() < 10) p10 += hits / 10;
-      map += hits > 0 ? precision_sum / hits : 0;
-    }
-    if (on_progress) on_progress(end, queries.size());
-  }
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::vector<fs::path> photos;
+  for (const auto& q : queries) photos.push_back(q.image);
+  search_all(engine, photos, kDepth, /*with_details=*/false, /*ranking=*/nullptr, on_progress, report,
+             [&](std::size_t i, const QueryResult& result) {
+               double hits = 0, precision_sum = 0;
+               for (std::size_t rank = 0; rank < result.hits.size(); ++rank) {
+                 auto it = category_of.find(result.hits[rank].product_id);
+                 bool relevant = it != category_of.end() && it->second == queries[i].category;
+                 if (relevant) {
+                   hits += 1;
+                   precision_sum += hits / double(rank + 1);
+                 }
+                 if (rank == 0) p1 += relevant ? 1 : 0;
+                 if (rank == 9) p10 += hits / 10;
+               }
+               if (result.hits.size() < 10) p10 += hits / 10;
+               map += hits > 0 ? precision_sum / hits : 0;
+             });
   if (report.queries > 0) {
     report.precision_at_1 = p1 / double(report.queries);
     report.precision_at_10 = p10 / double(report.queries);

@@ -29,21 +29,22 @@ constexpr double kMsPerDay = 86400e3;
 
 }  // namespace
 
-std::unique_ptr<catalog::Store> Engine::take_ranking_reader() const {
+Engine::ReaderLease::ReaderLease(const Engine& engine) : engine_(engine) {
   {
-    std::lock_guard<std::mutex> lock(ranking_readers_mutex_);
-    if (!ranking_readers_.empty()) {
-      auto reader = std::move(ranking_readers_.back());
-      ranking_readers_.pop_back();
-      return reader;
+    std::lock_guard<std::mutex> lock(engine.ranking_readers_mutex_);
+    if (!engine.ranking_readers_.empty()) {
+      store_ = std::move(engine.ranking_readers_.back());
+      engine.ranking_readers_.pop_back();
+      return;
     }
   }
-  return catalog::Store::open(dir_ / "catalog.db");  // the data folder's store (engine.cpp: kStoreFile)
+  store_ =
+      catalog::Store::open(engine.dir_ / "catalog.db");  // the data folder's store (engine.cpp: kStoreFile)
 }
 
-void Engine::return_ranking_reader(std::unique_ptr<catalog::Store> reader) const {
-  std::lock_guard<std::mutex> lock(ranking_readers_mutex_);
-  ranking_readers_.push_back(std::move(reader));
+Engine::ReaderLease::~ReaderLease() {
+  std::lock_guard<std::mutex> lock(engine_.ranking_readers_mutex_);
+  engine_.ranking_readers_.push_back(std::move(store_));
 }
 
 std::optional<Engine::PreparedRanking> Engine::prepare_ranking(const RankRequest* ranking, int k) const {
@@ -89,13 +90,7 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
   const std::int64_t now = catalog::unix_now_ms();
   // The model of the vectors searched (every result of one call shares its snapshot).
   const std::string identity = results.empty() ? std::string() : results.front().model;
-  // Returned to the pool on the way out, also when a lookup throws.
-  std::unique_ptr<catalog::Store> reader = take_ranking_reader();
-  struct Return {
-    const Engine& engine;
-    std::unique_ptr<catalog::Store>& reader;
-    ~Return() { engine.return_ranking_reader(std::move(reader)); }
-  } give_back{*this, reader};
+  const ReaderLease reader(*this);
   std::optional<catalog::Taste> taste;
   rank::AttributeTaste attribute_taste;
   if (!ranking->user_id.empty() && profile.weights[rank::kTaste] != 0) {
@@ -129,8 +124,8 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
       c.stock = signals->stock;
       c.rating = signals->rating;
       c.rating_count = signals->rating_count;
-      c.popularity = signals->popularity.score * catalog::decay_factor(signals->popularity.at_ms, now,
-                                                                       catalog::kPopularityHalfLifeDays);
+      c.popularity = signals->popularity.score *
+                     catalog::decay_factor(signals->popularity.at_ms, now, catalog::kPopularityHalfLifeDays);
       if (signals->first_seen_ms) c.age_days = static_cast<double>(now - *signals->first_seen_ms) / kMsPerDay;
       if (taste) {
         if (auto image = reader->get_image(hit.image_id, /*with_embedding=*/true)) {

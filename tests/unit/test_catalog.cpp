@@ -935,13 +935,14 @@ TEST(TextSearch, MigrationFillsTheTableFromAnOlderStore) {
         text_product("a", "Leather boot", "Northwind", "Ankle boot", {{"material", "suede"}}));
     store->upsert_product(text_product("b", "Canvas sneaker", "Atlas", "Sneaker"));
   }
-  // Take the file back to store version 3, before full-text search existed.
+  // Take the file back to store version 4, before full-text search (migration 5) and
+  // the taste affinities (migration 6) existed.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir / "store.db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
                          "DROP TRIGGER products_text_insert; DROP TRIGGER products_text_update; "
                          "DROP TRIGGER products_text_delete; DROP TABLE product_text; DROP TABLE text_rows; "
-                         "PRAGMA user_version = 3",
+                         "DROP TABLE taste_affinities; PRAGMA user_version = 4",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
       << sqlite3_errmsg(db);
