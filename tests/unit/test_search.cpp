@@ -49,6 +49,19 @@ fs::path shared_catalog() {
   return dir;
 }
 
+// The first `lines` entries of the shared demo catalog, for tests that need a small
+// engine of their own to write to.
+std::vector<catalog::CatalogEntry> first_demo_entries(std::size_t lines) {
+  std::vector<catalog::CatalogEntry> entries;
+  catalog::read_catalog(
+      shared_catalog() / "catalog.jsonl", {},
+      [&](std::size_t line, catalog::CatalogEntry&& e) {
+        if (line <= lines) entries.push_back(std::move(e));
+      },
+      [](std::size_t, const std::string&) {});
+  return entries;
+}
+
 // The engine's raw-pixel baseline, rebuilt here so the reference embeds independently.
 image::InputSpec pixel_spec() {
   image::InputSpec spec;
@@ -488,13 +501,7 @@ TEST_F(FilteredSearchTest, TheProfileWeighsTextRelevanceAndExplainAddsUp) {
 TEST(TextSearchWrites, ImportsUpdatesAndDeletesAreSearchableAtOnce) {
   TempDir root;
   const fs::path demo = shared_catalog();
-  std::vector<catalog::CatalogEntry> entries;
-  catalog::read_catalog(
-      demo / "catalog.jsonl", {},
-      [&](std::size_t line, catalog::CatalogEntry&& e) {
-        if (line <= 30) entries.push_back(std::move(e));
-      },
-      [](std::size_t, const std::string&) {});
+  auto entries = first_demo_entries(30);
   OpenOptions open;
   open.model = kPixelsModel;
   auto engine = Engine::open(root.path() / "data", open);
@@ -546,13 +553,7 @@ TEST(FilteredSearchWrites, PriceAndStockChangesAreSearchableAtOnceWithoutReembed
   TempDir root;
   const fs::path demo = shared_catalog();
   // A small catalog of its own: this test writes.
-  std::vector<catalog::CatalogEntry> entries;
-  catalog::read_catalog(
-      demo / "catalog.jsonl", {},
-      [&](std::size_t line, catalog::CatalogEntry&& e) {
-        if (line <= 50) entries.push_back(std::move(e));
-      },
-      [](std::size_t, const std::string&) {});
+  auto entries = first_demo_entries(50);
   OpenOptions open;
   open.model = kPixelsModel;
   auto engine = Engine::open(root.path() / "data", open);
