@@ -237,11 +237,17 @@ TEST_F(FilteredSearchTest, EveryStrategyAgreesWithBruteForceAtEverySelectivity) 
       auto a = agreement(*engine, f, strategy);
       EXPECT_TRUE(a.complete) << name << ": a query returned fewer than min(k, matching) products";
       EXPECT_TRUE(a.all_pass) << name << ": a result does not pass the filter";
-      // Exact ways must agree exactly (up to float ties); the graph within the
-      // target where the automatic choice uses it. Forced onto the graph, a
-      // selective filter that follows the look (a category) loses recall: the
-      // walk stays near the photo's own neighbours (see bench/RESULTS.md).
-      if (std::string(name) != "hnsw index") {
+      // Exact ways must agree exactly (up to float ties). Where the automatic
+      // choice walks the graph (broad filters) its answer is approximate and
+      // FAISS builds the graph in parallel, so it differs from run to run: one
+      // CI run under ASan saw 0.9967. It must stay well above the 0.95 target.
+      // Forced onto the graph, a selective filter that follows the look (a
+      // category) loses recall: the walk stays near the photo's own neighbours
+      // (see bench/RESULTS.md).
+      const std::string way = name;
+      if (way == "hnsw auto") {
+        EXPECT_GE(a.recall, 0.99) << name;
+      } else if (way != "hnsw index") {
         EXPECT_GE(a.recall, 0.999) << name;
       } else if (matching * 4 > kProducts) {
         EXPECT_GE(a.recall, 0.95) << name;
