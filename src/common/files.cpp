@@ -39,6 +39,8 @@ void fsync_path(const fs::path& path, int flags) {
 void create_private_directory(const fs::path& dir) {
   std::error_code ec;
   if (fs::is_directory(dir, ec)) return;
+  // is_directory reports a missing folder in ec too; only create_directories' error counts.
+  ec.clear();
   if (dir.has_parent_path()) fs::create_directories(dir.parent_path(), ec);
   if (ec) throw Error(ErrorKind::kIO, "cannot create " + dir.parent_path().string() + ": " + ec.message());
   if (::mkdir(dir.c_str(), 0700) != 0) {

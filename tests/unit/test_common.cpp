@@ -172,6 +172,21 @@ TEST(FilesWriteAtomic, RelativePathWritesIntoTheWorkingDirectory) {
   EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"rel.txt"});
 }
 
+// `lookalike ingest --data shop` in the working directory: a folder name without
+// a parent used to fail with "cannot create : No such file or directory".
+TEST(FilesPrivateDirectory, ABareFolderNameIsCreatedInTheWorkingDirectory) {
+  TempDir dir;
+  const fs::path old_cwd = fs::current_path();
+  fs::current_path(dir.path());
+  create_private_directory("shop");
+  create_private_directory("shop");  // already there: nothing to do
+  create_private_directory("nested/shop");
+  fs::current_path(old_cwd);
+  EXPECT_TRUE(fs::is_directory(dir / "shop"));
+  EXPECT_EQ(fs::status(dir / "shop").permissions(), fs::perms::owner_all);
+  EXPECT_TRUE(fs::is_directory(dir / "nested" / "shop"));
+}
+
 TEST(FilesStaleTempFiles, RemovesOnlyThoseOfProcessesThatNoLongerRun) {
   TempDir dir;
   const long dead = lookalike::testing::pid_of_an_ended_process();
