@@ -536,6 +536,10 @@ int main(int argc, char** argv) {
           });
       std::cerr << "training on " << set.size() << " images in " << set.class_names.size() << " categories\n";
       train_options.checkpoint = train_out + ".checkpoint";
+      // A finished run removes its checkpoint, so --resume after it starts over: say so.
+      if (train_options.resume && !fs::exists(train_options.checkpoint)) {
+        std::cerr << "no checkpoint at " << train_options.checkpoint.string() << ": training from the start\n";
+      }
       train_options.on_progress = [&](const embed::TrainProgress& p) { progress.train(p); };
       embed::train_model(set, train_options, train_out);
       progress.done();

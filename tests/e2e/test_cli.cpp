@@ -862,6 +862,43 @@ TEST_F(CliE2E, ReindexSwitchesTheModelAndRollbackRestoresIt) {
   EXPECT_NE(missing.err.find("nope.lkm"), std::string::npos) << describe(missing);
 }
 
+TEST_F(CliE2E, TrainWritesAModelThatIngestsAndSaysWhenThereIsNothingToResume) {
+  ASSERT_NO_FATAL_FAILURE(RequireDemo());
+  const fs::path model = root() / "tiny.lkm";
+  // A small, quick recipe: the command, its progress and its file are what is tested here.
+  const std::vector<std::string> tiny{
+      "train", "--catalog", catalog().string(), "--out", model.string(), "--epochs", "1", "--width", "0.25",
+      "--dim", "16",        "--seed",           "3"};
+  Outcome r = run(tiny);
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.err.find("training on " + std::to_string(kProducts) + " images in 10 categories"),
+            std::string::npos)
+      << describe(r);
+  EXPECT_NE(r.err.find("epoch 1/1"), std::string::npos) << describe(r);
+  EXPECT_TRUE(fs::is_regular_file(model));
+  EXPECT_FALSE(fs::exists(model.string() + ".checkpoint")) << "a finished run removes its checkpoint";
+  const std::string identity = lookalike::embed::load_model(model)->info().identity();
+
+  // --resume after a finished run starts over, and says so; the same seed gives the same model.
+  std::vector<std::string> again = tiny;
+  again.push_back("--resume");
+  r = run(again);
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.err.find("no checkpoint at " + model.string() + ".checkpoint: training from the start"),
+            std::string::npos)
+      << describe(r);
+  EXPECT_EQ(lookalike::embed::load_model(model)->info().identity(), identity);
+
+  r = run({"ingest", "--data", (root() / "tiny-data").string(), "--catalog", catalog().string(), "--model",
+           model.string(), "--json"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(parse_one_json_line(r).value("images_embedded", 0), int(kProducts)) << describe(r);
+
+  r = run({"train", "--catalog", catalog().string(), "--out", model.string(), "--width", "0"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("width"), std::string::npos) << describe(r);
+}
+
 TEST_F(CliE2E, ExportedTorchScriptModelServesTheSameResults) {
   ASSERT_NO_FATAL_FAILURE(RequireBase());
   const fs::path pt = root() / "exported.pt";
