@@ -322,6 +322,25 @@ TEST_F(CliE2E, ShippedModelBeatsRawPixelsByAClearMargin) {
       << "shipped model: " << cnn.dump() << "\nraw pixels: " << pixels.dump();
 }
 
+// The cheaper model shipped beside the default (models/fashion-cnn-small.lkm, a
+// quarter of the multiply-adds): a shop choosing it loses little category quality.
+TEST_F(CliE2E, ShippedSmallModelIsCloseToTheDefault) {
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  const fs::path small_model =
+      lookalike::search::shipped_model_path().parent_path() / "fashion-cnn-small.lkm";
+  fs::path small_data = root() / "small";
+  json ingest = Ingest(small_data, catalog(), nullptr, {"--model", small_model.string()});
+  EXPECT_EQ(ingest.value("images_embedded", -1), int(kProducts)) << ingest.dump();
+  json small = Eval(small_data), cnn = Eval(base());
+  ASSERT_TRUE(small.contains("precision_at_10")) << small.dump();
+  EXPECT_NE(small.value("model", ""), cnn.value("model", "")) << "another model, another identity";
+  const double small_p10 = small["precision_at_10"].get<double>(),
+               cnn_p10 = cnn["precision_at_10"].get<double>();
+  std::cout << "[ quality  ] P@10 small model " << small_p10 << ", shipped model " << cnn_p10 << "\n";
+  EXPECT_GE(small_p10, 0.85) << small.dump();
+  EXPECT_GE(small_p10, cnn_p10 - 0.02) << "small: " << small.dump() << "\nshipped: " << cnn.dump();
+}
+
 // ---- 2. re-import ----
 
 TEST_F(CliE2E, ReimportingTheSameFileChangesNothing) {
