@@ -18,6 +18,7 @@
 #include "search/fashion_mnist.h"
 #include "search/training_data.h"
 #include "support/test_support.h"
+#include "support/train_support.h"
 
 namespace lookalike::embed {
 namespace {
@@ -120,7 +121,11 @@ std::string bytes_of(const fs::path& path) { return read_text(path); }
 
 TEST(SelfSupervised, SameSeedGivesIdenticalModelBytesAndAnotherSeedDoesNot) {
   TempDir dir;
-  train_self_supervised(small_set(), tiny_options(1), dir / "a.lkm");
+  TrainOptions o = tiny_options(1);
+  std::vector<Objective> reported;
+  o.on_progress = [&](const TrainProgress& p) { reported.push_back(p.objective); };
+  train_self_supervised(small_set(), o, dir / "a.lkm");
+  EXPECT_EQ(reported, std::vector<Objective>(2 * 3, Objective::kSelfSupervised));  // 2 epochs of 3 steps
   train_self_supervised(small_set(), tiny_options(1), dir / "b.lkm");
   train_self_supervised(small_set(), tiny_options(2), dir / "c.lkm");
   EXPECT_EQ(bytes_of(dir / "a.lkm"), bytes_of(dir / "b.lkm"));
@@ -137,25 +142,11 @@ TEST(SelfSupervised, SameSeedGivesIdenticalModelBytesAndAnotherSeedDoesNot) {
 TEST(SelfSupervised, ResumingFromACheckpointEqualsTrainingStraight) {
   TempDir dir;
   train_self_supervised(small_set(), tiny_options(1), dir / "straight.lkm");
-
-  TrainOptions first = tiny_options(1);
-  first.epochs = 1;
-  first.checkpoint = dir / "run.ckpt";
-  train_self_supervised(small_set(), first, dir / "after1.lkm");
-  ASSERT_TRUE(fs::exists(first.checkpoint));
-
-  TrainOptions rest = tiny_options(1);
-  rest.checkpoint = first.checkpoint;
-  rest.resume = true;
-  std::vector<int> epochs_seen;
-  rest.on_progress = [&](const TrainProgress& p) {
-    EXPECT_EQ(p.objective, Objective::kSelfSupervised);
-    if (p.epoch_done) epochs_seen.push_back(p.epoch);
-  };
-  train_self_supervised(small_set(), rest, dir / "resumed.lkm");
-  EXPECT_EQ(epochs_seen, std::vector<int>{2});
-  EXPECT_EQ(bytes_of(dir / "straight.lkm"), bytes_of(dir / "resumed.lkm"));
-  EXPECT_NE(bytes_of(dir / "straight.lkm"), bytes_of(dir / "after1.lkm"));
+  const fs::path resumed = lookalike::testing::train_in_two_runs(
+      [](const TrainOptions& o, const fs::path& out) { train_self_supervised(small_set(), o, out); },
+      tiny_options(1), dir.path());
+  EXPECT_EQ(bytes_of(dir / "straight.lkm"), bytes_of(resumed));
+  EXPECT_NE(bytes_of(dir / "straight.lkm"), bytes_of(dir / "after1.model"));
 }
 
 TEST(SelfSupervised, RefusesToResumeTheOtherObjectivesCheckpoint) {

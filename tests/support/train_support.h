@@ -1,0 +1,42 @@
+// Helpers shared by the tests of both training objectives (embed/train.h).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <functional>
+#include <vector>
+
+#include "embed/train.h"
+
+namespace lookalike::testing {
+
+// Trains like `train(options, out)` does, but in two runs: the first epoch with a
+// checkpoint in dir (its model written to dir / "after1.model"), then a resumed
+// run to options.epochs, written to dir / "resumed.model", whose path is returned.
+// Checks that the checkpoint was written and that the resumed run reported every
+// epoch after the first as done, and no other.
+inline std::filesystem::path train_in_two_runs(
+    const std::function<void(const embed::TrainOptions&, const std::filesystem::path&)>& train,
+    const embed::TrainOptions& options, const std::filesystem::path& dir) {
+  embed::TrainOptions first = options;
+  first.epochs = 1;
+  first.checkpoint = dir / "run.ckpt";
+  train(first, dir / "after1.model");
+  EXPECT_TRUE(std::filesystem::exists(first.checkpoint));
+
+  embed::TrainOptions rest = options;
+  rest.checkpoint = first.checkpoint;
+  rest.resume = true;
+  std::vector<int> epochs_seen;
+  rest.on_progress = [&](const embed::TrainProgress& p) {
+    if (p.epoch_done) epochs_seen.push_back(p.epoch);
+  };
+  train(rest, dir / "resumed.model");
+  std::vector<int> expected;
+  for (int e = 2; e <= options.epochs; ++e) expected.push_back(e);
+  EXPECT_EQ(epochs_seen, expected);
+  return dir / "resumed.model";
+}
+
+}  // namespace lookalike::testing
