@@ -3,13 +3,35 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <vector>
 
+#include "embed/embedder.h"
 #include "embed/train.h"
 
 namespace lookalike::testing {
+
+// Training is reproducible only for a fixed thread count: a test binary that
+// includes this header runs every test with one compute thread.
+class SingleThreadedTorch : public ::testing::Environment {
+ public:
+  void SetUp() override { embed::set_compute_threads(1); }
+};
+inline ::testing::Environment* const single_threaded_torch =
+    ::testing::AddGlobalTestEnvironment(new SingleThreadedTorch);
+
+// Options for a training run of a fraction of a second on a few dozen images.
+inline embed::TrainOptions tiny_options(std::uint64_t seed) {
+  embed::TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 8;
+  o.learning_rate = 1e-2;
+  o.dim = 16;
+  o.seed = seed;
+  return o;
+}
 
 // Trains like `train(options, out)` does, but in two runs: the first epoch with a
 // checkpoint in dir (its model written to dir / "after1.model"), then a resumed

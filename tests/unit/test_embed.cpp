@@ -33,15 +33,9 @@ using lookalike::testing::read_text;
 using lookalike::testing::contains;
 using lookalike::testing::error_from;
 using lookalike::testing::TempDir;
+using lookalike::testing::tiny_options;
 using lookalike::testing::write_bytes;
 using Bytes = std::vector<std::uint8_t>;
-
-// Training is reproducible only for a fixed thread count; every test here uses one.
-class SingleThreadedTorch : public ::testing::Environment {
- public:
-  void SetUp() override { set_compute_threads(1); }
-};
-::testing::Environment* const single_threaded = ::testing::AddGlobalTestEnvironment(new SingleThreadedTorch);
 
 Bytes read_bytes(const fs::path& path) {
   std::string text = read_text(path);
@@ -71,16 +65,6 @@ LabelledSet synthetic_set(std::size_t n, std::uint64_t seed) {
     }
   }
   return set;
-}
-
-TrainOptions tiny_options(std::uint64_t seed) {
-  TrainOptions o;
-  o.epochs = 2;
-  o.batch_size = 8;
-  o.learning_rate = 1e-2;
-  o.dim = 16;
-  o.seed = seed;
-  return o;
 }
 
 const LabelledSet& training_set() {
