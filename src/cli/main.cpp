@@ -272,13 +272,19 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--self-supervised", self_supervised,
                       "No labels: learn to find each catalog image from synthetic shopper photos of it "
                       "(instance search); categories are ignored");
+  train_cmd->add_option("--instance-weight", train_options.instance_weight,
+                        "Labelled training: add the self-supervised loss with this weight, so that one model "
+                        "learns categories and tells products apart (default 0: off)");
   train_cmd->add_option("--temperature", train_options.temperature,
-                        "Self-supervised: softmax temperature of the contrastive loss (default 0.1)");
+                        "Self-supervised or --instance-weight: softmax temperature of the contrastive loss "
+                        "(default 0.1)");
   train_cmd->add_option("--clean", train_options.clean_probability,
-                        "Self-supervised: chance that a training photo is undistorted (default 0.2)");
+                        "Self-supervised or --instance-weight: chance that a training photo is undistorted "
+                        "(default 0.2)");
   train_cmd
       ->add_option("--hold-out", held_out,
-                   "Self-supervised: comma-separated suite distortions never used for training photos")
+                   "Self-supervised or --instance-weight: comma-separated suite distortions never used for "
+                   "training photos")
       ->delimiter(',');
 
   // info
@@ -562,9 +568,14 @@ int main(int argc, char** argv) {
     }
     if (*train_cmd) {
       train_options.held_out = suite_distortions_named(held_out);
-      if (!self_supervised &&
+      const bool instance_loss = self_supervised || train_options.instance_weight > 0;
+      if (!instance_loss &&
           (!held_out.empty() || train_cmd->count("--temperature") || train_cmd->count("--clean"))) {
-        throw CLI::ValidationError("--temperature, --clean and --hold-out", "need --self-supervised");
+        throw CLI::ValidationError("--temperature, --clean and --hold-out",
+                                   "need --self-supervised or --instance-weight");
+      }
+      if (self_supervised && train_cmd->count("--instance-weight")) {
+        throw CLI::ValidationError("--instance-weight", "is for labelled training, not --self-supervised");
       }
       cli::Progress progress("train");
       auto on_skip = [&](std::size_t line, const std::string& image, const std::string& reason) {
@@ -579,7 +590,7 @@ int main(int argc, char** argv) {
         embed::train_self_supervised(set, train_options, train_out);
       } else {
         auto set = search::load_labelled_catalog(catalog_file, embed::default_input_spec(),
-                                                 image::DecodeLimits{}, on_skip);
+                                                 image::DecodeLimits{}, on_skip, instance_loss);
         std::cerr << "training on " << set.size() << " images in " << set.class_names.size()
                   << " categories\n";
         embed::train_model(set, train_options, train_out);

@@ -46,12 +46,12 @@ void Progress::train(const embed::TrainProgress& p) {
   if (p.epoch_done) {
     clear_bar();
     std::string photos;
-    if (p.objective == embed::Objective::kSelfSupervised) {
+    if (p.objective != embed::Objective::kSupervised) {
       photos = "  (photos " + std::to_string(static_cast<long>(std::lround(p.photo_seconds))) + " s)";
     }
     std::fprintf(stderr, "epoch %d/%d  loss %.4f  %s %.4f  %.0f s elapsed%s, about %.0f s left\n", p.epoch,
                  p.epochs, p.loss,
-                 p.objective == embed::Objective::kSupervised ? "train accuracy" : "pair accuracy",
+                 p.objective == embed::Objective::kSelfSupervised ? "pair accuracy" : "train accuracy",
                  p.accuracy, p.seconds, photos.c_str(), left);
     return;
   }

@@ -87,7 +87,15 @@ float background_value(const image::InputSpec& spec) { return (0.f - spec.mean[0
 }  // namespace
 
 const char* to_string(Objective objective) noexcept {
-  return objective == Objective::kSupervised ? "supervised" : "self-supervised";
+  switch (objective) {
+    case Objective::kSupervised:
+      return "supervised";
+    case Objective::kSelfSupervised:
+      return "self-supervised";
+    case Objective::kJoint:
+      return "supervised+instance";
+  }
+  return "unknown";
 }
 
 image::InputSpec default_input_spec() {
@@ -254,6 +262,61 @@ class SelfSupervisedTrainer final : public Trainer {
   torch::nn::CrossEntropyLoss criterion_;
 };
 
+// Both losses on the same samples: categories from the supervised one, products
+// told apart by the self-supervised one, weighted by TrainOptions::instance_weight.
+class JointTrainer final : public Trainer {
+ public:
+  JointTrainer(const LabelledSet& data, const TrainOptions& o)
+      : images_{data.input, data.images}, supervised_(data, o), instance_(images_, o), weight_(o.instance_weight) {}
+  Objective objective() const override { return Objective::kJoint; }
+  void add_parameters(torch::nn::Module& state, const Architecture& arch) override {
+    supervised_.add_parameters(state, arch);
+  }
+  void begin_epoch(int epoch) override { instance_.begin_epoch(epoch); }
+  // `correct` counts the supervised accuracy, what a labelled run reports.
+  torch::Tensor loss(EmbeddingNet& net, const torch::Tensor& idx, std::mt19937_64& rng,
+                     std::size_t& correct) override {
+    std::size_t pairs = 0;
+    auto categories = supervised_.loss(net, idx, rng, correct);
+    return categories + weight_ * instance_.loss(net, idx, rng, pairs);
+  }
+  void describe(ModelHeader& header, std::ostringstream& with) const override {
+    instance_.describe(header, with);
+    supervised_.describe(header, with);
+    header.info.name = "joint-cnn";
+    with << " instance_weight=" << weight_;
+  }
+
+ private:
+  const ImageSet images_;  // a copy: the self-supervised part reads an ImageSet
+  SupervisedTrainer supervised_;
+  SelfSupervisedTrainer instance_;
+  double weight_;
+};
+
+// Checks the options of the self-supervised loss and the images it distorts.
+void check_self_supervised(const std::vector<image::Image>& images, const TrainOptions& o) {
+  if (!(o.temperature > 0 && o.temperature <= 10)) {
+    throw Error(ErrorKind::kInvalidInput, "temperature must be in (0, 10]");
+  }
+  if (!(o.clean_probability >= 0 && o.clean_probability <= 1)) {
+    throw Error(ErrorKind::kInvalidInput, "clean probability must be in [0, 1]");
+  }
+  std::size_t held_out = 0;
+  for (auto d : image::suite_distortions()) {
+    held_out += std::find(o.held_out.begin(), o.held_out.end(), d) != o.held_out.end();
+  }
+  if (held_out == image::suite_distortions().size()) {
+    throw Error(ErrorKind::kInvalidInput, "every distortion is held out: nothing to make training photos with");
+  }
+  for (const auto& img : images) {
+    if (img.width < 1 || img.height < 1 || (img.channels != 1 && img.channels != 3) ||
+        img.pixels.size() != std::size_t(img.width) * img.height * img.channels) {
+      throw Error(ErrorKind::kInvalidInput, "a training image is empty or malformed");
+    }
+  }
+}
+
 // The loop both objectives share.
 void run_training(Trainer& trainer, std::size_t n, const image::InputSpec& spec, const TrainOptions& o,
                   const fs::path& out) {
@@ -406,11 +469,20 @@ void train_model(const LabelledSet& data, const TrainOptions& o, const fs::path&
   const std::size_t n = data.size();
   const std::size_t per_image = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
   if (n == 0) throw Error(ErrorKind::kInvalidInput, "no labelled images to train on");
-  if (data.class_names.size() < 2)
-    throw Error(ErrorKind::kInvalidInput, "training needs at least two categories");
+  if (data.class_names.size() < 2) throw Error(ErrorKind::kInvalidInput, "training needs at least two categories");
   if (data.inputs.size() != n * per_image)
     throw Error(ErrorKind::kInternal, "training inputs have the wrong size");
-  SupervisedTrainer trainer(data, o);
+  if (!(o.instance_weight >= 0)) throw Error(ErrorKind::kInvalidInput, "instance weight must be >= 0");
+  if (o.instance_weight == 0) {
+    SupervisedTrainer trainer(data, o);
+    run_training(trainer, n, spec, o, out);
+    return;
+  }
+  if (data.images.size() != n) {
+    throw Error(ErrorKind::kInvalidInput, "an instance weight needs the decoded image of every training example");
+  }
+  check_self_supervised(data.images, o);
+  JointTrainer trainer(data, o);
   run_training(trainer, n, spec, o, out);
 }
 
@@ -418,26 +490,7 @@ void train_self_supervised(const ImageSet& data, const TrainOptions& o, const fs
   if (data.size() < 2) {
     throw Error(ErrorKind::kInvalidInput, "self-supervised training needs at least two images");
   }
-  if (!(o.temperature > 0 && o.temperature <= 10)) {
-    throw Error(ErrorKind::kInvalidInput, "temperature must be in (0, 10]");
-  }
-  if (!(o.clean_probability >= 0 && o.clean_probability <= 1)) {
-    throw Error(ErrorKind::kInvalidInput, "clean probability must be in [0, 1]");
-  }
-  std::size_t held_out = 0;
-  for (auto d : image::suite_distortions()) {
-    held_out += std::find(o.held_out.begin(), o.held_out.end(), d) != o.held_out.end();
-  }
-  if (held_out == image::suite_distortions().size()) {
-    throw Error(ErrorKind::kInvalidInput,
-                "every distortion is held out: nothing to make training photos with");
-  }
-  for (const auto& img : data.images) {
-    if (img.width < 1 || img.height < 1 || (img.channels != 1 && img.channels != 3) ||
-        img.pixels.size() != std::size_t(img.width) * img.height * img.channels) {
-      throw Error(ErrorKind::kInvalidInput, "a training image is empty or malformed");
-    }
-  }
+  check_self_supervised(data.images, o);
   SelfSupervisedTrainer trainer(data, o);
   run_training(trainer, data.size(), data.input, o, out);
 }

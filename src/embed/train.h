@@ -31,6 +31,9 @@ struct LabelledSet {
   std::vector<float> inputs;
   std::vector<int> labels;  // 0 .. class_names.size() - 1
   std::vector<std::string> class_names;
+  // The decoded images, in the order of labels (as ImageSet keeps them): needed
+  // only for TrainOptions::instance_weight > 0, empty otherwise.
+  std::vector<image::Image> images;
   std::size_t size() const { return labels.size(); }
 };
 
@@ -43,9 +46,12 @@ struct ImageSet {
   std::size_t size() const { return images.size(); }
 };
 
-enum class Objective { kSupervised, kSelfSupervised };
+// kJoint: the supervised loss plus TrainOptions::instance_weight times the
+// self-supervised one, on a labelled set with its images.
+enum class Objective { kSupervised, kSelfSupervised, kJoint };
 
-// "supervised" or "self-supervised", as written in checkpoints' errors and trained_with.
+// "supervised", "self-supervised" or "supervised+instance", as written in
+// checkpoints' errors and trained_with.
 const char* to_string(Objective objective) noexcept;
 
 struct TrainProgress {
@@ -56,12 +62,12 @@ struct TrainProgress {
   std::size_t step = 0;  // within the epoch
   std::size_t steps = 0;
   double loss = 0;  // running mean over the epoch so far
-  // Running mean over the epoch so far. Supervised: training accuracy of the
-  // margin-free logits. Self-supervised: share of synthetic photos whose nearest
-  // catalog image in the batch is their own ("pair accuracy").
+  // Running mean over the epoch so far. Supervised and joint: training accuracy
+  // of the margin-free logits. Self-supervised: share of synthetic photos whose
+  // nearest catalog image in the batch is their own ("pair accuracy").
   double accuracy = 0;
   double seconds = 0;  // since training (or the resumed run) started
-  // Self-supervised: seconds this epoch spent making its shopper photos (part of `seconds`).
+  // Self-supervised and joint: seconds this epoch spent making its shopper photos (part of `seconds`).
   double photo_seconds = 0;
   bool epoch_done = false;
 };
@@ -75,14 +81,18 @@ struct TrainOptions {
   double width = 1.0;            // multiplies the channel count of every conv block
   double erase_probability = 0;  // chance that a training sample gets a random-erasing patch
   std::uint64_t seed = 1;
-  // Self-supervised only. Softmax temperature of the InfoNCE loss: lower values
+  // Supervised only. When > 0, the self-supervised loss (below) is added with
+  // this weight to the supervised one, so that one model learns categories and
+  // tells products apart (needs LabelledSet::images).
+  double instance_weight = 0;
+  // Self-supervised (and instance_weight > 0) only. Softmax temperature of the InfoNCE loss: lower values
   // weigh the hardest negatives of the batch more.
   double temperature = 0.1;
-  // Self-supervised only. Chance that the shopper photo of a pair is the catalog
+  // Self-supervised (and instance_weight > 0) only. Chance that the shopper photo of a pair is the catalog
   // image merely enlarged to the photo canvas (Distortion::kNone) instead of a
   // suite distortion drawn uniformly.
   double clean_probability = 0.2;
-  // Self-supervised only. Suite distortions never used to make training photos,
+  // Self-supervised (and instance_weight > 0) only. Suite distortions never used to make training photos,
   // so that eval-robustness can measure how the model does on a kind of photo it
   // has not seen.
   std::vector<image::Distortion> held_out;
@@ -94,9 +104,12 @@ struct TrainOptions {
   std::function<void(const TrainProgress&)> on_progress;
 };
 
-// Trains with the supervised objective and writes the model file to `out`
+// Trains with the supervised objective (with options.instance_weight > 0: the
+// joint one, model name "joint-cnn") and writes the model file to `out`
 // atomically. Reproducible for a given seed, data order and thread count. Throws
-// Error(kInvalidInput) for an empty set or fewer than two classes.
+// Error(kInvalidInput) for an empty set, fewer than two classes, a negative
+// instance weight, or a positive one without data.images (one per label) or
+// with the self-supervised options out of range (see train_self_supervised).
 void train_model(const LabelledSet& data, const TrainOptions& options, const std::filesystem::path& out);
 
 // Trains with the self-supervised objective and writes the model file (named

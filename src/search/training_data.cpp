@@ -38,20 +38,29 @@ void for_each_catalog_image(const fs::path& catalog_file, const image::DecodeLim
       [&](std::size_t line, const std::string& message) { on_skip(line, "", message); });
 }
 
+// An image as training keeps it: at most image::kWorkSide a side.
+image::Image kept_for_training(image::Image&& decoded) {
+  const bool fits = decoded.width <= image::kWorkSide && decoded.height <= image::kWorkSide;
+  return fits ? std::move(decoded) : image::fit_within(decoded, image::kWorkSide);
+}
+
 }  // namespace
 
 embed::LabelledSet load_labelled_catalog(const fs::path& catalog_file, const image::InputSpec& input,
-                                         const image::DecodeLimits& limits, const SkipHandler& on_skip) {
+                                         const image::DecodeLimits& limits, const SkipHandler& on_skip,
+                                         bool keep_images) {
   const std::size_t per_input = static_cast<std::size_t>(input.channels) * input.width * input.height;
   std::vector<float> inputs;
   std::vector<std::string> categories;
+  std::vector<image::Image> images;
   for_each_catalog_image(
-      catalog_file, limits, std::max(input.width, input.height),
+      catalog_file, limits, keep_images ? image::kWorkSide : std::max(input.width, input.height),
       [](const catalog::Product& product) { return !product.category.empty(); },
       [&](const catalog::Product& product, image::Image&& decoded) {
         inputs.resize(inputs.size() + per_input);
         image::preprocess(decoded, input, inputs.data() + inputs.size() - per_input);
         categories.push_back(product.category);
+        if (keep_images) images.push_back(kept_for_training(std::move(decoded)));
       },
       on_skip);
 
@@ -69,6 +78,7 @@ embed::LabelledSet load_labelled_catalog(const fs::path& catalog_file, const ima
   set.labels.reserve(categories.size());
   for (const auto& c : categories) set.labels.push_back(label_of[c]);
   set.inputs = std::move(inputs);
+  set.images = std::move(images);
   return set;
 }
 
@@ -79,8 +89,7 @@ embed::ImageSet load_catalog_images(const fs::path& catalog_file, const image::I
   for_each_catalog_image(
       catalog_file, limits, image::kWorkSide, [](const catalog::Product&) { return true; },
       [&](const catalog::Product&, image::Image&& decoded) {
-        const bool fits = decoded.width <= image::kWorkSide && decoded.height <= image::kWorkSide;
-        set.images.push_back(fits ? std::move(decoded) : image::fit_within(decoded, image::kWorkSide));
+        set.images.push_back(kept_for_training(std::move(decoded)));
       },
       on_skip);
   if (set.size() < 2)

@@ -20,10 +20,12 @@ using SkipHandler =
 // Reads every product with a category and at least one image; each image becomes
 // one example labelled with its product's category (class names sorted). Bad
 // lines and images are reported through on_skip(line, image, reason) and skipped.
+// With keep_images, LabelledSet::images holds the decoded images too, as
+// load_catalog_images keeps them (for TrainOptions::instance_weight).
 // Throws Error(kInvalidInput) when fewer than two categories remain.
 embed::LabelledSet load_labelled_catalog(const std::filesystem::path& catalog_file,
                                          const image::InputSpec& input, const image::DecodeLimits& limits,
-                                         const SkipHandler& on_skip);
+                                         const SkipHandler& on_skip, bool keep_images = false);
 
 // Reads every image of every product (categories, when present, are ignored),
 // decoded and shrunk to at most image::kWorkSide pixels a side (so 60,000 images

@@ -184,6 +184,69 @@ TEST(SelfSupervised, BadOptionsAreInvalidInput) {
   EXPECT_FALSE(fs::exists(dir / "m.lkm"));
 }
 
+// The first n Fashion-MNIST items with their categories and images, for the joint objective.
+LabelledSet labelled_fashion_items(std::size_t n) {
+  ImageSet items = fashion_items(n);
+  LabelledSet set;
+  set.input = items.input;
+  set.class_names = demo::fashion_mnist_classes();
+  const std::size_t per_input = 28 * 28;
+  set.inputs.resize(n * per_input);
+  for (std::size_t i = 0; i < n; ++i) {
+    image::preprocess(items.images[i], set.input, set.inputs.data() + i * per_input);
+    set.labels.push_back(static_cast<int>(i % set.class_names.size()));
+  }
+  set.images = std::move(items.images);
+  return set;
+}
+
+TEST(JointObjective, TrainsOneModelWithBothLossesAndKeepsItsCheckpointApart) {
+  TempDir dir;
+  const LabelledSet set = labelled_fashion_items(48);
+  TrainOptions o = tiny_options(1);
+  o.instance_weight = 0.5;
+  std::vector<Objective> reported;
+  o.on_progress = [&](const TrainProgress& p) { reported.push_back(p.objective); };
+  train_model(set, o, dir / "joint.lkm");
+  EXPECT_EQ(reported, std::vector<Objective>(2 * 6, Objective::kJoint));
+  auto model = load_model(dir / "joint.lkm");
+  EXPECT_EQ(model->info().name, "joint-cnn");
+  const std::string file = bytes_of(dir / "joint.lkm");
+  EXPECT_TRUE(contains(file, "objective=supervised+instance")) << file.substr(0, 600);
+  EXPECT_TRUE(contains(file, "instance_weight=0.5")) << file.substr(0, 600);
+  EXPECT_TRUE(contains(file, "\"Trouser\"")) << "the class names are kept";
+  // Not the supervised model: the instance loss changes the weights.
+  train_model(set, tiny_options(1), dir / "supervised.lkm");
+  EXPECT_NE(bytes_of(dir / "supervised.lkm"), file);
+
+  // A plain supervised checkpoint is another objective.
+  TrainOptions first = tiny_options(1);
+  first.epochs = 1;
+  first.checkpoint = dir / "run.ckpt";
+  train_model(set, first, dir / "after1.lkm");
+  TrainOptions joint = tiny_options(1);
+  joint.instance_weight = 0.5;
+  joint.checkpoint = first.checkpoint;
+  joint.resume = true;
+  auto e = error_from([&] { train_model(set, joint, dir / "resumed.lkm"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  EXPECT_TRUE(contains(e->what(), "made by supervised training, this run is supervised+instance")) << e->what();
+
+  LabelledSet without_images = set;
+  without_images.images.clear();
+  o = tiny_options(1);
+  o.instance_weight = 1;
+  e = error_from([&] { train_model(without_images, o, dir / "m.lkm"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  o.instance_weight = -1;
+  e = error_from([&] { train_model(set, o, dir / "m.lkm"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  EXPECT_FALSE(fs::exists(dir / "m.lkm"));
+}
+
 // What a user would notice: after a short self-supervised run on 300 Fashion-MNIST
 // items (16 epochs, about 9 s), a rotated, cropped, mirrored or perspective photo
 // of an item finds that item among the 300 far more often than raw pixels do
@@ -250,6 +313,18 @@ TEST(LoadCatalogImages, TakesEveryProductsImagesWithOrWithoutCategoryAndShrinksL
   EXPECT_EQ(set.images[1].height, image::kWorkSide / 2);
   EXPECT_EQ(set.images[1].pixels[0], 200);
   EXPECT_EQ(set.images[2].pixels[0], 90);
+
+  // The labelled reader keeps the images alike when asked (for the joint objective).
+  write_text(dir / "two-categories.jsonl",
+             "{\"id\": \"p1\", \"category\": \"Bag\", \"images\": [\"a.png\", \"b.png\"]}\n"
+             "{\"id\": \"p2\", \"category\": \"Shirt\", \"images\": [\"c.png\"]}\n");
+  auto labelled = load_labelled_catalog(dir / "two-categories.jsonl", embed::default_input_spec(),
+                                        image::DecodeLimits{},
+                                        [](std::size_t, const std::string&, const std::string&) {}, true);
+  ASSERT_EQ(labelled.images.size(), 3u);
+  EXPECT_EQ(labelled.labels, (std::vector<int>{0, 0, 1}));
+  EXPECT_EQ(labelled.images[1].width, image::kWorkSide);
+  EXPECT_EQ(labelled.images[2].pixels[0], 90);
 
   // The labelled reader still takes only products with a category.
   write_text(dir / "one-category.jsonl",
