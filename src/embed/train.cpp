@@ -267,7 +267,10 @@ class SelfSupervisedTrainer final : public Trainer {
 class JointTrainer final : public Trainer {
  public:
   JointTrainer(const LabelledSet& data, const TrainOptions& o)
-      : images_{data.input, data.images}, supervised_(data, o), instance_(images_, o), weight_(o.instance_weight) {}
+      : images_{data.input, data.images},
+        supervised_(data, o),
+        instance_(images_, o),
+        weight_(o.instance_weight) {}
   Objective objective() const override { return Objective::kJoint; }
   void add_parameters(torch::nn::Module& state, const Architecture& arch) override {
     supervised_.add_parameters(state, arch);
@@ -307,7 +310,8 @@ void check_self_supervised(const std::vector<image::Image>& images, const TrainO
     held_out += std::find(o.held_out.begin(), o.held_out.end(), d) != o.held_out.end();
   }
   if (held_out == image::suite_distortions().size()) {
-    throw Error(ErrorKind::kInvalidInput, "every distortion is held out: nothing to make training photos with");
+    throw Error(ErrorKind::kInvalidInput,
+                "every distortion is held out: nothing to make training photos with");
   }
   for (const auto& img : images) {
     if (img.width < 1 || img.height < 1 || (img.channels != 1 && img.channels != 3) ||
@@ -469,7 +473,8 @@ void train_model(const LabelledSet& data, const TrainOptions& o, const fs::path&
   const std::size_t n = data.size();
   const std::size_t per_image = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
   if (n == 0) throw Error(ErrorKind::kInvalidInput, "no labelled images to train on");
-  if (data.class_names.size() < 2) throw Error(ErrorKind::kInvalidInput, "training needs at least two categories");
+  if (data.class_names.size() < 2)
+    throw Error(ErrorKind::kInvalidInput, "training needs at least two categories");
   if (data.inputs.size() != n * per_image)
     throw Error(ErrorKind::kInternal, "training inputs have the wrong size");
   if (!(o.instance_weight >= 0)) throw Error(ErrorKind::kInvalidInput, "instance weight must be >= 0");
@@ -479,7 +484,8 @@ void train_model(const LabelledSet& data, const TrainOptions& o, const fs::path&
     return;
   }
   if (data.images.size() != n) {
-    throw Error(ErrorKind::kInvalidInput, "an instance weight needs the decoded image of every training example");
+    throw Error(ErrorKind::kInvalidInput,
+                "an instance weight needs the decoded image of every training example");
   }
   check_self_supervised(data.images, o);
   JointTrainer trainer(data, o);

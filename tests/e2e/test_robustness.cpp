@@ -107,7 +107,8 @@ TEST_F(Robustness, SuiteSeparatesEasyFromHardAndShippedModelHoldsItsFloors) {
 // raw pixels, above all where pixels fail: geometry and the mirror.
 TEST_F(Robustness, SelfSupervisedModelFindsExactProductsFarMoreOftenThanRawPixels) {
   const RobustnessReport pixels = Run(kPixelsModel);
-  const RobustnessReport selfsup = Run((fs::path(LOOKALIKE_SOURCE_DIR) / "models" / "fashion-selfsup.lkm").string());
+  const RobustnessReport selfsup =
+      Run((fs::path(LOOKALIKE_SOURCE_DIR) / "models" / "fashion-selfsup.lkm").string());
   Print("raw pixels", pixels);
   Print("self-supervised model", selfsup);
   auto px = ByName(pixels);

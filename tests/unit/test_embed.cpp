@@ -219,8 +219,8 @@ TEST(TrainModel, SeparatesTheClassesOfUnseenImages) {
 TEST(TrainModel, ResumingFromACheckpointEqualsTrainingStraight) {
   TempDir dir;
   const fs::path resumed_file = lookalike::testing::train_in_two_runs(
-      [](const TrainOptions& o, const fs::path& out) { train_model(training_set(), o, out); }, tiny_options(1),
-      dir.path());
+      [](const TrainOptions& o, const fs::path& out) { train_model(training_set(), o, out); },
+      tiny_options(1), dir.path());
 
   auto straight = load_model(trained_model(1));
   auto resumed = load_model(resumed_file);

@@ -231,7 +231,8 @@ TEST(JointObjective, TrainsOneModelWithBothLossesAndKeepsItsCheckpointApart) {
   auto e = error_from([&] { train_model(set, joint, dir / "resumed.lkm"); });
   ASSERT_TRUE(e);
   EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
-  EXPECT_TRUE(contains(e->what(), "made by supervised training, this run is supervised+instance")) << e->what();
+  EXPECT_TRUE(contains(e->what(), "made by supervised training, this run is supervised+instance"))
+      << e->what();
 
   LabelledSet without_images = set;
   without_images.images.clear();
@@ -318,9 +319,9 @@ TEST(LoadCatalogImages, TakesEveryProductsImagesWithOrWithoutCategoryAndShrinksL
   write_text(dir / "two-categories.jsonl",
              "{\"id\": \"p1\", \"category\": \"Bag\", \"images\": [\"a.png\", \"b.png\"]}\n"
              "{\"id\": \"p2\", \"category\": \"Shirt\", \"images\": [\"c.png\"]}\n");
-  auto labelled = load_labelled_catalog(dir / "two-categories.jsonl", embed::default_input_spec(),
-                                        image::DecodeLimits{},
-                                        [](std::size_t, const std::string&, const std::string&) {}, true);
+  auto labelled = load_labelled_catalog(
+      dir / "two-categories.jsonl", embed::default_input_spec(), image::DecodeLimits{},
+      [](std::size_t, const std::string&, const std::string&) {}, true);
   ASSERT_EQ(labelled.images.size(), 3u);
   EXPECT_EQ(labelled.labels, (std::vector<int>{0, 0, 1}));
   EXPECT_EQ(labelled.images[1].width, image::kWorkSide);
