@@ -65,11 +65,28 @@ Examples:
   lookalike --threads 2 bench-embed --model models/fashion-cnn.lkm --model fashion-cnn.onnx --images demo-data/images
   lookalike export-model --onnx my-net.onnx --config my-net.json --out my-net-lookalike.onnx
   lookalike train  --catalog demo-data/catalog.jsonl --out models/fashion-cnn.lkm --seed 1
+  lookalike train  --self-supervised --catalog demo-data/catalog.jsonl --out selfsup.lkm --epochs 8
   lookalike info   --data demo-data
   lookalike serve  --data demo-data --port 8080
   lookalike snapshot --data demo-data --out backups/demo-1   (while serving, too)
   lookalike restore  --from backups/demo-1 --data demo-data --force
 )";
+
+// The suite distortions of these names (--distortions, --hold-out).
+std::vector<image::Distortion> suite_distortions_named(const std::vector<std::string>& names) {
+  std::vector<image::Distortion> out;
+  for (const auto& name : names) {
+    auto d = image::distortion_from_string(name);
+    if (!d || *d == image::Distortion::kNone) {
+      std::string known;
+      for (auto s : image::suite_distortions())
+        known += std::string(known.empty() ? "" : ", ") + image::to_string(s);
+      throw Error(ErrorKind::kInvalidInput, "unknown distortion '" + name + "' (known: " + known + ")");
+    }
+    out.push_back(*d);
+  }
+  return out;
+}
 
 json hit_json(const search::ProductHit& hit, bool explain) {
   json out{{"product_id", hit.product_id}, {"score", hit.score},
@@ -231,10 +248,15 @@ int main(int argc, char** argv) {
   delete_cmd->add_option("--id", delete_ids, "Product id (repeatable)")->required();
 
   // train
-  auto* train_cmd = app.add_subcommand("train", "Train the CNN embedder on a labelled catalog (categories)");
+  auto* train_cmd = app.add_subcommand("train",
+                                       "Train the CNN embedder: on a labelled catalog's categories, or with "
+                                       "--self-supervised on its photos alone");
   std::string train_out;
   embed::TrainOptions train_options;
-  train_cmd->add_option("--catalog", catalog_file, "Labelled catalog file")->required();
+  bool self_supervised = false;
+  std::vector<std::string> held_out;
+  train_cmd->add_option("--catalog", catalog_file, "Catalog file (labelled unless --self-supervised)")
+      ->required();
   train_cmd->add_option("--out", train_out, "Model file to write")->required();
   train_cmd->add_option("--epochs", train_options.epochs, "Passes over the data");
   train_cmd->add_option("--batch", train_options.batch_size, "Batch size");
@@ -247,6 +269,23 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--seed", train_options.seed,
                         "Random seed (training is reproducible per seed and thread count)");
   train_cmd->add_flag("--resume", train_options.resume, "Resume from the checkpoint next to --out");
+  train_cmd->add_flag("--self-supervised", self_supervised,
+                      "No labels: learn to find each catalog image from synthetic shopper photos of it "
+                      "(instance search); categories are ignored");
+  train_cmd->add_option("--instance-weight", train_options.instance_weight,
+                        "Labelled training: add the self-supervised loss with this weight, so that one model "
+                        "learns categories and tells products apart (default 0: off)");
+  train_cmd->add_option("--temperature", train_options.temperature,
+                        "Self-supervised or --instance-weight: softmax temperature of the contrastive loss "
+                        "(default 0.1)");
+  train_cmd->add_option("--clean", train_options.clean_probability,
+                        "Self-supervised or --instance-weight: chance that a training photo is undistorted "
+                        "(default 0.2)");
+  train_cmd
+      ->add_option("--hold-out", held_out,
+                   "Self-supervised or --instance-weight: comma-separated suite distortions never used for "
+                   "training photos")
+      ->delimiter(',');
 
   // info
   auto* info_cmd = app.add_subcommand("info", "Counts, model and index of a data folder");
@@ -528,20 +567,38 @@ int main(int argc, char** argv) {
       return n == delete_ids.size() ? 0 : kExitError;
     }
     if (*train_cmd) {
+      train_options.held_out = suite_distortions_named(held_out);
+      const bool instance_loss = self_supervised || train_options.instance_weight > 0;
+      if (!instance_loss &&
+          (!held_out.empty() || train_cmd->count("--temperature") || train_cmd->count("--clean"))) {
+        throw CLI::ValidationError("--temperature, --clean and --hold-out",
+                                   "need --self-supervised or --instance-weight");
+      }
+      if (self_supervised && train_cmd->count("--instance-weight")) {
+        throw CLI::ValidationError("--instance-weight", "is for labelled training, not --self-supervised");
+      }
       cli::Progress progress("train");
-      auto set = search::load_labelled_catalog(
-          catalog_file, embed::default_input_spec(), image::DecodeLimits{},
-          [&](std::size_t line, const std::string& image, const std::string& reason) {
-            progress.message("skipped line " + std::to_string(line) + " " + image + ": " + reason);
-          });
-      std::cerr << "training on " << set.size() << " images in " << set.class_names.size() << " categories\n";
+      auto on_skip = [&](std::size_t line, const std::string& image, const std::string& reason) {
+        progress.message("skipped line " + std::to_string(line) + " " + image + ": " + reason);
+      };
       train_options.checkpoint = train_out + ".checkpoint";
       // A finished run removes its checkpoint, so --resume after it starts over: say so.
       if (train_options.resume && !fs::exists(train_options.checkpoint)) {
         std::cerr << "no checkpoint at " << train_options.checkpoint.string() << ": training from the start\n";
       }
       train_options.on_progress = [&](const embed::TrainProgress& p) { progress.train(p); };
-      embed::train_model(set, train_options, train_out);
+      if (self_supervised) {
+        auto set = search::load_catalog_images(catalog_file, embed::default_input_spec(),
+                                               image::DecodeLimits{}, on_skip);
+        std::cerr << "training self-supervised on " << set.size() << " images\n";
+        embed::train_self_supervised(set, train_options, train_out);
+      } else {
+        auto set = search::load_labelled_catalog(catalog_file, embed::default_input_spec(),
+                                                 image::DecodeLimits{}, on_skip, instance_loss);
+        std::cerr << "training on " << set.size() << " images in " << set.class_names.size()
+                  << " categories\n";
+        embed::train_model(set, train_options, train_out);
+      }
       progress.done();
       std::error_code ec;
       fs::remove(train_options.checkpoint, ec);
@@ -883,16 +940,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*robust_cmd) {
-      for (const auto& name : robust_distortions) {
-        auto d = image::distortion_from_string(name);
-        if (!d || *d == image::Distortion::kNone) {
-          std::string known;
-          for (auto s : image::suite_distortions())
-            known += std::string(known.empty() ? "" : ", ") + image::to_string(s);
-          throw Error(ErrorKind::kInvalidInput, "unknown distortion '" + name + "' (known: " + known + ")");
-        }
-        robust_options.distortions.push_back(*d);
-      }
+      robust_options.distortions = suite_distortions_named(robust_distortions);
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       cli::Progress progress("eval-robustness");
       robust_options.on_progress = [&](std::size_t done, std::size_t total) {

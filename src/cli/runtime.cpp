@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
+#include <string>
 #include <thread>
 
 #include "embed/embedder.h"
@@ -43,8 +45,14 @@ void Progress::train(const embed::TrainProgress& p) {
   double left = per_step * double((p.epochs - p.epoch) * p.steps + (p.steps - p.step));
   if (p.epoch_done) {
     clear_bar();
-    std::fprintf(stderr, "epoch %d/%d  loss %.4f  train accuracy %.4f  %.0f s elapsed, about %.0f s left\n",
-                 p.epoch, p.epochs, p.loss, p.accuracy, p.seconds, left);
+    std::string photos;
+    if (p.objective != embed::Objective::kSupervised) {
+      photos = "  (photos " + std::to_string(static_cast<long>(std::lround(p.photo_seconds))) + " s)";
+    }
+    std::fprintf(stderr, "epoch %d/%d  loss %.4f  %s %.4f  %.0f s elapsed%s, about %.0f s left\n", p.epoch,
+                 p.epochs, p.loss,
+                 p.objective == embed::Objective::kSelfSupervised ? "pair accuracy" : "train accuracy",
+                 p.accuracy, p.seconds, photos.c_str(), left);
     return;
   }
   if (!tty_) return;

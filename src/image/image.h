@@ -79,6 +79,11 @@ struct InputSpec {
 // floats in CHW order to out.
 void preprocess(const Image& image, const InputSpec& spec, float* out);
 
+// The image shrunk (area interpolation, aspect ratio kept) so that neither side
+// exceeds max_side; a copy of it when it already fits. Throws
+// Error(kInvalidInput) for a malformed image or max_side < 1.
+Image fit_within(const Image& image, int max_side);
+
 // Encodes to PNG (used to write the demo catalog and test fixtures).
 std::vector<std::uint8_t> encode_png(const Image& image);
 

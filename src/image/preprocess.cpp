@@ -1,5 +1,7 @@
 #include "image/image.h"
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 
 #include <opencv2/core.hpp>
@@ -7,6 +9,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "common/error.h"
+#include "image/mat.h"
 
 namespace lookalike::image {
 namespace {
@@ -60,6 +63,22 @@ cv::Mat view(const Image& image) {
 }
 
 }  // namespace
+
+Image fit_within(const Image& image, int max_side) {
+  check_image(image, "fit_within");
+  if (max_side < 1) throw Error(ErrorKind::kInvalidInput, "fit_within: max_side must be >= 1");
+  if (image.width <= max_side && image.height <= max_side) return image;
+  const double scale = double(max_side) / std::max(image.width, image.height);
+  const int width = std::max(1, static_cast<int>(std::lround(image.width * scale)));
+  const int height = std::max(1, static_cast<int>(std::lround(image.height * scale)));
+  cv::Mat shrunk;
+  try {
+    cv::resize(view(image), shrunk, cv::Size(width, height), 0, 0, cv::INTER_AREA);
+  } catch (const cv::Exception& e) {
+    throw Error(ErrorKind::kInternal, std::string("fit_within: ") + e.what());
+  }
+  return to_image(shrunk);
+}
 
 void preprocess(const Image& image, const InputSpec& spec, float* out) {
   check_image(image, "preprocess");

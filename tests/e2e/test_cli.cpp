@@ -854,6 +854,49 @@ TEST_F(CliE2E, EvalRobustnessPrintsRecallPerDistortion) {
       << "the message should list the known ones" << describe(bad);
 }
 
+// A shop without categories trains its own model from its photos alone, ingests
+// with it and searches; the options of self-supervised training are refused
+// without it, and a catalog without categories is refused by supervised training.
+TEST_F(CliE2E, SelfSupervisedTrainingOnAnUnlabelledCatalogServesSearch) {
+  ASSERT_NO_FATAL_FAILURE(RequireDemo());
+  std::vector<json> lines = read_jsonl(catalog());
+  lines.resize(200);
+  for (auto& line : lines) line.erase("category");
+  const fs::path unlabelled = demo() / "unlabelled.jsonl";  // beside catalog.jsonl: same image paths
+  write_jsonl(unlabelled, lines);
+  const fs::path model = root() / "selfsup.lkm";
+  Outcome r = run({"--threads", "1", "train", "--self-supervised", "--catalog", unlabelled.string(), "--out",
+                   model.string(), "--epochs", "2", "--batch", "32", "--hold-out", "clutter,printed-page"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.err.find("training self-supervised on 200 images"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("epoch 2/2"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("pair accuracy"), std::string::npos) << describe(r);
+  EXPECT_TRUE(fs::is_regular_file(model));
+  EXPECT_FALSE(fs::exists(model.string() + ".checkpoint"));
+
+  const fs::path data = root() / "selfsup-data";
+  fs::remove_all(data);
+  Ingest(data, unlabelled, nullptr, {"--model", model.string()});
+  json info = parse_one_json_line(run({"info", "--data", data.string(), "--json"}));
+  EXPECT_NE(info.value("model", "").find("selfsup-cnn"), std::string::npos) << info.dump();
+  json results = Search(data, photo_of(7));
+  ASSERT_FALSE(results.empty());
+  EXPECT_EQ(results[0].value("product_id", ""), product_id(7)) << results.dump();
+
+  Outcome supervised = run({"train", "--catalog", unlabelled.string(), "--out", (root() / "s.lkm").string()});
+  EXPECT_NE(supervised.status, 0);
+  EXPECT_NE(supervised.err.find("fewer than two categories"), std::string::npos) << describe(supervised);
+  Outcome stray = run({"train", "--catalog", catalog().string(), "--out", (root() / "s.lkm").string(),
+                       "--temperature", "0.2"});
+  EXPECT_NE(stray.status, 0);
+  EXPECT_NE(stray.err.find("--self-supervised"), std::string::npos) << describe(stray);
+  Outcome unknown = run({"train", "--self-supervised", "--catalog", unlabelled.string(), "--out",
+                         (root() / "s.lkm").string(), "--hold-out", "sepia"});
+  EXPECT_NE(unknown.status, 0);
+  EXPECT_NE(unknown.err.find("sepia"), std::string::npos) << describe(unknown);
+  EXPECT_FALSE(fs::exists(root() / "s.lkm"));
+}
+
 TEST_F(CliE2E, ReindexSwitchesTheModelAndRollbackRestoresIt) {
   ASSERT_NO_FATAL_FAILURE(RequireBase());
   fs::path data = CopyOfBase("reindex");

@@ -21,6 +21,7 @@
 #include "embed/embedder.h"
 #include "embed/train.h"
 #include "support/test_support.h"
+#include "support/train_support.h"
 
 namespace lookalike {
 
@@ -32,15 +33,9 @@ using lookalike::testing::read_text;
 using lookalike::testing::contains;
 using lookalike::testing::error_from;
 using lookalike::testing::TempDir;
+using lookalike::testing::tiny_options;
 using lookalike::testing::write_bytes;
 using Bytes = std::vector<std::uint8_t>;
-
-// Training is reproducible only for a fixed thread count; every test here uses one.
-class SingleThreadedTorch : public ::testing::Environment {
- public:
-  void SetUp() override { set_compute_threads(1); }
-};
-::testing::Environment* const single_threaded = ::testing::AddGlobalTestEnvironment(new SingleThreadedTorch);
 
 Bytes read_bytes(const fs::path& path) {
   std::string text = read_text(path);
@@ -70,16 +65,6 @@ LabelledSet synthetic_set(std::size_t n, std::uint64_t seed) {
     }
   }
   return set;
-}
-
-TrainOptions tiny_options(std::uint64_t seed) {
-  TrainOptions o;
-  o.epochs = 2;
-  o.batch_size = 8;
-  o.learning_rate = 1e-2;
-  o.dim = 16;
-  o.seed = seed;
-  return o;
 }
 
 const LabelledSet& training_set() {
@@ -233,24 +218,12 @@ TEST(TrainModel, SeparatesTheClassesOfUnseenImages) {
 
 TEST(TrainModel, ResumingFromACheckpointEqualsTrainingStraight) {
   TempDir dir;
-  TrainOptions first = tiny_options(1);
-  first.epochs = 1;
-  first.checkpoint = dir / "run.ckpt";
-  train_model(training_set(), first, dir / "after1.model");
-  ASSERT_TRUE(fs::exists(first.checkpoint));
-
-  TrainOptions rest = tiny_options(1);
-  rest.checkpoint = first.checkpoint;
-  rest.resume = true;
-  std::vector<int> epochs_seen;
-  rest.on_progress = [&](const TrainProgress& p) {
-    if (p.epoch_done) epochs_seen.push_back(p.epoch);
-  };
-  train_model(training_set(), rest, dir / "resumed.model");
-  EXPECT_EQ(epochs_seen, std::vector<int>{2});
+  const fs::path resumed_file = lookalike::testing::train_in_two_runs(
+      [](const TrainOptions& o, const fs::path& out) { train_model(training_set(), o, out); },
+      tiny_options(1), dir.path());
 
   auto straight = load_model(trained_model(1));
-  auto resumed = load_model(dir / "resumed.model");
+  auto resumed = load_model(resumed_file);
   EXPECT_EQ(resumed->info().identity(), straight->info().identity());
   auto a = embed_all(*straight, training_set());
   auto b = embed_all(*resumed, training_set());
