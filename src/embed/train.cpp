@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "common/files.h"
 #include "embed/net.h"
 
@@ -65,13 +66,6 @@ torch::Tensor augment(const torch::Tensor& batch, double erase_probability, floa
     patch.copy_(torch::rand(patch.sizes()) * erase_scale);
   }
   return out;
-}
-
-std::uint64_t mix(std::uint64_t x) {  // SplitMix64 finaliser
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
 }
 
 double learning_rate_at(const TrainOptions& o, double progress_epochs) {
@@ -193,7 +187,7 @@ class SelfSupervisedTrainer final : public Trainer {
   // a seed of (training seed, epoch, position), so a resumed run makes the same ones.
   void begin_epoch(int epoch) override {
     const std::uint64_t epoch_seed =
-        mix(mix(kPhotoSeedTag ^ options_.seed) ^ static_cast<std::uint64_t>(epoch));
+        splitmix64(splitmix64(kPhotoSeedTag ^ options_.seed) ^ static_cast<std::uint64_t>(epoch));
     const auto& spec = data_.input;
     std::mutex failure_mutex;
     std::optional<Error> failure;
@@ -201,11 +195,11 @@ class SelfSupervisedTrainer final : public Trainer {
       // No exception may leave a parallel region; the first one is rethrown below.
       try {
         for (int i = range.start; i < range.end; ++i) {
-          const std::uint64_t seed = mix(epoch_seed ^ static_cast<std::uint64_t>(i));
-          const double u = double(mix(seed ^ 1) >> 11) * 0x1.0p-53;
+          const std::uint64_t seed = splitmix64(epoch_seed ^ static_cast<std::uint64_t>(i));
+          const double u = double(splitmix64(seed ^ 1) >> 11) * 0x1.0p-53;
           const auto distortion = u < options_.clean_probability
                                       ? image::Distortion::kNone
-                                      : distortions_[mix(seed ^ 2) % distortions_.size()];
+                                      : distortions_[splitmix64(seed ^ 2) % distortions_.size()];
           image::preprocess(image::distort(data_.images[static_cast<std::size_t>(i)], distortion, seed), spec,
                             photos_.data() + static_cast<std::size_t>(i) * per_input_);
         }

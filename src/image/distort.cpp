@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "image/mat.h"
 
 namespace lookalike::image {
@@ -24,10 +25,9 @@ class Random {
  public:
   explicit Random(std::uint64_t seed) : state_(seed) {}
   std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    const std::uint64_t z = splitmix64(state_);
+    state_ += kSplitMix64Increment;
+    return z;
   }
   double uniform(double lo, double hi) { return lo + (hi - lo) * double(next() >> 11) * 0x1.0p-53; }
   int integer(int lo, int hi) {
@@ -365,7 +365,7 @@ Image distort(const Image& image, Distortion distortion, std::uint64_t seed) {
     throw Error(ErrorKind::kInvalidInput, "cannot distort an empty or malformed image");
   }
   // The distortion takes part in the seed, so one seed gives unrelated draws per distortion.
-  Random rng(seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(distortion) + 1);
+  Random rng(seed * kSplitMix64Increment + static_cast<std::uint64_t>(distortion) + 1);
   const cv::Mat canvas = to_canvas(image);
   const cv::Scalar black(0, 0, 0);
   cv::Mat out;

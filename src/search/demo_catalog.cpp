@@ -9,6 +9,7 @@
 
 #include "catalog/product.h"
 #include "common/error.h"
+#include "common/hash.h"
 #include "common/files.h"
 #include "image/distort.h"
 #include "image/image.h"
@@ -19,16 +20,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A small, fixed mixer (splitmix64): the same index always gets the same brand,
-// price and rating, on every machine.
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-double unit(std::uint64_t seed, std::uint64_t salt) { return double(mix(seed * 31 + salt) >> 11) / double(1ULL << 53); }
+// splitmix64 (common/hash.h): the same index always gets the same brand, price and
+// rating, on every machine.
+double unit(std::uint64_t seed, std::uint64_t salt) { return double(splitmix64(seed * 31 + salt) >> 11) / double(1ULL << 53); }
 
 const std::array<const char*, 12> kBrands{"Northwind", "Lumen",  "Fjord",     "Atlas", "Marlow", "Kestrel",
                                           "Oakridge",  "Solace", "Brightway", "Vela",  "Corvid", "Tamarind"};
@@ -69,15 +63,15 @@ catalog::Product make_product(std::size_t i, int label) {
   char id[32];
   std::snprintf(id, sizeof id, "fm-%05zu", i);
   p.id = id;
-  p.brand = kBrands[mix(i) % kBrands.size()];
+  p.brand = kBrands[splitmix64(i) % kBrands.size()];
   p.category = classes[static_cast<std::size_t>(label)];
-  p.title = p.brand + " " + kStyles[mix(i + 1) % kStyles.size()] + " " + p.category;
+  p.title = p.brand + " " + kStyles[splitmix64(i + 1) % kStyles.size()] + " " + p.category;
   p.price = std::round(kBasePrice[static_cast<std::size_t>(label)] * (0.6 + 0.9 * unit(i, 2)) * 100) / 100 - 0.01;
   p.currency = "EUR";
   p.rating = std::round((2.5 + 2.5 * unit(i, 3)) * 10) / 10;
   p.rating_count = static_cast<std::int64_t>(std::pow(unit(i, 4), 3) * 2000);
   p.stock = unit(i, 5) < 0.1 ? 0 : static_cast<std::int64_t>(unit(i, 6) * 200);
-  p.attributes["material"] = kMaterials[mix(i + 7) % kMaterials.size()];
+  p.attributes["material"] = kMaterials[splitmix64(i + 7) % kMaterials.size()];
   p.images = {"images/" + file_name(i)};
   return p;
 }
@@ -125,8 +119,8 @@ void write_variants(const fs::path& out, const FashionMnistSplit& train, const D
     const std::uint8_t* gray = train.pixels.data() + item * pixels;
     const catalog::Product base = make_product(item, train.labels[item]);
     // 4 or 5 distinct colours, starting at a family-dependent place in the palette.
-    const std::size_t count = 4 + mix(f + 101) % 2, first = mix(f + 202) % kColours;
-    const std::size_t step = 1 + mix(f + 303) % 2;  // 1 or 2: a step of 2 over 7 colours still visits all
+    const std::size_t count = 4 + splitmix64(f + 101) % 2, first = splitmix64(f + 202) % kColours;
+    const std::size_t step = 1 + splitmix64(f + 303) % 2;  // 1 or 2: a step of 2 over 7 colours still visits all
     std::vector<std::size_t> colours;
     for (std::size_t c = 0; colours.size() < count; ++c) colours.push_back((first + c * step) % kColours);
     std::vector<image::Image> images;
@@ -147,11 +141,11 @@ void write_variants(const fs::path& out, const FashionMnistSplit& train, const D
       ++report.variants;
     }
     for (std::size_t q = 0; q < options.variant_queries_per_family; ++q) {
-      const std::size_t v = (mix(f + 404) + q) % colours.size();
+      const std::size_t v = (splitmix64(f + 404) + q) % colours.size();
       const VariantColour& colour = kVariantColours[colours[v]];
       const image::Distortion distortion =
           kQueryDistortions[(f * options.variant_queries_per_family + q) % std::size(kQueryDistortions)];
-      const image::Image photo = image::distort(images[v], distortion, mix(f * 16 + q));
+      const image::Image photo = image::distort(images[v], distortion, splitmix64(f * 16 + q));
       const std::string name = family_id(f).substr(3) + "-" + colour.name + ".png";
       write_png(out / "variant-queries" / name, photo);
       nlohmann::json line{{"image", "variant-queries/" + name},

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "search/engine.h"
 
 namespace lookalike::search {
@@ -12,13 +13,6 @@ namespace {
 
 constexpr std::size_t kBatchItems = 64;  // products distorted and searched together
 constexpr int kDepth = 10;
-
-std::uint64_t mix(std::uint64_t x) {  // SplitMix64 finaliser
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // FNV-1a: a product's photos depend on its id and the seed only, so they stay
 // the same whatever the sample size.
@@ -32,9 +26,9 @@ std::uint64_t hash_id(const std::string& id) {
 std::vector<std::string> sample(std::vector<std::string> ids, std::size_t n, std::uint64_t seed) {
   std::sort(ids.begin(), ids.end());
   n = std::min(n, ids.size());
-  std::uint64_t state = mix(seed);
+  std::uint64_t state = splitmix64(seed);
   for (std::size_t i = 0; i < n; ++i) {
-    state = mix(state);
+    state = splitmix64(state);
     std::size_t j = i + static_cast<std::size_t>(state % (ids.size() - i));
     std::swap(ids[i], ids[j]);
   }
@@ -101,7 +95,7 @@ RobustnessReport evaluate_robustness(const Engine& engine, const RobustnessOptio
       std::vector<image::Image> queries;
       for (std::size_t i = begin; i < end; ++i) {
         queries.push_back(
-            image::distort(items[i].second, distortions[d], mix(options.seed) ^ hash_id(items[i].first)));
+            image::distort(items[i].second, distortions[d], splitmix64(options.seed) ^ hash_id(items[i].first)));
       }
       // The exact product must come back, not a colour variant standing for its family.
       SearchOptions ungrouped;
