@@ -64,6 +64,7 @@ Examples:
   lookalike export-model --model models/fashion-cnn.lkm --format onnx --out fashion-cnn.onnx
   lookalike --threads 2 bench-embed --model models/fashion-cnn.lkm --model fashion-cnn.onnx --images demo-data/images
   lookalike export-model --onnx my-net.onnx --config my-net.json --out my-net-lookalike.onnx
+  lookalike fuse-models --model models/fashion-cnn.lkm --model selfsup.lkm --weight 2 --weight 1 --out fused.lkm
   lookalike train  --catalog demo-data/catalog.jsonl --out models/fashion-cnn.lkm --seed 1
   lookalike train  --self-supervised --catalog demo-data/catalog.jsonl --out selfsup.lkm --epochs 8
   lookalike info   --data demo-data
@@ -472,6 +473,17 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"torchscript", "onnx"}))
       ->needs(export_model_opt);
   export_cmd->add_option("--out", export_out, "File to write")->required();
+
+  // fuse-models
+  auto* fuse_cmd = app.add_subcommand("fuse-models",
+                                      "Fuse models into one whose similarity is the weighted mean of theirs "
+                                      "(e.g. categories and exact items)");
+  std::vector<std::string> fuse_models;
+  std::vector<double> fuse_weights;
+  std::string fuse_out;
+  fuse_cmd->add_option("--model", fuse_models, "A part: any model file (repeat, 2 to 8 parts)")->required();
+  fuse_cmd->add_option("--weight", fuse_weights, "Each part's weight, in --model order (default: all 1)");
+  fuse_cmd->add_option("--out", fuse_out, "File to write")->required();
 
   // bench-embed
   cli::BenchEmbedOptions bench_embed_options;
@@ -937,6 +949,20 @@ int main(int argc, char** argv) {
       }
       auto model = embed::load_model(export_out);
       std::printf("wrote %s: %s\n", export_out.c_str(), model->info().identity().c_str());
+      return 0;
+    }
+    if (*fuse_cmd) {
+      if (!fuse_weights.empty() && fuse_weights.size() != fuse_models.size()) {
+        throw CLI::ValidationError("--weight", "give one per --model (" + std::to_string(fuse_models.size()) +
+                                                   "), or none for equal weights");
+      }
+      std::vector<embed::FusedPart> parts;
+      for (std::size_t i = 0; i < fuse_models.size(); ++i) {
+        parts.push_back({fuse_models[i], fuse_weights.empty() ? 1.0 : fuse_weights[i]});
+      }
+      embed::write_fused_model(parts, fuse_out);
+      auto model = embed::load_model(fuse_out);
+      std::printf("wrote %s: %s\n", fuse_out.c_str(), model->info().identity().c_str());
       return 0;
     }
     if (*robust_cmd) {

@@ -48,9 +48,13 @@ void write_container_file(const fs::path& path, const std::string& magic, std::u
 
 ContainerFile read_container_file(const fs::path& path, const std::string& magic, std::uint32_t version,
                                   std::size_t max_bytes, const std::string& what) {
-  auto bytes = read_file(path, max_bytes);
+  return parse_container_file(read_file(path, max_bytes), magic, version, what, path.string());
+}
+
+ContainerFile parse_container_file(const std::vector<std::uint8_t>& bytes, const std::string& magic,
+                                   std::uint32_t version, const std::string& what, const std::string& name) {
   auto corrupt = [&](const std::string& why) {
-    return Error(ErrorKind::kInvalidInput, what + " " + path.string() + " " + why);
+    return Error(ErrorKind::kInvalidInput, what + " " + name + " " + why);
   };
   if (bytes.size() < kMagicBytes + 16 + kDigestBytes || std::memcmp(bytes.data(), magic.data(), kMagicBytes) != 0) {
     throw corrupt("is not a lookalike " + what + " (bad magic bytes or too short)");

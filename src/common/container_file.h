@@ -31,4 +31,9 @@ void write_container_file(const std::filesystem::path& path, const std::string& 
 ContainerFile read_container_file(const std::filesystem::path& path, const std::string& magic,
                                   std::uint32_t version, std::size_t max_bytes, const std::string& what);
 
+// The same checks on a file already in memory (e.g. one part of a fused model);
+// messages read "<what> <name> <defect>".
+ContainerFile parse_container_file(const std::vector<std::uint8_t>& bytes, const std::string& magic,
+                                   std::uint32_t version, const std::string& what, const std::string& name);
+
 }  // namespace lookalike

@@ -1,12 +1,14 @@
+#include <algorithm>
+#include <cctype>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "common/container_file.h"
 #include "common/error.h"
 #include "common/files.h"
+#include "embed/model_format.h"
 #include "embed/net.h"
 
 namespace lookalike::embed {
@@ -17,7 +19,6 @@ namespace {
 
 const std::string kMagic("LKMODEL", 8);
 constexpr std::uint32_t kFormatVersion = 1;
-constexpr std::size_t kMaxModelBytes = 1u << 30;
 
 json header_to_json(const ModelHeader& h) {
   json blocks = json::array();
@@ -189,9 +190,13 @@ void write_model_file(const fs::path& path, ModelHeader header, EmbeddingNet& ne
 }
 
 LoadedModel read_model_file(const fs::path& path) {
-  auto file = read_container_file(path, kMagic, kFormatVersion, kMaxModelBytes, "model file");
+  return parse_model_file(read_file(path, kMaxModelBytes), path.string());
+}
+
+LoadedModel parse_model_file(const std::vector<std::uint8_t>& bytes, const std::string& name) {
+  auto file = parse_container_file(bytes, kMagic, kFormatVersion, "model file", name);
   auto corrupt = [&](const std::string& why) {
-    return Error(ErrorKind::kInvalidInput, "model file " + path.string() + " " + why);
+    return Error(ErrorKind::kInvalidInput, "model file " + name + " " + why);
   };
   LoadedModel model;
   try {
@@ -222,10 +227,41 @@ void set_compute_threads(int threads) {
   set_opencv_threads(threads);
 }
 
+ModelFormat model_format(const std::vector<std::uint8_t>& bytes, const fs::path& path) {
+  auto starts_with = [&](const char* magic, std::size_t size) {
+    return bytes.size() >= size && std::memcmp(bytes.data(), magic, size) == 0;
+  };
+  if (starts_with(kMagic.data(), kMagic.size())) return ModelFormat::kNative;
+  if (starts_with(kFusedMagic, 8)) return ModelFormat::kFused;
+  if (starts_with("PK\x03\x04", 4)) return ModelFormat::kTorchScript;
+  std::string extension = path.extension().string();
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return char(std::tolower(c)); });
+  // An ONNX model starts with its first field, ir_version (field 1, a varint: tag
+  // byte 0x08).
+  if (extension == ".onnx" || starts_with("\x08", 1)) return ModelFormat::kOnnx;
+  return ModelFormat::kNative;  // parsing it reports what is wrong
+}
+
+std::unique_ptr<Embedder> load_model_bytes(std::vector<std::uint8_t> bytes, ModelFormat format,
+                                           const std::string& name) {
+  switch (format) {
+    case ModelFormat::kFused:
+      return load_fused_model(bytes, name);
+    case ModelFormat::kTorchScript:
+      return load_torchscript_model(bytes, "model file " + name);
+    case ModelFormat::kOnnx:
+      return load_onnx_model(std::move(bytes), "model file " + name);
+    case ModelFormat::kNative:
+      break;
+  }
+  return std::make_unique<CnnEmbedder>(parse_model_file(bytes, name), /*fold=*/true);
+}
+
 std::unique_ptr<Embedder> load_model(const fs::path& file) {
-  if (is_torchscript_file(file)) return load_torchscript_model(file);
-  if (is_onnx_file(file)) return load_onnx_model(file);
-  return std::make_unique<CnnEmbedder>(read_model_file(file), /*fold=*/true);
+  auto bytes = read_file(file, kMaxModelBytes);
+  const ModelFormat format = model_format(bytes, file);
+  return load_model_bytes(std::move(bytes), format, file.string());
 }
 
 std::unique_ptr<Embedder> load_model_reference(const fs::path& file) {

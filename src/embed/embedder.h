@@ -45,8 +45,8 @@ class Embedder {
 // Call once at start-up, before any embedding.
 void set_compute_threads(int threads);
 
-// Loads a model file written by `lookalike train`, a TorchScript file or an ONNX
-// file (below), told apart by their first bytes (and the extension .onnx). Throws
+// Loads a model file written by `lookalike train`, a TorchScript file, an ONNX
+// file or a fused model (below), told apart by their first bytes (and the extension .onnx). Throws
 // Error(kNotFound) when missing and Error(kInvalidInput) naming the file when it is
 // truncated, corrupt (checksum), of an unknown format version, or does not fit its config.
 std::unique_ptr<Embedder> load_model(const std::filesystem::path& file);
@@ -112,6 +112,27 @@ void export_onnx(const std::filesystem::path& model_file, const std::filesystem:
 // both as load_model() would. Written atomically.
 void package_onnx(const std::filesystem::path& onnx, const std::string& config_json,
                   const std::filesystem::path& out);
+
+// Fused models: one embedder made of several, e.g. one trained for categories and
+// one for exact items, when no single model is good at both. Each part's vector is
+// scaled by sqrt(weight / sum of weights) and the parts are concatenated, so that
+// the fused cosine similarity is the weighted mean of the parts' cosine
+// similarities. The parts must take the same input (size, channels, mean and std),
+// so that one preprocessing serves all of them. The file (a container file, magic
+// "LKFUSED") holds each part's own file whole, so a data folder's one model file
+// stays self-contained; load_model() reads it like any model file and validates
+// every part as it would on its own. Its identity is "fused/1/<input>/d<sum of
+// dims>/<first 16 hex digits of the file's SHA-256>": other weights, another model.
+struct FusedPart {
+  std::filesystem::path model;  // a model file load_model() reads, not itself fused
+  double weight = 1;            // > 0
+};
+inline constexpr std::size_t kMaxFusedParts = 8;
+
+// Writes the fused model of 2..kMaxFusedParts parts atomically. Throws
+// Error(kInvalidInput) naming the part when one cannot be loaded, is fused
+// itself, takes another input than the first, or has a weight that is not > 0.
+void write_fused_model(const std::vector<FusedPart>& parts, const std::filesystem::path& out);
 
 // The raw-pixel baseline: the preprocessed pixels themselves, L2-normalised.
 // The floor every trained model is measured against.

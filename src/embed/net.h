@@ -83,14 +83,9 @@ struct LoadedModel {
   EmbeddingNet net{nullptr};
 };
 LoadedModel read_model_file(const std::filesystem::path& path);
+// The same from the file's bytes; `name` stands for the file in messages.
+LoadedModel parse_model_file(const std::vector<std::uint8_t>& bytes, const std::string& name);
 
-// TorchScript models (torchscript.cpp): a file is one when it is a zip archive.
-bool is_torchscript_file(const std::filesystem::path& path);
-std::unique_ptr<Embedder> load_torchscript_model(const std::filesystem::path& path);
-
-// ONNX models (onnx.cpp): a file is one when named *.onnx or when it starts like one.
-bool is_onnx_file(const std::filesystem::path& path);
-std::unique_ptr<Embedder> load_onnx_model(const std::filesystem::path& path);
 // OpenCV's process-wide thread count (cv::setNumThreads).
 void set_opencv_threads(int threads);
 

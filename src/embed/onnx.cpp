@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "common/files.h"
 #include "embed/model_config.h"
+#include "embed/model_format.h"
 #include "embed/net.h"
 
 namespace lookalike::embed {
@@ -26,7 +27,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::size_t kMaxModelBytes = std::size_t(1) << 30;
 constexpr std::int64_t kProbeBatch = 2;
 // SHA-256 of the serialised graph, written with the config: protobuf has no
 // checksum, and a flipped byte inside a weight tensor would parse as another weight.
@@ -487,22 +487,7 @@ void set_opencv_threads(int threads) {
   cv::setNumThreads(threads);
 }
 
-bool is_onnx_file(const fs::path& path) {
-  std::string extension = path.extension().string();
-  std::transform(extension.begin(), extension.end(), extension.begin(),
-                 [](unsigned char c) { return char(std::tolower(c)); });
-  if (extension == ".onnx") return true;
-  // An ONNX model starts with its first field, ir_version (field 1, a varint:
-  // tag byte 0x08); lookalike's own model files start with "LKMODEL" and
-  // TorchScript archives with "PK".
-  std::ifstream in(path, std::ios::binary);
-  char first = 0;
-  return in.get(first) && first == 0x08;
-}
-
-std::unique_ptr<Embedder> load_onnx_model(const fs::path& path) {
-  const std::string what = "model file " + path.string();
-  auto bytes = read_file(path, kMaxModelBytes);
+std::unique_ptr<Embedder> load_onnx_model(std::vector<std::uint8_t> bytes, const std::string& what) {
   const onnx::ModelProto model = parse_proto(bytes, what);
   const std::string config_text = metadata(model, kModelConfigName);
   if (config_text.empty()) {

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/files.h"
 #include "embed/model_config.h"
+#include "embed/model_format.h"
 #include "embed/net.h"
 
 namespace lookalike::embed {
@@ -17,7 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::size_t kMaxModelBytes = std::size_t(1) << 30;
 constexpr std::int64_t kProbeBatch = 2;
 
 // TorchScript outputs have no names: forward() returns a value, a tuple or a list.
@@ -215,15 +215,8 @@ void save_atomic(const torch::jit::Module& module, const std::string& config, co
 
 }  // namespace
 
-bool is_torchscript_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  return in.read(magic, 4) && std::memcmp(magic, "PK\x03\x04", 4) == 0;
-}
-
-std::unique_ptr<Embedder> load_torchscript_model(const fs::path& path) {
-  const std::string what = "model file " + path.string();
-  auto bytes = read_file(path, kMaxModelBytes);
+std::unique_ptr<Embedder> load_torchscript_model(const std::vector<std::uint8_t>& bytes,
+                                                 const std::string& what) {
   std::string config;
   auto module = load_archive(bytes, what, config);
   return make_embedder(bytes, std::move(module), config, what);

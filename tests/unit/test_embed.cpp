@@ -846,6 +846,152 @@ TEST(EmbedConcurrency, TwoThreadsAtOnceGiveTheSameResultsAsSequentialCalls) {
   }
 }
 
+// ---- fused models ----
+
+class FusedModel : public ::testing::Test {
+ protected:
+  void expect_refused(const std::vector<FusedPart>& parts, const std::string& named,
+                      const std::string& context) {
+    auto e = error_from([&] { write_fused_model(parts, out_); });
+    ASSERT_TRUE(e) << context << ": accepted";
+    EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput) << context << ": " << e->what();
+    EXPECT_TRUE(contains(e->what(), named)) << context << ": " << e->what();
+    EXPECT_FALSE(fs::exists(out_)) << context;
+  }
+
+  void expect_invalid_file(const std::string& context) {
+    auto e = error_from([&] { load_model(out_); });
+    ASSERT_TRUE(e) << context << ": accepted";
+    EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput) << context << ": " << e->what();
+    EXPECT_TRUE(contains(e->what(), out_.string())) << context << ": " << e->what();
+  }
+
+  double cosine(const std::vector<float>& v, std::size_t i, std::size_t j, int dim) {
+    double dot = 0;
+    for (int k = 0; k < dim; ++k) dot += double(v[i * dim + k]) * v[j * dim + k];
+    return dot;
+  }
+
+  TempDir dir_;
+  fs::path out_ = dir_ / "fused.lkm";
+};
+
+TEST_F(FusedModel, SimilarityIsTheWeightedMeanOfThePartsSimilarities) {
+  write_fused_model({{trained_model(1), 3}, {trained_model(2), 1}}, out_);
+  auto fused = load_model(out_);
+  auto a = load_model(trained_model(1));
+  auto b = load_model(trained_model(2));
+  const int da = a->info().dim, db = b->info().dim, d = fused->info().dim;
+  ASSERT_EQ(d, da + db);
+  EXPECT_EQ(fused->info().identity().rfind("fused/1/", 0), 0u) << fused->info().identity();
+
+  const LabelledSet set = synthetic_set(30, 700);
+  auto vf = embed_all(*fused, set), va = embed_all(*a, set), vb = embed_all(*b, set);
+  for (std::size_t i = 0; i < set.size(); ++i) {
+    EXPECT_NEAR(norm(&vf[i * d], d), 1.0, 1e-5);
+    for (int k = 0; k < da; ++k) ASSERT_NEAR(vf[i * d + k], std::sqrt(0.75) * va[i * da + k], 1e-5);
+    for (int k = 0; k < db; ++k) ASSERT_NEAR(vf[i * d + da + k], std::sqrt(0.25) * vb[i * db + k], 1e-5);
+  }
+  for (std::size_t i = 0; i + 1 < set.size(); ++i) {
+    const double expected = 0.75 * cosine(va, i, i + 1, da) + 0.25 * cosine(vb, i, i + 1, db);
+    EXPECT_NEAR(cosine(vf, i, i + 1, d), expected, 1e-5);
+  }
+
+  // Other weights are another model: vectors of the two must not be compared.
+  write_fused_model({{trained_model(1), 1}, {trained_model(2), 1}}, dir_ / "even.lkm");
+  EXPECT_NE(load_model(dir_ / "even.lkm")->info().identity(), fused->info().identity());
+}
+
+TEST_F(FusedModel, PartsOfEveryFormatLoadFromTheOneFile) {
+  export_onnx(trained_model(1), dir_ / "part.onnx");
+  export_torchscript(trained_model(1), dir_ / "part.pt");
+  write_fused_model({{trained_model(1), 1}, {dir_ / "part.onnx", 1}, {dir_ / "part.pt", 2}}, out_);
+  // The parts are inside: the fused file works without them.
+  fs::remove(dir_ / "part.onnx");
+  fs::remove(dir_ / "part.pt");
+  auto fused = load_model(out_);
+  auto native = load_model(trained_model(1));
+  const int d = native->info().dim;
+  ASSERT_EQ(fused->info().dim, 3 * d);
+  const LabelledSet set = synthetic_set(12, 800);
+  auto vf = embed_all(*fused, set), vn = embed_all(*native, set);
+  const double scales[] = {0.5, 0.5, std::sqrt(0.5)};
+  for (std::size_t i = 0; i < set.size(); ++i) {
+    for (int p = 0; p < 3; ++p) {
+      for (int k = 0; k < d; ++k) {
+        ASSERT_NEAR(vf[i * 3 * d + p * d + k], scales[p] * vn[i * d + k], 1e-4) << "part " << p;
+      }
+    }
+  }
+}
+
+TEST_F(FusedModel, BadPartsAreRefusedNamingThem) {
+  const fs::path one = trained_model(1), two = trained_model(2);
+  expect_refused({{one, 1}}, "2 to 8 parts", "one part");
+  expect_refused(std::vector<FusedPart>(kMaxFusedParts + 1, FusedPart{one, 1}), "2 to 8 parts", "nine parts");
+  for (double weight : {0.0, -1.0, std::nan("")}) {
+    expect_refused({{one, 1}, {two, weight}}, two.string(), "weight " + std::to_string(weight));
+  }
+  auto missing = error_from([&] { write_fused_model({{one, 1}, {dir_ / "absent.lkm", 1}}, out_); });
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->kind(), ErrorKind::kNotFound);
+  EXPECT_TRUE(contains(missing->what(), "absent.lkm")) << missing->what();
+
+  write_bytes(dir_ / "junk.lkm", Bytes{'j', 'u', 'n', 'k'});
+  expect_refused({{one, 1}, {dir_ / "junk.lkm", 1}}, "junk.lkm", "a part that is no model");
+
+  write_fused_model({{one, 1}, {two, 1}}, dir_ / "inner.lkm");
+  expect_refused({{one, 1}, {dir_ / "inner.lkm", 1}}, "inner.lkm", "a fused part");
+
+  // A part that preprocesses differently (another mean) cannot share the input.
+  export_torchscript(one, dir_ / "plain.pt");
+  auto config = nlohmann::json::parse(exported_config(dir_ / "plain.pt"));
+  config["input"]["mean"] = {0.5};
+  package_torchscript(dir_ / "plain.pt", config.dump(), dir_ / "shifted.pt");
+  expect_refused({{one, 1}, {dir_ / "shifted.pt", 1}}, "shifted.pt", "another input");
+}
+
+TEST_F(FusedModel, DamagedOrInconsistentFileIsRefusedNamingIt) {
+  write_fused_model({{trained_model(1), 1}, {trained_model(2), 1}}, out_);
+  const Bytes good = read_bytes(out_);
+  for (std::size_t size : {std::size_t(7), std::size_t(40), good.size() / 2, good.size() - 1}) {
+    write_bytes(out_, Bytes(good.begin(), good.begin() + static_cast<long>(size)));
+    expect_invalid_file("truncated to " + std::to_string(size));
+  }
+  for (std::size_t at : {std::size_t(20), good.size() / 3, good.size() - 40}) {
+    Bytes damaged = good;
+    damaged[at] ^= 0x01;
+    write_bytes(out_, damaged);
+    expect_invalid_file("byte " + std::to_string(at) + " changed");
+  }
+
+  // Valid envelopes with wrong contents: the checks behind the checksum.
+  write_bytes(out_, good);
+  const std::string magic("LKFUSED", 8);
+  auto file = read_container_file(out_, magic, 1, 1 << 30, "model file");
+  const std::string payload(file.payload.begin(), file.payload.end());
+  const auto header = nlohmann::json::parse(file.header);
+  auto rewrite = [&](const nlohmann::json& h, const std::string& p, const std::string& context) {
+    write_container_file(out_, magic, 1, h.dump(), p);
+    expect_invalid_file(context);
+  };
+  rewrite(header, payload + "x", "bytes after the last part");
+  rewrite(header, payload.substr(0, payload.size() - 10), "payload shorter than the parts");
+  auto h = header;
+  h["parts"][1]["identity"] = "selfsup-cnn/1/28x28x1/d32/0000000000000000";
+  rewrite(h, payload, "part identity not the recorded one");
+  h = header;
+  h["parts"][0]["format"] = "fused";
+  rewrite(h, payload, "a fused part");
+  h = header;
+  h["parts"][0]["weight"] = 0;
+  rewrite(h, payload, "weight 0");
+  h = header;
+  h["parts"].erase(1);
+  rewrite(h, payload.substr(0, header["parts"][0]["bytes"].get<std::size_t>()), "one part");
+  rewrite(nlohmann::json::array(), payload, "header not an object");
+}
+
 TEST(EmbedConcurrency, EmptyBatchWritesNothing) {
   auto model = load_model(trained_model(1));
   float sentinel = 42.f;
