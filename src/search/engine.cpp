@@ -431,7 +431,7 @@ const char* to_string(Sort sort) {
   return "best";
 }
 
-fs::path shipped_model_path() { return fs::path(LOOKALIKE_SOURCE_DIR) / "models" / "fashion-cnn.lkm"; }
+fs::path shipped_model_path() { return fs::path(LOOKALIKE_SOURCE_DIR) / "models" / "fashion-fused.lkm"; }
 
 Engine::~Engine() = default;
 

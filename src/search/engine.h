@@ -42,7 +42,9 @@ namespace lookalike::search {
 // The name that selects the raw-pixel baseline instead of a model file.
 inline constexpr const char* kPixelsModel = "pixels";
 
-// Path of the model shipped in this repository for the demo catalog.
+// Path of the default model, shipped in this repository for the demo catalog:
+// models/fashion-fused.lkm, the category model fused with the self-supervised one
+// for exact items (README "Choosing a model").
 std::filesystem::path shipped_model_path();
 
 struct OpenOptions {

@@ -252,6 +252,12 @@ class CliE2E : public ::testing::Test {
     return ids;
   }
 
+  // The category part of the default model: a model of `lookalike train`, which
+  // export-model writes as TorchScript or ONNX.
+  static fs::path CategoryModel() {
+    return lookalike::search::shipped_model_path().parent_path() / "fashion-cnn.lkm";
+  }
+
   // `ingest --json` summary; fails the test unless the exit status is `expect_status`.
   static json Ingest(const fs::path& data, const fs::path& catalog_file, Outcome* raw = nullptr,
                      const std::vector<std::string>& extra = {}, int expect_status = 0) {
@@ -299,8 +305,8 @@ TEST_F(CliE2E, ShippedModelBeatsRawPixelsByAClearMargin) {
   ASSERT_TRUE(cnn.contains("precision_at_10")) << cnn.dump();
   EXPECT_EQ(cnn.value("queries", 0), int(kQueries)) << cnn.dump();
   EXPECT_EQ(cnn.value("failed", -1), 0) << cnn.dump();
-  EXPECT_NE(cnn.value("model", "").find("fashion-cnn"), std::string::npos)
-      << "ingest without --model should use the shipped CNN: " << cnn.dump();
+  EXPECT_NE(cnn.value("model", "").find("fused/"), std::string::npos)
+      << "ingest without --model should use the shipped default model: " << cnn.dump();
 
   fs::path pixels_data = root() / "pixels";
   json pixels_ingest = Ingest(pixels_data, catalog(), nullptr, {"--model", "pixels"});
@@ -322,12 +328,13 @@ TEST_F(CliE2E, ShippedModelBeatsRawPixelsByAClearMargin) {
       << "shipped model: " << cnn.dump() << "\nraw pixels: " << pixels.dump();
 }
 
-// The cheaper model shipped beside the default (models/fashion-cnn-small.lkm, a
-// quarter of the multiply-adds): a shop choosing it loses little category quality.
+// The cheaper model shipped beside the default (models/fashion-fused-small.lkm, the
+// same fusion with a category part of a quarter of the multiply-adds): a shop
+// choosing it loses little category quality.
 TEST_F(CliE2E, ShippedSmallModelIsCloseToTheDefault) {
   ASSERT_NO_FATAL_FAILURE(RequireBase());
   const fs::path small_model =
-      lookalike::search::shipped_model_path().parent_path() / "fashion-cnn-small.lkm";
+      lookalike::search::shipped_model_path().parent_path() / "fashion-fused-small.lkm";
   fs::path small_data = root() / "small";
   json ingest = Ingest(small_data, catalog(), nullptr, {"--model", small_model.string()});
   EXPECT_EQ(ingest.value("images_embedded", -1), int(kProducts)) << ingest.dump();
@@ -789,7 +796,7 @@ TEST_F(CliE2E, IngestWithAnotherModelIsRefused) {
   EXPECT_NE(r.err.find("model"), std::string::npos) << describe(r);
   EXPECT_NE(r.err.find("pixels"), std::string::npos)
       << "the message should name the requested model" << describe(r);
-  EXPECT_NE(r.err.find("fashion-cnn"), std::string::npos)
+  EXPECT_NE(r.err.find("fused/"), std::string::npos)
       << "the message should name the folder's model" << describe(r);
   EXPECT_EQ(r.out, "") << describe(r);
   // The folder still works with its own model.
@@ -904,12 +911,12 @@ TEST_F(CliE2E, ReindexSwitchesTheModelAndRollbackRestoresIt) {
   Outcome r = run({"reindex", "--data", data.string(), "--model", "pixels", "--json"});
   ASSERT_EQ(r.status, 0) << describe(r);
   json switched = parse_one_json_line(r);
-  EXPECT_NE(switched.value("from", "").find("fashion-cnn"), std::string::npos) << switched.dump();
+  EXPECT_NE(switched.value("from", "").find("fused/"), std::string::npos) << switched.dump();
   EXPECT_NE(switched.value("to", "").find("pixels"), std::string::npos) << switched.dump();
   EXPECT_EQ(switched.value("embedded", 0), int(kProducts));
   json info = parse_one_json_line(run({"info", "--data", data.string(), "--json"}));
   EXPECT_NE(info.value("model", "").find("pixels"), std::string::npos) << info.dump();
-  EXPECT_NE(info.value("previous_model", "").find("fashion-cnn"), std::string::npos) << info.dump();
+  EXPECT_NE(info.value("previous_model", "").find("fused/"), std::string::npos) << info.dump();
 
   r = run({"reindex", "--data", data.string(), "--rollback", "--json"});
   ASSERT_EQ(r.status, 0) << describe(r);
@@ -965,10 +972,11 @@ TEST_F(CliE2E, ExportedTorchScriptModelServesTheSameResults) {
   ASSERT_NO_FATAL_FAILURE(RequireBase());
   const fs::path pt = root() / "exported.pt";
   Outcome r = run(
-      {"export-model", "--model", lookalike::search::shipped_model_path().string(), "--out", pt.string()});
+      {"export-model", "--model", CategoryModel().string(), "--out", pt.string()});
   ASSERT_EQ(r.status, 0) << describe(r);
   EXPECT_NE(r.out.find("-torchscript/28x28x1/d128/"), std::string::npos) << describe(r);
-  fs::path data = CopyOfBase("torchscript");
+  fs::path data = root() / "torchscript";
+  Ingest(data, catalog(), nullptr, {"--model", CategoryModel().string()});
   const std::vector<std::string> before = Ids(Search(data, query_photo(5)));
   r = run({"reindex", "--data", data.string(), "--model", pt.string()});
   ASSERT_EQ(r.status, 0) << describe(r);
@@ -987,11 +995,32 @@ TEST_F(CliE2E, ExportedTorchScriptModelServesTheSameResults) {
   EXPECT_FALSE(fs::exists(root() / "wrong.pt"));
 }
 
-// The shipped model written as ONNX and as TorchScript gives the native vectors on
-// real catalog photos (decoded and preprocessed as ingest does).
+// fuse-models writes what the default model is made of, and refuses a call that
+// does not say what to fuse, naming what is wrong.
+TEST_F(CliE2E, FuseModelsWritesAModelAndRefusesBadCalls) {
+  const fs::path models = lookalike::search::shipped_model_path().parent_path();
+  const fs::path out = root() / "fused-again.lkm";
+  Outcome r = run({"fuse-models", "--model", (models / "fashion-cnn.lkm").string(), "--model",
+                   (models / "fashion-selfsup-small.lkm").string(), "--out", out.string()});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.out.find("fused/1/28x28x1/d256/"), std::string::npos) << describe(r);
+  // The shipped default is exactly this fusion, from the same files and weights.
+  EXPECT_EQ(read_text(out), read_text(lookalike::search::shipped_model_path()));
+
+  r = run({"fuse-models", "--model", (models / "fashion-cnn.lkm").string(), "--model",
+           (models / "fashion-selfsup-small.lkm").string(), "--weight", "1", "--out", out.string()});
+  EXPECT_NE(r.status, 0) << describe(r);
+  EXPECT_NE(r.err.find("--weight"), std::string::npos) << describe(r);
+  r = run({"fuse-models", "--model", (models / "fashion-cnn.lkm").string(), "--out", out.string()});
+  EXPECT_NE(r.status, 0) << describe(r);
+  EXPECT_NE(r.err.find("2 to 8 parts"), std::string::npos) << describe(r);
+}
+
+// The shipped category model written as ONNX and as TorchScript gives the native
+// vectors on real catalog photos (decoded and preprocessed as ingest does).
 TEST_F(CliE2E, ExportedOnnxAndTorchScriptModelsGiveTheNativeVectorsOnDemoPhotos) {
   ASSERT_NO_FATAL_FAILURE(RequireDemo());
-  const fs::path shipped = lookalike::search::shipped_model_path();
+  const fs::path shipped = CategoryModel();
   const fs::path onnx = root() / "vectors.onnx", pt = root() / "vectors.pt";
   Outcome r = run({"export-model", "--model", shipped.string(), "--format", "onnx", "--out", onnx.string()});
   ASSERT_EQ(r.status, 0) << describe(r);
@@ -1019,13 +1048,14 @@ TEST_F(CliE2E, ExportedOnnxAndTorchScriptModelsGiveTheNativeVectorsOnDemoPhotos)
 TEST_F(CliE2E, ExportedOnnxModelIngestsReindexesAndServesTheSameResults) {
   ASSERT_NO_FATAL_FAILURE(RequireBase());
   const fs::path onnx = root() / "exported.onnx";
-  Outcome r = run({"export-model", "--model", lookalike::search::shipped_model_path().string(), "--out",
+  Outcome r = run({"export-model", "--model", CategoryModel().string(), "--out",
                    onnx.string()});  // ONNX by the extension
   ASSERT_EQ(r.status, 0) << describe(r);
   EXPECT_NE(r.out.find("-onnx/28x28x1/d128/"), std::string::npos) << describe(r);
 
   // A data folder switched to the ONNX model answers as the native model did.
-  fs::path data = CopyOfBase("onnx-reindex");
+  fs::path data = root() / "onnx-reindex";
+  Ingest(data, catalog(), nullptr, {"--model", CategoryModel().string()});
   const std::vector<std::string> before = Ids(Search(data, query_photo(7)));
   r = run({"reindex", "--data", data.string(), "--model", onnx.string()});
   ASSERT_EQ(r.status, 0) << describe(r);

@@ -102,7 +102,7 @@ std::map<std::string, std::vector<QueryResult>>* Reindex::expected_ = nullptr;
 
 TEST_F(Reindex, SearchesDuringASwitchNeverFailNorMixModelsAndRollbackRestores) {
   ASSERT_EQ(expected_->size(), 2u);
-  const std::string cnn = Identity("fashion-cnn"), pixels = Identity("pixels");
+  const std::string cnn = Identity("fused/"), pixels = Identity("pixels");
   const fs::path dir = root_->path() / "switch";
   auto engine = Open(dir);
   engine->ingest(Catalog(), {});
@@ -229,7 +229,7 @@ TEST_F(Reindex, CorruptOrForeignModelFilesAreRefusedAndTheActiveModelKeepsServin
   const fs::path dir = root_->path() / "refuse";
   auto engine = Open(dir);
   engine->ingest(Catalog(), {});
-  const std::string cnn = Identity("fashion-cnn");
+  const std::string cnn = Identity("fused/");
   auto bytes = read_file(shipped_model_path(), std::size_t(1) << 30);
 
   auto flipped = bytes;
@@ -255,7 +255,7 @@ TEST_F(Reindex, CorruptOrForeignModelFilesAreRefusedAndTheActiveModelKeepsServin
   ASSERT_TRUE(err);
   EXPECT_EQ(err->kind(), ErrorKind::kModelMismatch);
   EXPECT_TRUE(contains(err->what(), "pixels")) << err->what();
-  EXPECT_TRUE(contains(err->what(), "fashion-cnn")) << err->what();
+  EXPECT_TRUE(contains(err->what(), "fused/")) << err->what();
   EXPECT_TRUE(contains(err->what(), "reindex")) << err->what();
   // Nothing to roll back to yet.
   engine = Open(dir);
@@ -284,7 +284,7 @@ TEST_F(Reindex, AnImageChangedOnDiskStopsTheSwitchWithItsNameAndNothingChanges) 
   EXPECT_TRUE(contains(err->what(), "changed")) << err->what();
   EXPECT_TRUE(contains(engine->reindex_progress().last_error, "changed"));
   EXPECT_FALSE(engine->reindex_progress().running);
-  EXPECT_EQ(engine->info().model, Identity("fashion-cnn"));
+  EXPECT_EQ(engine->info().model, Identity("fused/"));
   EXPECT_EQ(engine->search({queries_->front()}, 3, false).front().hits.size(), 3u);
 }
 
