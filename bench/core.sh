@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Engine-core benchmark on the demo catalog (issue 2 figures): ingest speed,
-# category retrieval quality with the shipped model and with raw pixels, and
+# category retrieval quality with the shipped default model and with raw pixels, and
 # batch search throughput. Prints a Markdown block to paste into bench/RESULTS.md.
 #
 #   bench/core.sh [DEMO_DIR]     (default demo-data; built by scripts/demo.sh)
@@ -31,7 +31,7 @@ import json, sys
 work, queries, start, end = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 load = lambda name: json.load(open(f"{work}/{name}.json"))
 ic, ip, ec, ep = load("ingest-cnn"), load("ingest-pixels"), load("eval-cnn"), load("eval-pixels")
-print("| what | shipped CNN | raw pixels (floor) |")
+print("| what | shipped default model | raw pixels (floor) |")
 print("|---|---|---|")
 print(f"| P@1 | {ec['precision_at_1']:.4f} | {ep['precision_at_1']:.4f} |")
 print(f"| P@10 | {ec['precision_at_10']:.4f} | {ep['precision_at_10']:.4f} |")

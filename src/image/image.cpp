@@ -522,4 +522,11 @@ Image load_file(const std::filesystem::path& path, const DecodeLimits& limits, i
   }
 }
 
+void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn) {
+  if (n == 0) return;
+  cv::parallel_for_(cv::Range(0, static_cast<int>(n)), [&](const cv::Range& range) {
+    for (int i = range.start; i < range.end; ++i) fn(static_cast<std::size_t>(i));
+  });
+}
+
 }  // namespace lookalike::image

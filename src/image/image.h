@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -106,5 +107,10 @@ Image crop(const Image& image, const CropBox& box);
 // box is empty or not inside the image, and decode()'s errors otherwise.
 Image decode_crop(const std::uint8_t* data, std::size_t size, const DecodeLimits& limits, const CropBox& box,
                   int min_side = 0);
+
+// Runs fn(i) for every i in [0, n) on OpenCV's thread pool (as many threads as
+// cv::setNumThreads, which `--threads` sets) and returns when all are done. fn
+// must not throw; the work of different i must not share state.
+void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn);
 
 }  // namespace lookalike::image

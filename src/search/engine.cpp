@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <limits>
 #include <numeric>
 #include <unordered_map>
@@ -202,56 +203,96 @@ void BatchWriter::flush() {
   const auto& spec = embedder_.info().input;
   const std::size_t per_input = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
   const int min_side = min_side_for(embedder_);
+
+  // One task per image of the batch. The store is read here, on this thread (one
+  // SQLite connection); reading, hashing, decoding, the colour descriptor and
+  // preprocessing then run on all cores, since they are most of an import's work
+  // outside the model.
+  struct Task {
+    Pending* pending;
+    std::size_t position;
+    const catalog::ImageRecord* old;  // the stored image of that path, if any
+    PendingImage img;
+    std::vector<float> input;  // preprocessed, when it needs a vector
+    bool reused = false;       // its stored vector is kept
+    std::string error;         // why it is skipped
+    std::exception_ptr failure;
+  };
+  std::vector<std::vector<catalog::ImageRecord>> stored(batch_.size());
+  std::vector<Task> tasks;
+  for (std::size_t b = 0; b < batch_.size(); ++b) {
+    auto& pending = batch_[b];
+    if (pending.entry.deleted) continue;
+    stored[b] = store_->images_of(pending.entry.product.id, /*with_embeddings=*/true);
+    for (std::size_t position = 0; position < pending.entry.product.images.size(); ++position) {
+      const catalog::ImageRecord* old = nullptr;
+      for (const auto& o : stored[b]) {
+        if (o.path == pending.entry.product.images[position]) old = &o;
+      }
+      tasks.push_back(Task{&pending, position, old, {}, {}, false, {}, nullptr});
+    }
+  }
+  image::parallel_for(tasks.size(), [&](std::size_t t) {
+    Task& task = tasks[t];
+    const auto& product = task.pending->entry.product;
+    const std::string& path = product.images[task.position];
+    auto& record = task.img.record;
+    record.product_id = product.id;
+    record.position = static_cast<int>(task.position);
+    record.path = path;
+    record.model = identity;
+    try {
+      fs::path source = resolve_inside(root_, path);
+      auto bytes = read_file(source, limits_.max_file_bytes);
+      record.source = source.string();
+      record.sha256 = sha256_hex(bytes.data(), bytes.size());
+      const bool same_bytes = task.old && task.old->sha256 == record.sha256;
+      if (same_bytes && task.old->model == identity) {
+        record.embedding = task.old->embedding;
+        task.reused = true;
+      }
+      if (same_bytes && task.old->colour.size() == image::kColourBins) record.colour = task.old->colour;
+      // Decoded when it needs a vector or a colour (one stored before colours were).
+      if (record.embedding.empty() || record.colour.empty()) {
+        auto decoded = image::decode(bytes.data(), bytes.size(), limits_, min_side);
+        if (record.colour.empty()) {
+          const auto colour = image::colour_descriptor(decoded);
+          record.colour.assign(colour.begin(), colour.end());
+        }
+        if (record.embedding.empty()) {
+          task.input.resize(per_input);
+          image::preprocess(decoded, spec, task.input.data());
+        }
+      }
+    } catch (const Error& e) {
+      task.error = e.what();
+    } catch (...) {
+      task.failure = std::current_exception();  // not the image's fault: the import fails
+    }
+  });
+  for (const auto& task : tasks) {
+    if (task.failure) std::rethrow_exception(task.failure);
+  }
+
+  // In catalog order again: skips are reported and rows numbered as they come.
   std::vector<float> inputs;
   std::size_t rows = 0;
-  for (auto& pending : batch_) {
-    if (pending.entry.deleted) continue;
-    const auto& product = pending.entry.product;
-    auto old_images = store_->images_of(product.id, /*with_embeddings=*/true);
-    for (std::size_t position = 0; position < product.images.size(); ++position) {
-      const std::string& path = product.images[position];
-      const catalog::ImageRecord* old = nullptr;
-      for (const auto& o : old_images) {
-        if (o.path == path) old = &o;
+  for (auto& task : tasks) {
+    const std::string& path = task.pending->entry.product.images[task.position];
+    if (!task.error.empty()) {
+      ++report_.images_skipped;
+      skip(task.pending->line, path, task.error);
+      if (!task.old || task.old->model != identity) continue;
+      task.img.record = *task.old;  // keep the vector we have rather than lose the image
+      task.img.record.position = static_cast<int>(task.position);
+    } else {
+      if (task.reused) ++report_.images_reused;
+      if (!task.input.empty()) {
+        inputs.insert(inputs.end(), task.input.begin(), task.input.end());
+        task.img.input_row = static_cast<std::ptrdiff_t>(rows++);
       }
-      PendingImage img;
-      img.record.product_id = product.id;
-      img.record.position = static_cast<int>(position);
-      img.record.path = path;
-      img.record.model = identity;
-      try {
-        fs::path source = resolve_inside(root_, path);
-        auto bytes = read_file(source, limits_.max_file_bytes);
-        img.record.source = source.string();
-        img.record.sha256 = sha256_hex(bytes.data(), bytes.size());
-        const bool same_bytes = old && old->sha256 == img.record.sha256;
-        if (same_bytes && old->model == identity) {
-          img.record.embedding = old->embedding;
-          ++report_.images_reused;
-        }
-        if (same_bytes && old->colour.size() == image::kColourBins) img.record.colour = old->colour;
-        // Decoded when it needs a vector or a colour (one stored before colours were).
-        if (img.record.embedding.empty() || img.record.colour.empty()) {
-          auto decoded = image::decode(bytes.data(), bytes.size(), limits_, min_side);
-          if (img.record.colour.empty()) {
-            const auto colour = image::colour_descriptor(decoded);
-            img.record.colour.assign(colour.begin(), colour.end());
-          }
-          if (img.record.embedding.empty()) {
-            inputs.resize((rows + 1) * per_input);
-            image::preprocess(decoded, spec, inputs.data() + rows * per_input);
-            img.input_row = static_cast<std::ptrdiff_t>(rows++);
-          }
-        }
-      } catch (const Error& e) {
-        ++report_.images_skipped;
-        skip(pending.line, path, e.what());
-        if (!old || old->model != identity) continue;
-        img.record = *old;  // keep the vector we have rather than lose the image
-        img.record.position = static_cast<int>(position);
-      }
-      pending.images.push_back(std::move(img));
     }
+    task.pending->images.push_back(std::move(task.img));
   }
   const std::size_t dim = static_cast<std::size_t>(embedder_.info().dim);
   auto vectors = embed_all(embedder_, inputs, rows);
