@@ -638,6 +638,7 @@ int main(int argc, char** argv) {
                {"images", i.images},
                {"embedded", i.embedded},
                {"model", i.model},
+               {"model_parts", i.model_parts},
                {"previous_model", i.previous_model},
                {"index", i.index_factory},
                {"index_vectors", i.index_vectors},
@@ -645,13 +646,13 @@ int main(int argc, char** argv) {
       if (as_json) {
         std::cout << out.dump() << "\n";
       } else {
-        std::printf(
-            "products       %lld\nimages         %lld\nembedded       %lld\nmodel          %s\n"
-            "previous model %s\nindex          %s, %zu vectors, %llu bytes\n",
-            static_cast<long long>(i.products), static_cast<long long>(i.images),
-            static_cast<long long>(i.embedded), i.model.c_str(),
-            i.previous_model.empty() ? "(none)" : i.previous_model.c_str(), i.index_factory.c_str(),
-            i.index_vectors, static_cast<unsigned long long>(i.index_bytes));
+        std::printf("products       %lld\nimages         %lld\nembedded       %lld\nmodel          %s\n",
+                    static_cast<long long>(i.products), static_cast<long long>(i.images),
+                    static_cast<long long>(i.embedded), i.model.c_str());
+        for (const auto& part : i.model_parts) std::printf("  part         %s\n", part.c_str());
+        std::printf("previous model %s\nindex          %s, %zu vectors, %llu bytes\n",
+                    i.previous_model.empty() ? "(none)" : i.previous_model.c_str(), i.index_factory.c_str(),
+                    i.index_vectors, static_cast<unsigned long long>(i.index_bytes));
       }
       return 0;
     }

@@ -21,6 +21,8 @@ struct ModelInfo {
   std::string weights_sha;    // first 16 hex digits of the weights' SHA-256; empty for pixels
   image::InputSpec input;
   int dim = 0;
+  // A fused model's parts, "<identity> weight <w>" each, in vector order; empty otherwise.
+  std::vector<std::string> parts;
 
   // "name/version/WxHxC/dDIM/weights_sha": stored with every vector and index.
   std::string identity() const;

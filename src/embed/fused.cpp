@@ -1,6 +1,7 @@
 // Fused models (embedder.h): several embedders behind one, their vectors scaled
 // and concatenated.
 #include <cmath>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -81,7 +82,12 @@ class FusedEmbedder final : public Embedder {
     info_.version = "1";
     info_.weights_sha = file_sha.substr(0, 16);
     info_.input = parts_.front()->info().input;
-    for (const auto& part : parts_) info_.dim += part->info().dim;
+    for (std::size_t p = 0; p < parts_.size(); ++p) {
+      info_.dim += parts_[p]->info().dim;
+      std::ostringstream part;
+      part << parts_[p]->info().identity() << " weight " << weights[p];
+      info_.parts.push_back(part.str());
+    }
   }
 
   const ModelInfo& info() const override { return info_; }

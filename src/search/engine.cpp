@@ -1252,6 +1252,7 @@ EngineInfo Engine::info() const {
   info.images = counts.images;
   info.embedded = counts.embedded;
   info.model = snap->embedder->info().identity();
+  info.model_parts = snap->embedder->info().parts;
   info.previous_model = reader_->get_meta(kMetaPreviousModel).value_or("");
   info.reindex = reindex_progress();
   info.index_factory = snap->index().factory();

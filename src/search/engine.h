@@ -228,6 +228,7 @@ struct EngineInfo {
   std::int64_t images = 0;
   std::int64_t embedded = 0;
   std::string model;           // identity of the active model
+  std::vector<std::string> model_parts;  // a fused model's parts (embed::ModelInfo::parts)
   std::string previous_model;  // identity `reindex --rollback` restores; empty when none
   ReindexProgress reindex;     // the running or last reindex of this process
   std::string index_factory;

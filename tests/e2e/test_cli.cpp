@@ -1007,6 +1007,13 @@ TEST_F(CliE2E, FuseModelsWritesAModelAndRefusesBadCalls) {
   // The shipped default is exactly this fusion, from the same files and weights.
   EXPECT_EQ(read_text(out), read_text(lookalike::search::shipped_model_path()));
 
+  // `info` says what a data folder's fused model is made of.
+  ASSERT_NO_FATAL_FAILURE(RequireBase());
+  json info = parse_one_json_line(run({"info", "--data", base().string(), "--json"}));
+  ASSERT_EQ(info["model_parts"].size(), 2u) << info.dump();
+  EXPECT_EQ(info["model_parts"][0].get<std::string>().rfind("fashion-cnn/", 0), 0u) << info.dump();
+  EXPECT_EQ(info["model_parts"][1].get<std::string>().rfind("selfsup-cnn/", 0), 0u) << info.dump();
+
   r = run({"fuse-models", "--model", (models / "fashion-cnn.lkm").string(), "--model",
            (models / "fashion-selfsup-small.lkm").string(), "--weight", "1", "--out", out.string()});
   EXPECT_NE(r.status, 0) << describe(r);

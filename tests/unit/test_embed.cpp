@@ -884,6 +884,10 @@ TEST_F(FusedModel, SimilarityIsTheWeightedMeanOfThePartsSimilarities) {
   const int da = a->info().dim, db = b->info().dim, d = fused->info().dim;
   ASSERT_EQ(d, da + db);
   EXPECT_EQ(fused->info().identity().rfind("fused/1/", 0), 0u) << fused->info().identity();
+  ASSERT_EQ(fused->info().parts.size(), 2u);
+  EXPECT_EQ(fused->info().parts[0], a->info().identity() + " weight 3");
+  EXPECT_EQ(fused->info().parts[1], b->info().identity() + " weight 1");
+  EXPECT_TRUE(a->info().parts.empty());
 
   const LabelledSet set = synthetic_set(30, 700);
   auto vf = embed_all(*fused, set), va = embed_all(*a, set), vb = embed_all(*b, set);
