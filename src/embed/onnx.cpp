@@ -3,12 +3,10 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
-#include <cctype>
 #include <climits>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <numeric>
 #include <opencv2/core.hpp>
