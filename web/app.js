@@ -22,7 +22,7 @@
     resetCrop: $('reset-crop'), cropInfo: $('crop-info'),
     keyForm: $('key-form'), keyInput: $('key-input'),
     resultsHeading: $('results-heading'), backToPhoto: $('back-to-photo'),
-    refine: $('refine'), sort: $('sort'), facets: $('facets'),
+    refine: $('refine'), sort: $('sort'), exact: $('exact'), facets: $('facets'),
     status: $('status'), grid: $('grid'), loadMore: $('load-more'),
     cartButton: $('cart-button'), cartCount: $('cart-count'),
     productDialog: $('product-dialog'), productClose: $('product-close'),
@@ -53,6 +53,7 @@
     retry: null,         // what "Try again" (or entering a key) re-runs
     product: null,       // the product shown in the dialog
     sort: 'best',        // best | price_asc | price_desc | rating
+    match: 'similar',    // similar | exact: look-alikes, or the photo's own product
     chosen: null,        // facet values ticked: {category, brand, color: Set, price: {from, to} | null}
   };
 
@@ -90,6 +91,7 @@
     const filter = filterExpression();
     if (filter) params.set('filter', filter);
     if (state.sort !== 'best') params.set('sort', state.sort);
+    if (state.match !== 'similar') params.set('match', state.match);
     if (!append) params.set('facets', 'true');
     return params;
   }
@@ -787,6 +789,10 @@
   });
   el.sort.addEventListener('change', () => {
     state.sort = el.sort.value;
+    runQuery(false);
+  });
+  el.exact.addEventListener('change', () => {
+    state.match = el.exact.checked ? 'exact' : 'similar';
     runQuery(false);
   });
 

@@ -341,6 +341,10 @@ int main(int argc, char** argv) {
       "Words the products must contain (title, brand, category, attributes): alone, a search "
       "by text; with a photo, only matching products, scored by look and text");
   search_cmd->add_flag("--text-exact", text_exact, "Match the last word whole, not as a prefix");
+  std::string match_name = "similar";
+  search_cmd->add_option("--match", match_name,
+                         "similar (products that look like the photo, the default) or exact (the photo's "
+                         "own product: a fused model's exact weights)");
 
   search::RankRequest rank_request;
   bool explain = false;
@@ -415,6 +419,10 @@ int main(int argc, char** argv) {
       ->add_option("--colour-weight", colour_weights,
                    "Run once per weight, the profile's colour weight replaced by it (repeatable)")
       ->check(CLI::Range(0.0, rank::kMaxWeight));
+  std::string colour_match = "similar";
+  colour_cmd->add_option("--match", colour_match,
+                         "similar (search by look, the default, as the shop's search does) or exact (for the "
+                         "photo's own product)");
   colour_cmd->add_flag("--json", as_json, "One JSON object per run");
 
   // snapshot
@@ -451,6 +459,9 @@ int main(int argc, char** argv) {
                          "Picks the products and the distortions' strengths (default 1)");
   robust_cmd->add_option("--distortions", robust_distortions, "Comma-separated subset (default: all)")
       ->delimiter(',');
+  std::string robust_match = "exact";
+  robust_cmd->add_option("--match", robust_match,
+                         "exact (search for the photo's own product, the default) or similar (by look)");
   robust_cmd->add_flag("--json", as_json, "Print as JSON");
 
   // reindex
@@ -497,6 +508,10 @@ int main(int argc, char** argv) {
   std::string fuse_out;
   fuse_cmd->add_option("--model", fuse_models, "A part: any model file (repeat, 2 to 8 parts)")->required();
   fuse_cmd->add_option("--weight", fuse_weights, "Each part's weight, in --model order (default: all 1)");
+  std::vector<double> fuse_exact_weights;
+  fuse_cmd->add_option("--exact-weight", fuse_exact_weights,
+                       "Each part's weight when a search asks for the exact product (--match exact), in "
+                       "--model order, 0 to leave a part out (default: the --weight ones)");
   fuse_cmd->add_option("--out", fuse_out, "File to write")->required();
 
   // bench-embed
@@ -680,6 +695,7 @@ int main(int argc, char** argv) {
       if (!filter_text.empty()) search_options.filter = filter::Filter::parse(filter_text);
       search_options.sort = search::parse_sort(sort_name);
       search_options.group_variants = !no_group;
+      search_options.match = embed::parse_match(match_name);
       rank_request.depth = search_options.depth;
       if (search_options.facets) search_options.facet_options.attributes = {"color", "material"};
       if (!text.empty()) search_options.text = catalog::TextQuery::parse(text, {}, !text_exact);
@@ -880,7 +896,7 @@ int main(int argc, char** argv) {
         }
         cli::Progress progress("eval-colour");
         auto r = search::evaluate_colour(
-            *engine, queries_file, request,
+            *engine, queries_file, request, embed::parse_match(colour_match),
             [&](std::size_t done, std::size_t total) { progress.update(done, total, "queries"); });
         progress.done();
         json per = json::object();
@@ -891,6 +907,7 @@ int main(int argc, char** argv) {
         const double used = weight.value_or(profile.weights[rank::kColour]);
         json out{{"profile", colour_profile},
                  {"colour_weight", used},
+                 {"match", colour_match},
                  {"queries", r.queries},
                  {"failed", r.failed},
                  {"variant_first", r.variant_first},
@@ -903,11 +920,12 @@ int main(int argc, char** argv) {
           std::cout << out.dump() << "\n";
         } else {
           std::printf(
-              "profile %s, colour weight %g\nqueries          %zu (%zu failed)\nvariant first    %.4f   (the "
+              "profile %s, colour weight %g, match %s\nqueries          %zu (%zu failed)\nvariant first    "
+              "%.4f   (the "
               "photographed colour variant is the first result)\nfamily first     %.4f   (any colour of the "
               "right item)\ncolour first     %.4f   (any item of the right colour)\n",
-              colour_profile.c_str(), used, r.queries, r.failed, r.variant_first, r.family_first,
-              r.colour_first);
+              colour_profile.c_str(), used, colour_match.c_str(), r.queries, r.failed, r.variant_first,
+              r.family_first, r.colour_first);
           for (const auto& [name, counts] : r.by_distortion) {
             std::printf("  %-12s   %.4f   (%zu queries)\n", name.c_str(),
                         counts.first ? double(counts.second) / double(counts.first) : 0.0, counts.first);
@@ -971,9 +989,15 @@ int main(int argc, char** argv) {
         throw CLI::ValidationError("--weight", "give one per --model (" + std::to_string(fuse_models.size()) +
                                                    "), or none for equal weights");
       }
+      if (!fuse_exact_weights.empty() && fuse_exact_weights.size() != fuse_models.size()) {
+        throw CLI::ValidationError("--exact-weight", "give one per --model (" +
+                                                         std::to_string(fuse_models.size()) +
+                                                         "), or none for the --weight ones");
+      }
       std::vector<embed::FusedPart> parts;
       for (std::size_t i = 0; i < fuse_models.size(); ++i) {
         parts.push_back({fuse_models[i], fuse_weights.empty() ? 1.0 : fuse_weights[i]});
+        if (!fuse_exact_weights.empty()) parts.back().exact_weight = fuse_exact_weights[i];
       }
       embed::write_fused_model(parts, fuse_out);
       auto model = embed::load_model(fuse_out);
@@ -982,6 +1006,7 @@ int main(int argc, char** argv) {
     }
     if (*robust_cmd) {
       robust_options.distortions = suite_distortions_named(robust_distortions);
+      robust_options.match = embed::parse_match(robust_match);
       auto engine = search::Engine::open(data_dir, open_options("", ""));
       cli::Progress progress("eval-robustness");
       robust_options.on_progress = [&](std::size_t done, std::size_t total) {
@@ -1000,15 +1025,16 @@ int main(int argc, char** argv) {
                {"seed", robust_options.seed},
                {"seconds", r.seconds},
                {"model", engine->info().model},
+               {"match", embed::to_string(robust_options.match)},
                {"overall", row_json(r.overall)},
                {"distortions", json::array()}};
       for (const auto& row : r.rows) out["distortions"].push_back(row_json(row));
       if (as_json) {
         std::cout << out.dump() << "\n";
       } else {
-        std::printf("%zu products, seed %llu, model %s\n%-14s %8s %8s %8s\n", r.items,
+        std::printf("%zu products, seed %llu, model %s, match %s\n%-14s %8s %8s %8s\n", r.items,
                     static_cast<unsigned long long>(robust_options.seed), engine->info().model.c_str(),
-                    "distortion", "queries", "R@1", "R@10");
+                    embed::to_string(robust_options.match), "distortion", "queries", "R@1", "R@10");
         for (const auto& row : r.rows) {
           std::printf("%-14s %8zu %8.4f %8.4f%s\n", row.distortion.c_str(), row.queries, row.recall_at_1,
                       row.recall_at_10, row.distortion == "none" ? "  (control, not in overall)" : "");

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "common/error.h"
+
 namespace lookalike::embed {
 
 std::string ModelInfo::identity() const {
@@ -18,6 +20,17 @@ void Embedder::embed(const std::vector<image::Image>& images, float* out) const 
   }
   embed_preprocessed(inputs.data(), images.size(), out);
 }
+
+void Embedder::weight_queries(Match, float*, std::size_t) const {}
+
+Match parse_match(const std::string& name) {
+  if (name == "similar") return Match::kSimilar;
+  if (name == "exact") return Match::kExact;
+  throw Error(ErrorKind::kInvalidInput,
+              "match must be \"similar\" or \"exact\", not \"" + name.substr(0, 32) + "\"");
+}
+
+const char* to_string(Match match) noexcept { return match == Match::kExact ? "exact" : "similar"; }
 
 namespace {
 

@@ -6,12 +6,26 @@
 #include <cstddef>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "image/image.h"
 
 namespace lookalike::embed {
+
+// What a search wants from a photo: products that look like it, or that exact
+// product (the shopper's own photo of an item, a merchant's new listing). The two
+// differ only for a fused model that gives its parts other weights for exact
+// matches (FusedPart::exact_weight); every other model answers both the same way.
+enum class Match {
+  kSimilar,  // the model's own weighting: category and look
+  kExact,    // the same item: a fused model's exact weights
+};
+
+// Parses "similar" or "exact"; Error(kInvalidInput) otherwise.
+Match parse_match(const std::string& name);
+const char* to_string(Match match) noexcept;
 
 // What made a vector. Vectors, and indexes built from them, are only comparable
 // when identity() is equal.
@@ -21,7 +35,7 @@ struct ModelInfo {
   std::string weights_sha;    // first 16 hex digits of the weights' SHA-256; empty for pixels
   image::InputSpec input;
   int dim = 0;
-  // A fused model's parts, "<identity> weight <w>" each, in vector order; empty otherwise.
+  // A fused model's parts, "<identity> weight <w> exact <e>" each, in vector order; empty otherwise.
   std::vector<std::string> parts;
 
   // "name/version/WxHxC/dDIM/weights_sha": stored with every vector and index.
@@ -40,6 +54,13 @@ class Embedder {
 
   // Preprocesses and embeds; out holds images.size() x info().dim floats.
   void embed(const std::vector<image::Image>& images, float* out) const;
+
+  // Re-weights n query vectors made by this model, in place, so that their inner
+  // product with the model's stored (catalog) vectors is the similarity `match`
+  // asks for: for a fused model with exact weights and Match::kExact, the
+  // exact-weighted mean of the parts' cosine similarities (the rows are then not
+  // unit length); for every other model and match, nothing changes.
+  virtual void weight_queries(Match match, float* vectors, std::size_t n) const;
 };
 
 // Sets how many threads embedding uses: libtorch's intra-op pool and OpenCV's
@@ -119,7 +140,11 @@ void package_onnx(const std::filesystem::path& onnx, const std::string& config_j
 // one for exact items, when no single model is good at both. Each part's vector is
 // scaled by sqrt(weight / sum of weights) and the parts are concatenated, so that
 // the fused cosine similarity is the weighted mean of the parts' cosine
-// similarities. The parts must take the same input (size, channels, mean and std),
+// similarities. A part may carry a second weight for exact matches
+// (Embedder::weight_queries with Match::kExact): the catalog's vectors stay those
+// of the weights, and the query is re-weighted, so one index answers both; e.g. a
+// category part with exact weight 0 leaves exact matches to the instance part. The
+// parts must take the same input (size, channels, mean and std),
 // so that one preprocessing serves all of them. The file (a container file, magic
 // "LKFUSED") holds each part's own file whole, so a data folder's one model file
 // stays self-contained; load_model() reads it like any model file and validates
@@ -128,12 +153,16 @@ void package_onnx(const std::filesystem::path& onnx, const std::string& config_j
 struct FusedPart {
   std::filesystem::path model;  // a model file load_model() reads, not itself fused
   double weight = 1;            // > 0
+  // Weight for exact matches (Match::kExact), >= 0, at least one part's > 0;
+  // unset: the same as weight.
+  std::optional<double> exact_weight;
 };
 inline constexpr std::size_t kMaxFusedParts = 8;
 
 // Writes the fused model of 2..kMaxFusedParts parts atomically. Throws
 // Error(kInvalidInput) naming the part when one cannot be loaded, is fused
-// itself, takes another input than the first, or has a weight that is not > 0.
+// itself, takes another input than the first, or has a weight that is not > 0 or
+// an exact weight below 0 (or every exact weight 0).
 void write_fused_model(const std::vector<FusedPart>& parts, const std::filesystem::path& out);
 
 // The raw-pixel baseline: the preprocessed pixels themselves, L2-normalised.

@@ -1,8 +1,9 @@
 // Fused models (embedder.h): several embedders behind one, their vectors scaled
 // and concatenated.
+#include <algorithm>
 #include <cmath>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <utility>
 
@@ -69,15 +70,31 @@ void check_same_inputs(const std::vector<std::unique_ptr<Embedder>>& parts, cons
 }
 
 bool valid_weight(double weight) { return std::isfinite(weight) && weight > 0; }
+bool valid_exact_weight(double weight) { return std::isfinite(weight) && weight >= 0; }
+
+// Scale of each part for `weights`: sqrt(w / sum of w).
+std::vector<float> part_scales(const std::vector<double>& weights) {
+  double total = 0;
+  for (double w : weights) total += w;
+  std::vector<float> scales;
+  for (double w : weights) scales.push_back(static_cast<float>(std::sqrt(w / total)));
+  return scales;
+}
 
 class FusedEmbedder final : public Embedder {
  public:
   FusedEmbedder(std::vector<std::unique_ptr<Embedder>> parts, const std::vector<double>& weights,
-                const std::string& file_sha)
-      : parts_(std::move(parts)) {
-    double total = 0;
-    for (double w : weights) total += w;
-    for (double w : weights) scales_.push_back(static_cast<float>(std::sqrt(w / total)));
+                const std::vector<double>& exact_weights, const std::string& file_sha)
+      : parts_(std::move(parts)), scales_(part_scales(weights)) {
+    // Query and catalog parts both carry scale, so their product carries scale^2, the
+    // weight's share; multiplying the query's part by (exact_scale / scale)^2 makes
+    // it exact_scale^2 = e / sum of e, the exact weight's share.
+    const auto exact_scales = part_scales(exact_weights);
+    for (std::size_t p = 0; p < parts_.size(); ++p) {
+      const float ratio = exact_scales[p] / scales_[p];
+      exact_query_scales_.push_back(ratio * ratio);
+      if (std::abs(exact_query_scales_.back() - 1.0f) > 1e-6f) exact_differs_ = true;
+    }
     info_.name = "fused";
     info_.version = "1";
     info_.weights_sha = file_sha.substr(0, 16);
@@ -85,12 +102,25 @@ class FusedEmbedder final : public Embedder {
     for (std::size_t p = 0; p < parts_.size(); ++p) {
       info_.dim += parts_[p]->info().dim;
       std::ostringstream part;
-      part << parts_[p]->info().identity() << " weight " << weights[p];
+      part << parts_[p]->info().identity() << " weight " << weights[p] << " exact " << exact_weights[p];
       info_.parts.push_back(part.str());
     }
   }
 
   const ModelInfo& info() const override { return info_; }
+
+  void weight_queries(Match match, float* vectors, std::size_t n) const override {
+    if (match != Match::kExact || !exact_differs_) return;
+    const std::size_t dim = static_cast<std::size_t>(info_.dim);
+    for (std::size_t i = 0; i < n; ++i) {
+      float* row = vectors + i * dim;
+      for (std::size_t p = 0; p < parts_.size(); ++p) {
+        const std::size_t d = static_cast<std::size_t>(parts_[p]->info().dim);
+        for (std::size_t j = 0; j < d; ++j) row[j] *= exact_query_scales_[p];
+        row += d;
+      }
+    }
+  }
 
   void embed_preprocessed(const float* inputs, std::size_t n, float* out) const override {
     const std::size_t dim = static_cast<std::size_t>(info_.dim);
@@ -120,6 +150,8 @@ class FusedEmbedder final : public Embedder {
  private:
   std::vector<std::unique_ptr<Embedder>> parts_;
   std::vector<float> scales_;
+  std::vector<float> exact_query_scales_;  // query part multipliers for Match::kExact
+  bool exact_differs_ = false;             // some multiplier is not 1
   ModelInfo info_;
 };
 
@@ -133,12 +165,19 @@ void write_fused_model(const std::vector<FusedPart>& parts, const fs::path& out)
   json header_parts = json::array();
   std::string payload;
   std::vector<std::unique_ptr<Embedder>> loaded;
+  double exact_total = 0;
   for (const auto& part : parts) {
     const std::string name = "part " + part.model.string();
     if (!valid_weight(part.weight)) {
       throw Error(ErrorKind::kInvalidInput,
                   name + " has weight " + std::to_string(part.weight) + "; weights must be greater than 0");
     }
+    const double exact = part.exact_weight.value_or(part.weight);
+    if (!valid_exact_weight(exact)) {
+      throw Error(ErrorKind::kInvalidInput,
+                  name + " has exact weight " + std::to_string(exact) + "; exact weights must be 0 or more");
+    }
+    exact_total += exact;
     auto bytes = read_file(part.model, kMaxModelBytes);
     const ModelFormat format = model_format(bytes, part.model);
     if (format == ModelFormat::kFused) {
@@ -150,8 +189,11 @@ void write_fused_model(const std::vector<FusedPart>& parts, const fs::path& out)
                             {"identity", loaded.back()->info().identity()},
                             {"weight", part.weight},
                             {"bytes", bytes.size()}});
+    if (part.exact_weight) header_parts.back()["exact_weight"] = *part.exact_weight;
     payload.append(bytes.begin(), bytes.end());
   }
+  if (exact_total <= 0)
+    throw Error(ErrorKind::kInvalidInput, "every part has exact weight 0; one needs more");
   check_same_inputs(loaded, [&](std::size_t i) { return "part " + parts[i].model.string(); });
   if (payload.size() > kMaxModelBytes) {
     throw Error(ErrorKind::kInvalidInput,
@@ -172,14 +214,16 @@ std::unique_ptr<Embedder> load_fused_model(const std::vector<std::uint8_t>& byte
     ModelFormat format;
     std::string identity;
     double weight;
+    double exact_weight;
     std::size_t bytes;
   };
   std::vector<PartEntry> entries;
   try {
     const json header = json::parse(file.header);
     for (const auto& p : header.at("parts")) {
+      const double weight = p.at("weight").get<double>();
       entries.push_back({p.at("file").get<std::string>(), parse_format(p.at("format").get<std::string>()),
-                         p.at("identity").get<std::string>(), p.at("weight").get<double>(),
+                         p.at("identity").get<std::string>(), weight, p.value("exact_weight", weight),
                          p.at("bytes").get<std::size_t>()});
     }
   } catch (const std::exception& e) {
@@ -192,12 +236,14 @@ std::unique_ptr<Embedder> load_fused_model(const std::vector<std::uint8_t>& byte
   std::size_t offset = 0;
   std::vector<std::unique_ptr<Embedder>> parts;
   std::vector<double> weights;
+  std::vector<double> exact_weights;
   auto part_name = [&](std::size_t i) {
     return name + " (part " + std::to_string(i + 1) + ", " + entries[i].file + ")";
   };
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const auto& entry = entries[i];
     if (!valid_weight(entry.weight)) throw invalid("has a part whose weight is not greater than 0");
+    if (!valid_exact_weight(entry.exact_weight)) throw invalid("has a part whose exact weight is below 0");
     if (entry.bytes > file.payload.size() - offset) throw invalid("has parts longer than its payload");
     std::vector<std::uint8_t> part_bytes(file.payload.begin() + static_cast<long>(offset),
                                          file.payload.begin() + static_cast<long>(offset + entry.bytes));
@@ -208,10 +254,15 @@ std::unique_ptr<Embedder> load_fused_model(const std::vector<std::uint8_t>& byte
                     parts.back()->info().identity() + ", not the recorded " + entry.identity);
     }
     weights.push_back(entry.weight);
+    exact_weights.push_back(entry.exact_weight);
   }
   if (offset != file.payload.size()) throw invalid("has bytes after its last part");
+  if (std::all_of(exact_weights.begin(), exact_weights.end(), [](double e) { return e == 0; })) {
+    throw invalid("has exact weight 0 on every part");
+  }
   check_same_inputs(parts, [&](std::size_t i) { return "model file " + part_name(i); });
-  return std::make_unique<FusedEmbedder>(std::move(parts), weights, sha256_hex(bytes.data(), bytes.size()));
+  return std::make_unique<FusedEmbedder>(std::move(parts), weights, exact_weights,
+                                         sha256_hex(bytes.data(), bytes.size()));
 }
 
 }  // namespace lookalike::embed

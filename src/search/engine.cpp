@@ -1073,6 +1073,12 @@ std::vector<QueryResult> Engine::search_snapshot(
   std::size_t want = wanted(k, options);
   if (prepared) want = std::max(want, static_cast<std::size_t>(prepared->depth));
   const auto text = text_relevance(snap, options);
+  std::vector<float> weighted;
+  if (options.match != embed::Match::kSimilar) {
+    weighted.assign(vectors, vectors + n * static_cast<std::size_t>(snap.embedder->info().dim));
+    snap.embedder->weight_queries(options.match, weighted.data(), n);
+    vectors = weighted.data();
+  }
   auto results = candidates(snap, vectors, n, want, "", options, text);
   for (auto& result : results) attach_text(*snap.table, text, result);
   for (auto& result : results) finish(*snap.table, prepared ? static_cast<int>(want) : k, options, result);
@@ -1178,6 +1184,7 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
   const std::size_t n = vectors.size() / dim;
   if (n == 0) return merged;  // a product without images has no look to match
   const auto text = text_relevance(*snap, options);
+  snap->embedder->weight_queries(options.match, vectors.data(), n);
   auto per_image = candidates(*snap, vectors.data(), n, want, product_id, options, text);
   for (auto& result : per_image) attach_text(*snap->table, text, result);
   merged.matched = per_image.front().matched;

@@ -22,6 +22,7 @@
 #include "catalog/event.h"
 #include "catalog/product.h"
 #include "catalog/text.h"
+#include "embed/embedder.h"
 #include "filter/filter.h"
 #include "image/colour.h"
 #include "image/image.h"
@@ -29,9 +30,6 @@
 
 namespace lookalike::catalog {
 class Store;
-}
-namespace lookalike::embed {
-class Embedder;
 }
 namespace lookalike::index {
 class VectorIndex;
@@ -130,6 +128,9 @@ struct SearchOptions {
   // whole family (its own variants are not recommendations). Off: every product is
   // its own hit, as before.
   bool group_variants = true;
+  // Products that look like the photo, or the photo's exact product (embed::Match):
+  // with a fused model that has exact weights, kExact searches with those.
+  embed::Match match = embed::Match::kSimilar;
 };
 
 // Swatches listed on one hit; a larger family lists the first ones by product id

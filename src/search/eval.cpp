@@ -59,10 +59,9 @@ std::vector<ColourQuery> read_colour_queries(const fs::path& file) {
 // taken in `report` (an EvalReport or a ColourEvalReport).
 template <class Report, class Score>
 void search_all(const Engine& engine, const std::vector<fs::path>& photos, int k, bool with_details,
-                const RankRequest* ranking, const std::function<void(std::size_t, std::size_t)>& on_progress,
-                Report& report, Score&& score) {
-  // A named SearchOptions: `{}` in this template makes g++ 12 fail (internal compiler error).
-  const SearchOptions options;
+                const SearchOptions& options, const RankRequest* ranking,
+                const std::function<void(std::size_t, std::size_t)>& on_progress, Report& report,
+                Score&& score) {
   const auto start = std::chrono::steady_clock::now();
   for (std::size_t begin = 0; begin < photos.size(); begin += kBatch) {
     const std::size_t end = std::min(photos.size(), begin + kBatch);
@@ -95,14 +94,16 @@ std::vector<EvalQuery> read_eval_queries(const fs::path& file) {
 }
 
 ColourEvalReport evaluate_colour(const Engine& engine, const fs::path& queries_file,
-                                 const RankRequest& ranking,
+                                 const RankRequest& ranking, embed::Match match,
                                  const std::function<void(std::size_t, std::size_t)>& on_progress) {
   const auto queries = read_colour_queries(queries_file);
   ColourEvalReport report;
   std::size_t variant = 0, family = 0, colour = 0;
   std::vector<fs::path> photos;
   for (const auto& q : queries) photos.push_back(q.image);
-  search_all(engine, photos, 1, /*with_details=*/true, &ranking, on_progress, report,
+  SearchOptions options;
+  options.match = match;
+  search_all(engine, photos, 1, /*with_details=*/true, options, &ranking, on_progress, report,
              [&](std::size_t i, const QueryResult& result) {
                auto& per = report.by_distortion[queries[i].distortion];
                ++per.first;
@@ -135,8 +136,10 @@ EvalReport evaluate(const Engine& engine, const fs::path& queries_file,
   double p1 = 0, p10 = 0, map = 0;
   std::vector<fs::path> photos;
   for (const auto& q : queries) photos.push_back(q.image);
-  search_all(engine, photos, kDepth, /*with_details=*/false, /*ranking=*/nullptr, on_progress, report,
-             [&](std::size_t i, const QueryResult& result) {
+  // A named SearchOptions: `{}` in the template's call makes g++ 12 fail (internal compiler error).
+  const SearchOptions options;
+  search_all(engine, photos, kDepth, /*with_details=*/false, options, /*ranking=*/nullptr, on_progress,
+             report, [&](std::size_t i, const QueryResult& result) {
                double hits = 0, precision_sum = 0;
                for (std::size_t rank = 0; rank < result.hits.size(); ++rank) {
                  auto it = category_of.find(result.hits[rank].product_id);

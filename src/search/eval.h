@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "embed/embedder.h"
+
 namespace lookalike::search {
 
 class Engine;
@@ -61,8 +63,10 @@ struct ColourEvalReport {
 // (demo-catalog's variant-queries.jsonl), image relative to the file. Each query is
 // searched with `ranking` (k = 1). Throws Error(kInvalidInput) naming the line of a
 // malformed query line, and the errors of Engine::search (an unknown profile).
+// match: searched for products that look like the photo, or for its exact product
+// (SearchOptions::match).
 ColourEvalReport evaluate_colour(const Engine& engine, const std::filesystem::path& queries_file,
-                                 const RankRequest& ranking,
+                                 const RankRequest& ranking, embed::Match match,
                                  const std::function<void(std::size_t done, std::size_t total)>& on_progress);
 
 }  // namespace lookalike::search

@@ -100,6 +100,7 @@ RobustnessReport evaluate_robustness(const Engine& engine, const RobustnessOptio
       // The exact product must come back, not a colour variant standing for its family.
       SearchOptions ungrouped;
       ungrouped.group_variants = false;
+      ungrouped.match = options.match;
       auto results = engine.search(queries, kDepth, /*with_details=*/false, ungrouped);
       for (std::size_t i = begin; i < end; ++i) tallies[d].count(results[i - begin], items[i].first);
       done += end - begin;

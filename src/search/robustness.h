@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "embed/embedder.h"
 #include "image/distort.h"
 
 namespace lookalike::search {
@@ -24,6 +25,9 @@ struct RobustnessOptions {
   // Also search the undistorted (enlarged) images, reported as "none" and left
   // out of the overall figures: the ceiling set by exact duplicates in the catalog.
   bool control = true;
+  // How the photos are searched: for their exact product (the default, what the
+  // suite measures), or by look (the category-and-look weighting of a fused model).
+  embed::Match match = embed::Match::kExact;
   std::function<void(std::size_t done, std::size_t total)> on_progress;  // queries
 };
 

@@ -220,6 +220,14 @@ void set_sort(Page& page, const std::string& name) {
   }
 }
 
+void set_match(Page& page, const std::string& name) {
+  try {
+    page.search.match = embed::parse_match(name);
+  } catch (const Error& e) {
+    throw bad_request(e.what());
+  }
+}
+
 bool parse_bool(const std::string& name, const std::string& text) {
   if (text == "true" || text == "1") return true;
   if (text == "false" || text == "0") return false;
@@ -297,6 +305,7 @@ Page page_from_query(const Request& req) {
     page.search.depth = parse_int("depth", req.get_param_value("depth"), 0, search::Engine::kMaxK);
   if (req.has_param("facets")) page.search.facets = parse_bool("facets", req.get_param_value("facets"));
   if (req.has_param("group")) page.search.group_variants = parse_bool("group", req.get_param_value("group"));
+  if (req.has_param("match")) set_match(page, req.get_param_value("match"));
   ranking_from_query(req, page);
   return page;
 }
@@ -873,6 +882,8 @@ void Api::search(const Request& req, Response& res) const {
       } else if (key == "group") {
         if (!value.is_boolean()) throw bad_request("group must be true or false");
         page.search.group_variants = value.get<bool>();
+      } else if (key == "match") {
+        set_match(page, json_string(value, "match"));
       } else if (key == "fields") {
         if (value.is_string()) {
           page.fields = parse_fields(split_commas(value.get<std::string>()));
@@ -1133,6 +1144,7 @@ void Api::get_import(Response& res, const std::string& task_id) const {
 json reindex_json(const search::Engine& engine, bool started) {
   auto info = engine.info();
   json out{{"model", info.model},
+           {"model_parts", info.model_parts},
            {"previous_model", info.previous_model},
            {"running", started || info.reindex.running},
            {"target", info.reindex.target},

@@ -27,11 +27,16 @@ const std::vector<QueryParam> kFilterParams = {
      "only products passing this expression, applied inside the search, e.g. category = \"Sneaker\" AND "
      "price < 50 AND NOT attributes.color IN (\"red\",\"pink\"); grammar in docs/API.md; at most 4096 bytes"},
     {"sort", "string", "best (default), price_asc, price_desc or rating: orders the depth best matches"},
-    {"depth", "integer", "candidates per query: the best matches that are re-ranked, sorted and counted in facets, 0..1000 (default: the profile's, 100)"},
+    {"depth", "integer",
+     "candidates per query: the best matches that are re-ranked, sorted and counted in facets, 0..1000 "
+     "(default: the profile's, 100)"},
     {"facets", "boolean", "true: count category, brand, color and price buckets over the depth best matches"},
     {"group", "boolean",
      "true (default): one result per product family (products sharing a group_id), shown by its best "
      "variant, with the others as swatches in variants; k and depth count families. false: every product"},
+    {"match", "string",
+     "similar (default): products that look like the photo; exact: the photo's own product (a fused "
+     "model's exact weights)"},
     {"text", "string",
      "words every result must contain in its title, brand, category or attribute values; without a photo, a "
      "search by text alone; at most 256 bytes and 16 words"},
@@ -506,7 +511,8 @@ const char* kComponents = R"json({
       "explain": {"type": "boolean"},
       "fields": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
       "filter": {"type": "string"}, "sort": {"type": "string", "enum": ["best", "price_asc", "price_desc", "rating"]},
-      "depth": {"type": "integer"}, "facets": {"type": "boolean"}, "group": {"type": "boolean"}}},
+      "depth": {"type": "integer"}, "facets": {"type": "boolean"}, "group": {"type": "boolean"},
+      "match": {"type": "string", "enum": ["similar", "exact"]}}},
     "FacetValue": {"type": "object", "required": ["value", "count"], "properties": {
       "value": {"type": "string"}, "count": {"type": "integer"}}},
     "Facets": {"type": "object", "properties": {
@@ -608,7 +614,8 @@ const char* kComponents = R"json({
       "model": {"type": "string", "description": "path of a model file on the server, or \"pixels\""},
       "rollback": {"type": "boolean", "description": "restore the previous model instead"}}},
     "ReindexStatus": {"type": "object", "properties": {
-      "model": {"type": "string"}, "previous_model": {"type": "string"},
+      "model": {"type": "string"}, "model_parts": {"type": "array", "items": {"type": "string"}},
+      "previous_model": {"type": "string"},
       "running": {"type": "boolean"}, "target": {"type": "string"},
       "images_done": {"type": "integer"}, "images_total": {"type": "integer"},
       "last_error": {"type": "string"}}}

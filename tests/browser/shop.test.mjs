@@ -271,6 +271,28 @@ test('choosing a facet narrows the results and the sort orders them', { timeout:
   });
 });
 
+test('"This exact item" searches for the photographed product itself', { timeout: TEST_TIMEOUT }, async () => {
+  // A catalog product's own photo (one without colour variants, so it is its own result).
+  const lines = fs.readFileSync(path.join(DEMO, 'catalog.jsonl'), 'utf8').split('\n').filter(Boolean);
+  const product = lines.map((l) => JSON.parse(l)).find((p) => !p.group_id && p.images && p.images.length);
+  assert.ok(product, 'the demo catalog has a product without variants');
+  await withPage('03-exact-item.png', {}, async (page) => {
+    await searchWith(page, path.join(DEMO, product.images[0]));
+    await page.locator('#refine').waitFor({ state: 'visible' });
+    const [response] = await Promise.all([page.waitForResponse(isSearch), page.check('#exact')]);
+    assert.equal(response.status(), 200, await response.text());
+    assert.equal(new URL(response.url()).searchParams.get('match'), 'exact', response.url());
+    const body = await response.json();
+    await expectGrid(page, body.results.map((r) => r.product_id));
+    assert.equal(body.results[0].product_id, product.id, 'the photographed product is not first');
+
+    // Unticked, the search is by look again.
+    const [similar] = await Promise.all([page.waitForResponse(isSearch), page.uncheck('#exact')]);
+    assert.equal(new URL(similar.url()).searchParams.get('match'), null, similar.url());
+    await expectGrid(page, (await similar.json()).results.map((r) => r.product_id));
+  });
+});
+
 test('"More like this" shows products similar to that product', { timeout: TEST_TIMEOUT }, async () => {
   await withPage('03-more-like-this.png', {}, async (page) => {
     await searchWith(page, query.file);

@@ -825,6 +825,18 @@ TEST_F(CliE2E, PhotoOfACatalogItemFindsItFirst) {
   auto rows = lines_of(table.out);
   ASSERT_GE(rows.size(), 2u) << describe(table);
   EXPECT_NE(rows[1].find(product_id(1234)), std::string::npos) << describe(table);
+  // Asked for the exact item, the same photo finds it first too; a match that is
+  // neither is refused, naming it.
+  Outcome exact = run({"search", "--data", base().string(), "--image", photo_of(1234).string(), "--k", "3",
+                       "--match", "exact", "--json"});
+  ASSERT_EQ(exact.status, 0) << describe(exact);
+  json exact_results = parse_one_json_line(exact)["results"];
+  ASSERT_FALSE(exact_results.empty()) << describe(exact);
+  EXPECT_EQ(exact_results[0].value("product_id", ""), product_id(1234)) << describe(exact);
+  Outcome bad_match =
+      run({"search", "--data", base().string(), "--image", photo_of(1234).string(), "--match", "closest"});
+  EXPECT_NE(bad_match.status, 0) << describe(bad_match);
+  EXPECT_NE(bad_match.err.find("\"closest\""), std::string::npos) << describe(bad_match);
   // A photo that cannot be read fails the single search with a message.
   Outcome missing = run({"search", "--data", base().string(), "--image", (root() / "absent.png").string()});
   EXPECT_NE(missing.status, 0) << describe(missing);
@@ -845,6 +857,15 @@ TEST_F(CliE2E, EvalRobustnessPrintsRecallPerDistortion) {
   EXPECT_EQ(j["distortions"][1]["distortion"], "blur");
   EXPECT_EQ(j["distortions"][2]["distortion"], "rotation");
   EXPECT_EQ(j["overall"]["queries"], 80) << j.dump();
+  // It searches for each photo's own product; by look, the fused default's category
+  // part pulls toward look-alikes and finds fewer of them.
+  EXPECT_EQ(j["match"], "exact") << j.dump();
+  json by_look = parse_one_json_line(run({"eval-robustness", "--data", base().string(), "--items", "40",
+                                          "--distortions", "blur,rotation", "--match", "similar", "--json"}));
+  EXPECT_EQ(by_look["match"], "similar") << by_look.dump();
+  EXPECT_GT(j["overall"]["recall_at_1"].get<double>(), by_look["overall"]["recall_at_1"].get<double>())
+      << j.dump() << "\n"
+      << by_look.dump();
   // The same seed gives the same figures; the table names every row.
   Outcome again = run({"eval-robustness", "--data", base().string(), "--items", "40", "--distortions",
                        "blur,rotation", "--json"});
@@ -1001,7 +1022,8 @@ TEST_F(CliE2E, FuseModelsWritesAModelAndRefusesBadCalls) {
   const fs::path models = lookalike::search::shipped_model_path().parent_path();
   const fs::path out = root() / "fused-again.lkm";
   Outcome r = run({"fuse-models", "--model", (models / "fashion-cnn.lkm").string(), "--model",
-                   (models / "fashion-selfsup-small.lkm").string(), "--out", out.string()});
+                   (models / "fashion-selfsup-small.lkm").string(), "--exact-weight", "0", "--exact-weight",
+                   "1", "--out", out.string()});
   ASSERT_EQ(r.status, 0) << describe(r);
   EXPECT_NE(r.out.find("fused/1/28x28x1/d256/"), std::string::npos) << describe(r);
   // The shipped default is exactly this fusion, from the same files and weights.
@@ -1013,11 +1035,18 @@ TEST_F(CliE2E, FuseModelsWritesAModelAndRefusesBadCalls) {
   ASSERT_EQ(info["model_parts"].size(), 2u) << info.dump();
   EXPECT_EQ(info["model_parts"][0].get<std::string>().rfind("fashion-cnn/", 0), 0u) << info.dump();
   EXPECT_EQ(info["model_parts"][1].get<std::string>().rfind("selfsup-cnn/", 0), 0u) << info.dump();
+  EXPECT_NE(info["model_parts"][0].get<std::string>().find(" weight 1 exact 0"), std::string::npos)
+      << info.dump();
 
   r = run({"fuse-models", "--model", (models / "fashion-cnn.lkm").string(), "--model",
            (models / "fashion-selfsup-small.lkm").string(), "--weight", "1", "--out", out.string()});
   EXPECT_NE(r.status, 0) << describe(r);
   EXPECT_NE(r.err.find("--weight"), std::string::npos) << describe(r);
+  r = run({"fuse-models", "--model", (models / "fashion-cnn.lkm").string(), "--model",
+           (models / "fashion-selfsup-small.lkm").string(), "--exact-weight", "0", "--exact-weight", "0",
+           "--out", out.string()});
+  EXPECT_NE(r.status, 0) << describe(r);
+  EXPECT_NE(r.err.find("exact weight 0"), std::string::npos) << describe(r);
   r = run({"fuse-models", "--model", (models / "fashion-cnn.lkm").string(), "--out", out.string()});
   EXPECT_NE(r.status, 0) << describe(r);
   EXPECT_NE(r.err.find("2 to 8 parts"), std::string::npos) << describe(r);

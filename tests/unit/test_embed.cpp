@@ -885,8 +885,8 @@ TEST_F(FusedModel, SimilarityIsTheWeightedMeanOfThePartsSimilarities) {
   ASSERT_EQ(d, da + db);
   EXPECT_EQ(fused->info().identity().rfind("fused/1/", 0), 0u) << fused->info().identity();
   ASSERT_EQ(fused->info().parts.size(), 2u);
-  EXPECT_EQ(fused->info().parts[0], a->info().identity() + " weight 3");
-  EXPECT_EQ(fused->info().parts[1], b->info().identity() + " weight 1");
+  EXPECT_EQ(fused->info().parts[0], a->info().identity() + " weight 3 exact 3");
+  EXPECT_EQ(fused->info().parts[1], b->info().identity() + " weight 1 exact 1");
   EXPECT_TRUE(a->info().parts.empty());
 
   const LabelledSet set = synthetic_set(30, 700);
@@ -904,6 +904,63 @@ TEST_F(FusedModel, SimilarityIsTheWeightedMeanOfThePartsSimilarities) {
   // Other weights are another model: vectors of the two must not be compared.
   write_fused_model({{trained_model(1), 1}, {trained_model(2), 1}}, dir_ / "even.lkm");
   EXPECT_NE(load_model(dir_ / "even.lkm")->info().identity(), fused->info().identity());
+}
+
+// Exact weights re-weight the query only: the catalog's vectors stay those of the
+// weights, and a query weighted for exact matches meets them with the exact weights'
+// mean of the parts' similarities; a similar match, or a model without exact
+// weights, leaves the query as it is.
+TEST_F(FusedModel, ExactWeightsReweightTheQueryToTheirMeanOfThePartsSimilarities) {
+  FusedPart first{trained_model(1), 3}, second{trained_model(2), 1};
+  first.exact_weight = 1;
+  second.exact_weight = 4;
+  write_fused_model({first, second}, out_);
+  auto fused = load_model(out_);
+  auto a = load_model(trained_model(1));
+  auto b = load_model(trained_model(2));
+  const int da = a->info().dim, db = b->info().dim, d = fused->info().dim;
+  EXPECT_EQ(fused->info().parts[0], a->info().identity() + " weight 3 exact 1");
+  EXPECT_EQ(fused->info().parts[1], b->info().identity() + " weight 1 exact 4");
+
+  const LabelledSet set = synthetic_set(20, 900);
+  auto catalog = embed_all(*fused, set), va = embed_all(*a, set), vb = embed_all(*b, set);
+  auto queries = catalog;
+  fused->weight_queries(Match::kSimilar, queries.data(), set.size());
+  EXPECT_EQ(queries, catalog);
+  fused->weight_queries(Match::kExact, queries.data(), set.size());
+  for (std::size_t i = 0; i + 1 < set.size(); ++i) {
+    double dot = 0;
+    for (int k = 0; k < d; ++k) dot += double(queries[i * d + k]) * catalog[(i + 1) * d + k];
+    const double expected = 0.2 * cosine(va, i, i + 1, da) + 0.8 * cosine(vb, i, i + 1, db);
+    EXPECT_NEAR(dot, expected, 1e-5);
+  }
+
+  // An exact weight of 0 leaves the part out of exact matches.
+  first.exact_weight = 0;
+  write_fused_model({first, second}, dir_ / "instance-only.lkm");
+  auto instance_only = load_model(dir_ / "instance-only.lkm");
+  queries = embed_all(*instance_only, set);
+  instance_only->weight_queries(Match::kExact, queries.data(), set.size());
+  for (std::size_t i = 0; i < set.size(); ++i) {
+    for (int k = 0; k < da; ++k) ASSERT_EQ(queries[i * d + k], 0.f);
+  }
+
+  // Without exact weights, exact matches are the similar ones.
+  write_fused_model({{trained_model(1), 3}, {trained_model(2), 1}}, dir_ / "plain.lkm");
+  auto plain = load_model(dir_ / "plain.lkm");
+  auto plain_queries = embed_all(*plain, set);
+  const auto before = plain_queries;
+  plain->weight_queries(Match::kExact, plain_queries.data(), set.size());
+  EXPECT_EQ(plain_queries, before);
+  a->weight_queries(Match::kExact, va.data(), set.size());
+  EXPECT_EQ(va, embed_all(*a, set));
+
+  EXPECT_EQ(parse_match("exact"), Match::kExact);
+  EXPECT_EQ(parse_match("similar"), Match::kSimilar);
+  auto e = error_from([] { parse_match("Exact"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  EXPECT_TRUE(contains(e->what(), "\"Exact\"")) << e->what();
 }
 
 TEST_F(FusedModel, PartsOfEveryFormatLoadFromTheOneFile) {
@@ -940,6 +997,16 @@ TEST_F(FusedModel, BadPartsAreRefusedNamingThem) {
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->kind(), ErrorKind::kNotFound);
   EXPECT_TRUE(contains(missing->what(), "absent.lkm")) << missing->what();
+
+  for (double exact : {-1.0, std::nan("")}) {
+    FusedPart bad{two, 1};
+    bad.exact_weight = exact;
+    expect_refused({{one, 1}, bad}, two.string(), "exact weight " + std::to_string(exact));
+  }
+  FusedPart none_a{one, 1}, none_b{two, 1};
+  none_a.exact_weight = 0;
+  none_b.exact_weight = 0;
+  expect_refused({none_a, none_b}, "exact weight 0", "every exact weight 0");
 
   write_bytes(dir_ / "junk.lkm", Bytes{'j', 'u', 'n', 'k'});
   expect_refused({{one, 1}, {dir_ / "junk.lkm", 1}}, "junk.lkm", "a part that is no model");
@@ -990,6 +1057,12 @@ TEST_F(FusedModel, DamagedOrInconsistentFileIsRefusedNamingIt) {
   h = header;
   h["parts"][0]["weight"] = 0;
   rewrite(h, payload, "weight 0");
+  h = header;
+  h["parts"][0]["exact_weight"] = -1;
+  rewrite(h, payload, "exact weight -1");
+  h["parts"][0]["exact_weight"] = 0;
+  h["parts"][1]["exact_weight"] = 0;
+  rewrite(h, payload, "every exact weight 0");
   h = header;
   h["parts"].erase(1);
   rewrite(h, payload.substr(0, header["parts"][0]["bytes"].get<std::size_t>()), "one part");

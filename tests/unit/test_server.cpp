@@ -1032,6 +1032,21 @@ TEST_F(ServerTest, VariantsAreGroupedWithSwatchesAndCompared) {
   EXPECT_EQ(ids(json::parse(body->body))[2].rfind("runner-", 0), 0u);
   expect_error(c.Post("/v1/search?group=maybe", auth(), as_string(photo), "image/png"), 400, "bad_request");
 
+  // match: an exact search is the same search for a model without exact weights (raw
+  // pixels here); anything but "similar" or "exact" is refused, naming it.
+  EXPECT_EQ(ids(search_png(photo, "?k=5&group=false&match=exact")), ids(plain));
+  auto exact_body =
+      c.Post("/v1/search", auth(),
+             json{{"image_base64", base64(photo)}, {"k", 5}, {"group", false}, {"match", "exact"}}.dump(),
+             "application/json");
+  ASSERT_TRUE(exact_body);
+  ASSERT_EQ(exact_body->status, 200) << exact_body->body;
+  EXPECT_EQ(ids(json::parse(exact_body->body)), ids(plain));
+  auto bad_match = c.Post("/v1/search?match=nearest", auth(), as_string(photo), "image/png");
+  expect_error(bad_match, 400, "bad_request");
+  EXPECT_TRUE(testing::contains(bad_match->body, "nearest")) << bad_match->body;
+  expect_error(c.Get("/v1/products/runner-red/similar?match=same", auth()), 400, "bad_request");
+
   // More like this leaves out the product's own family unless grouping is off.
   auto similar = json::parse(c.Get("/v1/products/runner-red/similar?k=5", auth())->body);
   for (const auto& id : ids(similar)) EXPECT_NE(id.rfind("runner-", 0), 0u) << id;
@@ -2227,6 +2242,12 @@ TEST_F(ServerTest, ReindexSwitchesModelsInTheBackgroundAndRollsBack) {
   json after = search();
   EXPECT_EQ(after["model"], status["model"]);
   EXPECT_EQ(after["results"][0]["product_id"], items_->at(42).id);
+  // The fused default says what it is made of: the category and the exact-item part.
+  ASSERT_EQ(status["model_parts"].size(), 2u) << status.dump();
+  EXPECT_TRUE(testing::contains(status["model_parts"][0].get<std::string>(), "weight 1 exact 0"))
+      << status.dump();
+  EXPECT_TRUE(testing::contains(status["model_parts"][1].get<std::string>(), "weight 1 exact 1"))
+      << status.dump();
   auto metrics = c.Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(
@@ -2239,6 +2260,7 @@ TEST_F(ServerTest, ReindexSwitchesModelsInTheBackgroundAndRollsBack) {
   ASSERT_EQ(back->status, 202) << back->body;
   status = wait_idle();
   EXPECT_EQ(status["model"], pixels);
+  EXPECT_EQ(status["model_parts"], json::array());
   EXPECT_EQ(search()["model"], pixels);
   server.stop();
 }
