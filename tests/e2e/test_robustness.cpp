@@ -2,9 +2,9 @@
 // Fashion-MNIST products ingested with the shipped model and with raw pixels.
 // It checks that the suite measures what it claims (raw pixels survive the
 // photometric distortions and fail the geometric ones, as pixels must), and
-// holds the shipped model to floors at its measured level, above raw pixels
-// where it is above them. The target (Recall@1 >= 0.95 over the suite)
-// needs an instance-trained model; README "Instance robustness" has the figures.
+// holds the shipped models to floors at their measured level, above raw pixels
+// where they are above them. The target (Recall@1 >= 0.95 over the suite
+// on 60,000 products) is not met yet; README "Instance robustness" has the figures.
 #include <gtest/gtest.h>
 
 #include <iostream>
@@ -36,20 +36,25 @@ class Robustness : public ::testing::Test {
     root_ = nullptr;
   }
 
-  // Ingests the demo catalog with model and runs the whole suite on it, once per
-  // model and test process (the tests share the raw-pixel run).
-  static RobustnessReport Run(const std::string& model) {
-    static std::map<std::string, RobustnessReport> done;
-    if (auto it = done.find(model); it != done.end()) return it->second;
+  // Ingests the demo catalog with model (once per model and test process) and runs
+  // the whole suite on it, once per match (the tests share the raw-pixel run).
+  static RobustnessReport Run(const std::string& model, embed::Match match = embed::Match::kExact) {
+    static std::map<std::pair<std::string, embed::Match>, RobustnessReport> done;
+    if (auto it = done.find({model, match}); it != done.end()) return it->second;
     OpenOptions open;
     open.model = model;
-    auto engine = Engine::open(root_->path() / ("data-" + fs::path(model).stem().string()), open);
-    IngestReport ingested = engine->ingest(root_->path() / "demo" / "catalog.jsonl", {});
-    EXPECT_EQ(ingested.products_added, kProducts);
+    const fs::path data = root_->path() / ("data-" + fs::path(model).stem().string());
+    const bool fresh = !fs::exists(data);
+    auto engine = Engine::open(data, open);
+    if (fresh) {
+      IngestReport ingested = engine->ingest(root_->path() / "demo" / "catalog.jsonl", {});
+      EXPECT_EQ(ingested.products_added, kProducts);
+    }
     RobustnessOptions options;
     options.items = kItems;
     options.seed = 1;
-    return done[model] = evaluate_robustness(*engine, options);
+    options.match = match;
+    return done[{model, match}] = evaluate_robustness(*engine, options);
   }
 
   static std::map<std::string, RobustnessRow> ByName(const RobustnessReport& report) {
@@ -72,11 +77,13 @@ void Print(const std::string& name, const RobustnessReport& report) {
 
 TEST_F(Robustness, SuiteSeparatesEasyFromHardAndShippedModelHoldsItsFloors) {
   const RobustnessReport pixels = Run(kPixelsModel);
-  const RobustnessReport cnn = Run(shipped_model_path().string());
+  const RobustnessReport exact = Run(shipped_model_path().string());
+  const RobustnessReport by_look = Run(shipped_model_path().string(), embed::Match::kSimilar);
   Print("raw pixels", pixels);
-  Print("shipped model", cnn);
+  Print("shipped model, exact match", exact);
+  Print("shipped model, similar match", by_look);
 
-  for (const auto* report : {&pixels, &cnn}) {
+  for (const auto* report : {&pixels, &exact, &by_look}) {
     EXPECT_EQ(report->items, kItems);
     EXPECT_EQ(report->unreadable, 0u);
     ASSERT_EQ(report->rows.size(), image::suite_distortions().size() + 1);  // + the control
@@ -92,16 +99,20 @@ TEST_F(Robustness, SuiteSeparatesEasyFromHardAndShippedModelHoldsItsFloors) {
   for (const char* hard : {"rotation", "clutter", "printed-page"})
     EXPECT_LE(px[hard].recall_at_1, 0.2) << hard;
 
-  // The shipped default model (the category model fused with the self-supervised
-  // one) measured here 0.70 overall Recall@1 and 0.80 Recall@10, 0.87 Recall@1 for
-  // perspective (raw pixels 0.05), 1.0 for the mirror: floors a little below, so that
-  // a regression fails here. (The category model alone measured 0.39 Recall@10.)
-  // Recall@10 is what a shopper sees: the product on the first screen of results.
-  auto net = ByName(cnn);
-  EXPECT_GE(cnn.overall.recall_at_1, 0.6);
-  EXPECT_GE(cnn.overall.recall_at_10, 0.72);
-  EXPECT_GE(net["none"].recall_at_10, 0.95);
-  EXPECT_GE(net["perspective"].recall_at_1, px["perspective"].recall_at_1 + 0.5);
+  // The shipped default model searched for the exact product (its exact weights:
+  // the self-supervised part alone) measured here 0.914 overall Recall@1 and 0.989 Recall@10; by look (the
+  // category part's half pulls toward look-alikes) 0.70 and 0.80. Floors a little below, so that a regression
+  // fails here. Recall@10 is what a shopper sees: the product on the first screen of results.
+  auto net = ByName(exact);
+  EXPECT_GE(exact.overall.recall_at_1, 0.88);
+  EXPECT_GE(exact.overall.recall_at_10, 0.97);
+  EXPECT_GE(net["none"].recall_at_1, 0.98);
+  for (const char* geometric : {"crop", "rotation", "perspective", "mirror"}) {
+    EXPECT_GE(net[geometric].recall_at_1, px[geometric].recall_at_1 + 0.5) << geometric;
+  }
+  EXPECT_GE(by_look.overall.recall_at_1, 0.6);
+  EXPECT_GE(by_look.overall.recall_at_10, 0.72);
+  EXPECT_GE(exact.overall.recall_at_1, by_look.overall.recall_at_1 + 0.1);
 }
 
 // models/fashion-selfsup.lkm, trained without labels (`train --self-supervised`,
@@ -115,13 +126,13 @@ TEST_F(Robustness, SelfSupervisedModelFindsExactProductsFarMoreOftenThanRawPixel
   Print("self-supervised model", selfsup);
   auto px = ByName(pixels);
   auto ss = ByName(selfsup);
-  // Measured here: overall Recall@1 0.927 (raw pixels 0.522), Recall@10 0.990; crop
-  // 0.857, rotation 0.937, perspective 0.927, mirror 1.0 (raw pixels 0.06, 0.07,
-  // 0.05, 0.42). Floors a little below.
-  EXPECT_GE(ss["none"].recall_at_1, 0.95);
-  EXPECT_GE(selfsup.overall.recall_at_1, 0.85);
-  EXPECT_GE(selfsup.overall.recall_at_10, 0.95);
-  EXPECT_GE(selfsup.overall.recall_at_1, pixels.overall.recall_at_1 + 0.3);
+  // Measured here: overall Recall@1 0.958 (raw pixels 0.522), Recall@10 0.997; crop
+  // 0.90, rotation 0.96, perspective 0.96, mirror 1.0 (raw pixels 0.06, 0.07, 0.05,
+  // 0.42). Floors a little below.
+  EXPECT_GE(ss["none"].recall_at_1, 0.98);
+  EXPECT_GE(selfsup.overall.recall_at_1, 0.92);
+  EXPECT_GE(selfsup.overall.recall_at_10, 0.98);
+  EXPECT_GE(selfsup.overall.recall_at_1, pixels.overall.recall_at_1 + 0.35);
   for (const char* geometric : {"crop", "rotation", "perspective", "mirror"}) {
     EXPECT_GE(ss[geometric].recall_at_1, px[geometric].recall_at_1 + 0.5) << geometric;
   }
