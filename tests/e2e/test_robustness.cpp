@@ -100,18 +100,19 @@ TEST_F(Robustness, SuiteSeparatesEasyFromHardAndShippedModelHoldsItsFloors) {
     EXPECT_LE(px[hard].recall_at_1, 0.2) << hard;
 
   // The shipped default model searched for the exact product (its exact weights:
-  // the self-supervised part alone) measured here 0.914 overall Recall@1 and 0.989 Recall@10; by look (the
-  // category part's half pulls toward look-alikes) 0.70 and 0.80. Floors a little below, so that a regression
-  // fails here. Recall@10 is what a shopper sees: the product on the first screen of results.
+  // the self-supervised part alone) measured here 0.954 overall Recall@1 and 0.997
+  // Recall@10; by look (the category part's half pulls toward look-alikes) 0.724 and
+  // 0.810. Floors a little below, so that a regression fails here. Recall@10 is what
+  // a shopper sees: the product on the first screen of results.
   auto net = ByName(exact);
-  EXPECT_GE(exact.overall.recall_at_1, 0.88);
-  EXPECT_GE(exact.overall.recall_at_10, 0.97);
+  EXPECT_GE(exact.overall.recall_at_1, 0.92);
+  EXPECT_GE(exact.overall.recall_at_10, 0.98);
   EXPECT_GE(net["none"].recall_at_1, 0.98);
   for (const char* geometric : {"crop", "rotation", "perspective", "mirror"}) {
     EXPECT_GE(net[geometric].recall_at_1, px[geometric].recall_at_1 + 0.5) << geometric;
   }
-  EXPECT_GE(by_look.overall.recall_at_1, 0.6);
-  EXPECT_GE(by_look.overall.recall_at_10, 0.72);
+  EXPECT_GE(by_look.overall.recall_at_1, 0.65);
+  EXPECT_GE(by_look.overall.recall_at_10, 0.75);
   EXPECT_GE(exact.overall.recall_at_1, by_look.overall.recall_at_1 + 0.1);
 }
 
