@@ -161,6 +161,7 @@ enum Sql : std::size_t {
   kIdentify,
   kJournalMode,
   kBegin,
+  kBeginRead,
   kCommit,
   kSavepoint,
   kRelease,
@@ -221,6 +222,8 @@ const char* const kSqlText[] = {
     "PRAGMA journal_mode = WAL",
     // kBegin
     "BEGIN IMMEDIATE",
+    // kBeginRead
+    "BEGIN DEFERRED",
     // kCommit
     "COMMIT",
     // kSavepoint
@@ -701,6 +704,12 @@ Store::Transaction::Transaction(Store& store) : store_(store) {
 Store::Transaction::~Transaction() {
   if (!done_) roll_back_quietly(store_.db_, /*savepoint=*/false);
 }
+
+Store::ReadTransaction::ReadTransaction(const Store& store) : store_(store) {
+  Query(*store_.statements_, kBeginRead, "begin read transaction").run();
+}
+
+Store::ReadTransaction::~ReadTransaction() { roll_back_quietly(store_.db_, /*savepoint=*/false); }
 
 void Store::Transaction::commit() {
   if (done_) throw Error(ErrorKind::kInternal, "commit: the transaction is already committed");

@@ -116,6 +116,21 @@ class Store {
     bool done_ = false;
   };
 
+  // A read transaction (BEGIN DEFERRED), for many reads in a row: they all see one
+  // state of the store, and SQLite takes its shared lock and checks the write-ahead
+  // log once for all of them instead of once per statement. Ended on destruction (it
+  // writes nothing). Keep it short: a reader holds back checkpoints while it lasts.
+  class ReadTransaction {
+   public:
+    explicit ReadTransaction(const Store& store);
+    ~ReadTransaction();
+    ReadTransaction(const ReadTransaction&) = delete;
+    ReadTransaction& operator=(const ReadTransaction&) = delete;
+
+   private:
+    const Store& store_;
+  };
+
   // Products. upsert_product stores metadata only (Product::images is ignored;
   // images are managed with the image calls) and returns true if the product was
   // new or any field changed.

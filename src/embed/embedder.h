@@ -155,7 +155,7 @@ struct FusedPart {
   double weight = 1;            // > 0
   // Weight for exact matches (Match::kExact), >= 0, at least one part's > 0;
   // unset: the same as weight.
-  std::optional<double> exact_weight;
+  std::optional<double> exact_weight = std::nullopt;
 };
 inline constexpr std::size_t kMaxFusedParts = 8;
 

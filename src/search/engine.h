@@ -482,6 +482,7 @@ class Engine {
     ReaderLease(const ReaderLease&) = delete;
     ReaderLease& operator=(const ReaderLease&) = delete;
     catalog::Store* operator->() const { return store_.get(); }
+    catalog::Store& operator*() const { return *store_; }
 
    private:
     const Engine& engine_;

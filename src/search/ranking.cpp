@@ -91,6 +91,9 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
   // The model of the vectors searched (every result of one call shares its snapshot).
   const std::string identity = results.empty() ? std::string() : results.front().model;
   const ReaderLease reader(*this);
+  // Every candidate's signals from one state of the store, in one read transaction
+  // rather than one per lookup (SQLite's lock and log check once, not ~100 times).
+  const catalog::Store::ReadTransaction consistent(*reader);
   std::optional<catalog::Taste> taste;
   rank::AttributeTaste attribute_taste;
   if (!ranking->user_id.empty() && profile.weights[rank::kTaste] != 0) {
