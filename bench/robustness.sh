@@ -22,7 +22,7 @@ echo "### $(date -u +%Y-%m-%d) on $(nproc) cores, $(grep -m1 'model name' /proc/
 echo
 "$bin" ingest --data "$work/pixels" --catalog "$catalog" --model pixels --json > /dev/null
 "$bin" --threads 1 eval-robustness --data "$demo" --items "$items" --seed "$seed" --json > "$work/model.json"
-"$bin" --threads 1 eval-robustness --data "$work/pixels" --items "$items" --seed "$seed" --json > "$work/pixels.json"
+"$bin" --threads 1 eval-robustness --data "$work/pixels" --items "$items" --seed "$seed" --match similar --json > "$work/pixels.json"  # one view: the representation alone
 
 python3 - "$work" <<'PY'
 import json, sys

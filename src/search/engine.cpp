@@ -17,6 +17,7 @@
 #include "common/files.h"
 #include "embed/embedder.h"
 #include "image/colour.h"
+#include "image/views.h"
 #include "index/vector_index.h"
 #include "search/variants.h"
 
@@ -836,6 +837,32 @@ void attach_text(const filter::Table& table, const std::vector<double>& text_rel
   }
 }
 
+// One query's result from the candidates of several of its vectors (a product's
+// photos, a photo's views): every product at its best score, best first, the first
+// `want` of them (families when grouping); model, matched and strategy of the first
+// vector. Scores from vectors after the first count `handicap` less.
+QueryResult merge_best(const filter::Table& table, bool grouping, std::size_t want, double handicap,
+                       std::vector<QueryResult>::iterator first, std::vector<QueryResult>::iterator last) {
+  QueryResult merged;
+  merged.model = first->model;
+  merged.matched = first->matched;
+  merged.strategy = first->strategy;
+  std::unordered_map<std::string, ProductHit> best;
+  for (auto it = first; it != last; ++it) {
+    for (auto& hit : it->hits) {
+      if (it != first) hit.score -= static_cast<float>(handicap);
+      auto [found, inserted] = best.emplace(hit.product_id, hit);
+      if (!inserted && hit.score > found->second.score) found->second = std::move(hit);
+    }
+  }
+  for (auto& [id, hit] : best) merged.hits.push_back(std::move(hit));
+  std::sort(merged.hits.begin(), merged.hits.end(), [](const ProductHit& a, const ProductHit& b) {
+    return a.score != b.score ? a.score > b.score : a.product_id < b.product_id;
+  });
+  keep_first(table, grouping, want, merged.hits);
+  return merged;
+}
+
 }  // namespace
 
 std::vector<double> Engine::text_relevance(const Snapshot& snap, const SearchOptions& options) const {
@@ -1062,10 +1089,11 @@ void Engine::fill_details(std::vector<QueryResult>& results) const {
   }
 }
 
-std::vector<QueryResult> Engine::search_snapshot(
-    const Snapshot& snap, const float* vectors, std::size_t n, int k, bool with_details,
-    const SearchOptions& options, const RankRequest* ranking,
-    const std::vector<image::ColourDescriptor>* query_colours) const {
+std::vector<QueryResult> Engine::search_snapshot(const Snapshot& snap, const float* vectors, std::size_t n,
+                                                 int k, bool with_details, const SearchOptions& options,
+                                                 const RankRequest* ranking,
+                                                 const std::vector<image::ColourDescriptor>* query_colours,
+                                                 const std::vector<std::size_t>& views) const {
   check_request(k, options);
   // A sort by a field replaces the ranking profile's order.
   std::optional<PreparedRanking> prepared;
@@ -1081,6 +1109,16 @@ std::vector<QueryResult> Engine::search_snapshot(
   }
   auto results = candidates(snap, vectors, n, want, "", options, text);
   for (auto& result : results) attach_text(*snap.table, text, result);
+  if (!views.empty()) {
+    std::vector<QueryResult> merged;
+    auto first = results.begin();
+    for (std::size_t count : views) {
+      merged.push_back(
+          merge_best(*snap.table, options.group_variants, want, image::kViewHandicap, first, first + count));
+      first += count;
+    }
+    results = std::move(merged);
+  }
   for (auto& result : results) finish(*snap.table, prepared ? static_cast<int>(want) : k, options, result);
   finish_results(snap, results, k, prepared ? ranking : nullptr, prepared, with_details, query_colours,
                  options.group_variants);
@@ -1107,17 +1145,35 @@ std::vector<QueryResult> Engine::search(const std::vector<image::Image>& queries
   const auto snap = snapshot();  // one model and its index for the whole batch
   const auto& spec = snap->embedder->info().input;
   const std::size_t per_input = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
-  std::vector<float> inputs(queries.size() * per_input);
-  for (std::size_t i = 0; i < queries.size(); ++i) image::preprocess(queries[i], spec, inputs.data() + i * per_input);
-  auto vectors = embed_all(*snap->embedder, inputs, queries.size());
+  // An exact-item search embeds each photo's views (image/views.h) and scores each
+  // product by its best view.
+  std::vector<std::vector<image::Image>> view_sets(options.match == embed::Match::kExact ? queries.size()
+                                                                                         : 0);
+  image::parallel_for(view_sets.size(),
+                      [&](std::size_t i) { view_sets[i] = image::exact_match_views(queries[i]); });
+  std::vector<const image::Image*> inputs_of;
+  std::vector<std::size_t> views;
+  for (std::size_t i = 0; i < queries.size(); ++i) {
+    if (view_sets.empty()) {
+      inputs_of.push_back(&queries[i]);
+      continue;
+    }
+    for (const auto& view : view_sets[i]) inputs_of.push_back(&view);
+    views.push_back(view_sets[i].size());
+  }
+  std::vector<float> inputs(inputs_of.size() * per_input);
+  image::parallel_for(inputs_of.size(), [&](std::size_t i) {
+    image::preprocess(*inputs_of[i], spec, inputs.data() + i * per_input);
+  });
+  auto vectors = embed_all(*snap->embedder, inputs, inputs_of.size());
   std::vector<image::ColourDescriptor> colours;
   // Only a re-ranked search reads colours: the look order and field sorts do not.
   if (ranking && ranking->profile != rank::kVisualProfile && options.sort == Sort::kBestMatch) {
     colours.reserve(queries.size());
     for (const auto& query : queries) colours.push_back(image::colour_descriptor(query));
   }
-  return search_snapshot(*snap, vectors.data(), queries.size(), k, with_details, options, ranking,
-                         colours.empty() ? nullptr : &colours);
+  return search_snapshot(*snap, vectors.data(), inputs_of.size(), k, with_details, options, ranking,
+                         colours.empty() ? nullptr : &colours, views);
 }
 
 std::vector<QueryResult> Engine::search_files(const std::vector<fs::path>& files, int k, bool with_details,
@@ -1179,29 +1235,19 @@ QueryResult Engine::similar_products(const std::string& product_id, int k, bool 
     }
     if (!vectors.empty() || images.empty()) break;
   }
-  QueryResult merged;
-  merged.model = snap->embedder->info().identity();
   const std::size_t n = vectors.size() / dim;
-  if (n == 0) return merged;  // a product without images has no look to match
+  if (n == 0) {  // a product without images has no look to match
+    QueryResult none;
+    none.model = snap->embedder->info().identity();
+    return none;
+  }
   const auto text = text_relevance(*snap, options);
   snap->embedder->weight_queries(options.match, vectors.data(), n);
   auto per_image = candidates(*snap, vectors.data(), n, want, product_id, options, text);
   for (auto& result : per_image) attach_text(*snap->table, text, result);
-  merged.matched = per_image.front().matched;
-  merged.strategy = per_image.front().strategy;
   // A product that looks like any of this product's photos qualifies, by its best score.
-  std::unordered_map<std::string, ProductHit> best;
-  for (auto& result : per_image) {
-    for (auto& hit : result.hits) {
-      auto [it, inserted] = best.emplace(hit.product_id, hit);
-      if (!inserted && hit.score > it->second.score) it->second = hit;
-    }
-  }
-  for (auto& [id, hit] : best) merged.hits.push_back(std::move(hit));
-  std::sort(merged.hits.begin(), merged.hits.end(), [](const ProductHit& a, const ProductHit& b) {
-    return a.score != b.score ? a.score > b.score : a.product_id < b.product_id;
-  });
-  keep_first(*snap->table, options.group_variants, want, merged.hits);
+  QueryResult merged = merge_best(*snap->table, options.group_variants, want, /*handicap=*/0,
+                                  per_image.begin(), per_image.end());
   finish(*snap->table, prepared ? static_cast<int>(want) : k, options, merged);
   std::vector<QueryResult> results{std::move(merged)};
   finish_results(*snap, results, k, prepared ? ranking : nullptr, prepared, with_details,

@@ -429,13 +429,16 @@ class Engine {
   // The relevance of every metadata table row to options.text (0: no match), read from
   // the store's full-text table now; empty when options.text is not set.
   std::vector<double> text_relevance(const Snapshot& snap, const SearchOptions& options) const;
-  // search() after embedding, on one snapshot (so one model).
-  // query_colours, when given, holds the colour of each query (n of them) for the
-  // ranking's colour component; without it that component is 0.
+  // search() after embedding, on one snapshot (so one model): n vectors, one per
+  // query, or with `views` (vectors per query, summing to n) several per query, each
+  // product scored by its query's best vector. query_colours, when given, holds the
+  // colour of each query for the ranking's colour component; without it that
+  // component is 0.
   std::vector<QueryResult> search_snapshot(
       const Snapshot& snap, const float* vectors, std::size_t n, int k, bool with_details,
       const SearchOptions& options, const RankRequest* ranking,
-      const std::vector<image::ColourDescriptor>* query_colours = nullptr) const;
+      const std::vector<image::ColourDescriptor>* query_colours = nullptr,
+      const std::vector<std::size_t>& views = {}) const;
   void fill_details(std::vector<QueryResult>& results) const;
   // The colour of an image in snap; nullptr when unknown (or not in snap).
   static const image::ColourDescriptor* colour_of(const Snapshot& snap, std::int64_t image_id);

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <opencv2/core.hpp>
@@ -16,6 +16,7 @@
 #include "image/colour.h"
 #include "image/distort.h"
 #include "image/image.h"
+#include "image/views.h"
 #include "support/hostile_images.h"
 #include "support/test_support.h"
 
@@ -1026,6 +1027,69 @@ TEST(Colour, ABusyBorderMeansEveryPixelCounts) {
   const auto d = colour_descriptor(split);
   EXPECT_GT(colour_similarity(d, colour_descriptor(item_on(kRed, kBlack))), 0.35);
   EXPECT_GT(colour_similarity(d, colour_descriptor(item_on(kBlue, kBlack))), 0.35);
+}
+
+// ---- exact-match query views ----
+
+// Mean absolute difference between a and b mirrored left-right, in grey levels.
+double mirror_difference(const Image& a, const Image& b) {
+  EXPECT_EQ(a.width, b.width);
+  EXPECT_EQ(a.height, b.height);
+  EXPECT_EQ(a.channels, b.channels);
+  double sum = 0;
+  for (int y = 0; y < a.height; ++y) {
+    for (int x = 0; x < a.width; ++x) {
+      for (int c = 0; c < a.channels; ++c) {
+        const int pa = a.pixels[static_cast<std::size_t>((y * a.width + x) * a.channels + c)];
+        const int pb = b.pixels[static_cast<std::size_t>((y * b.width + (b.width - 1 - x)) * b.channels + c)];
+        sum += std::abs(pa - pb);
+      }
+    }
+  }
+  return sum / static_cast<double>(a.pixels.size());
+}
+
+TEST(ExactMatchViews, ThePhotoThenBothTiltsThenTheItemCroppedOutOfItsBackground) {
+  const Image photo = item_on(kRed, kWhite, 60);
+  const auto views = exact_match_views(photo);
+  ASSERT_EQ(views.size(), 4u);
+  EXPECT_EQ(views[0].pixels, photo.pixels);
+  // The item is symmetric left-right, so its two tilts are each other's mirror image
+  // (but for interpolation's rounding); the corners the rotation uncovers take the
+  // white background.
+  for (std::size_t v : {1u, 2u}) {
+    EXPECT_EQ(views[v].width, 60);
+    EXPECT_EQ(views[v].height, 60);
+    EXPECT_NE(views[v].pixels, photo.pixels);
+  }
+  EXPECT_LT(mirror_difference(views[1], views[2]), 0.5);
+  EXPECT_GT(mirror_difference(views[0], views[1]), 5);
+  EXPECT_GE(int(views[1].pixels[0]), 240);
+  // The ellipse's box: 2 x 0.32 x 60 wide, 2 x 0.42 x 60 high.
+  EXPECT_NEAR(views[3].width, 2 * 0.32 * 60, 3);
+  EXPECT_NEAR(views[3].height, 2 * 0.42 * 60, 3);
+  EXPECT_EQ(views[3].channels, 3);
+}
+
+TEST(ExactMatchViews, NoCropWhenTheItemFillsTheFrameOrTheBackgroundIsBusy) {
+  // Filling: a 28 x 28 item whose box leaves out under a fifth of the frame.
+  Image filling{28, 28, 1, std::vector<std::uint8_t>(28 * 28, 0)};
+  for (int y = 1; y < 27; ++y)
+    for (int x = 1; x < 27; ++x) filling.pixels[static_cast<std::size_t>(y * 28 + x)] = 200;
+  const auto views = exact_match_views(filling);
+  ASSERT_EQ(views.size(), 3u);
+  for (const auto& view : views) EXPECT_EQ(view.channels, 1);  // a gray photo gives gray views
+  // Busy: random noise everywhere, no plain border.
+  Image busy{40, 40, 3, std::vector<std::uint8_t>(40 * 40 * 3)};
+  std::mt19937 rng(7);
+  for (auto& p : busy.pixels) p = static_cast<std::uint8_t>(rng() % 256);
+  EXPECT_EQ(exact_match_views(busy).size(), 3u);
+}
+
+TEST(ExactMatchViews, MalformedImagesAreRefused) {
+  expect_error([] { exact_match_views(Image{}); }, ErrorKind::kInvalidInput, "views");
+  expect_error([] { exact_match_views(Image{4, 4, 3, Bytes(5)}); }, ErrorKind::kInvalidInput, "views");
+  expect_error([] { exact_match_views(Image{4, 4, 2, Bytes(32)}); }, ErrorKind::kInvalidInput, "views");
 }
 
 }  // namespace

@@ -1,0 +1,35 @@
+// Query views for exact-item search.
+//
+// A shopper's photo of an item departs from the catalog's photo of it most in
+// framing: tilted, cropped closer, or the item small on a page or a screen. The
+// engine embeds a few re-framed views of an exact-item query photo and scores each
+// product by its best view, so that one view lines up with the catalog's framing
+// when the photo itself does not. Which views, and what each bought on the
+// distortion suite: README, "Instance robustness".
+#pragma once
+
+#include <vector>
+
+#include "image/image.h"
+
+namespace lookalike::image {
+
+inline constexpr double kViewRotationDegrees = 25;  // either way: the middle of a phone's usual tilt
+// A re-framed view's similarity counts this much less than the photo's own. Every
+// view is another chance for a wrong product to look closest; the handicap lets a
+// view win only where it lines up clearly better (on the demo suite 0.05 kept the
+// rotation views' gain and most of what they cost the other distortions).
+inline constexpr double kViewHandicap = 0.05;
+
+// The photo itself first, then:
+//   - rotated by +kViewRotationDegrees and by -kViewRotationDegrees;
+//   - cropped to its foreground, when its border is a plain background and the
+//     foreground's bounding box leaves out a fair part of the frame (an item small in
+//     the photo, or shrunk by the camera's angle).
+// New pixels take the background colour: the per-channel median of the border. A
+// gray photo gives gray views.
+// Throws Error(kInvalidInput) for an empty image or one whose pixel buffer does not
+// match its size. Pure function: thread-safe.
+std::vector<Image> exact_match_views(const Image& photo);
+
+}  // namespace lookalike::image
