@@ -201,6 +201,7 @@ enum Sql : std::size_t {
   kProfileNames,
   kRankingSignals,
   kAllProducts,
+  kAllBehaviour,
   kAffinitiesOf,
   kSetAffinity,
   kDeleteAffinitiesOf,
@@ -333,6 +334,9 @@ const char* const kSqlText[] = {
     // kAllProducts
     "SELECT id, title, brand, category, price, currency, rating, rating_count, stock, attributes, group_id "
     "FROM products ORDER BY id",
+    // kAllBehaviour
+    "SELECT p.id, s.score, s.at_ms, f.at_ms FROM products p "
+    "LEFT JOIN popularity s ON s.product_id = p.id LEFT JOIN first_seen f ON f.product_id = p.id",
     // kAffinitiesOf
     "SELECT kind, value, weight, at_ms FROM taste_affinities WHERE user_id = ?1 ORDER BY kind, value",
     // kSetAffinity
@@ -1092,6 +1096,19 @@ std::optional<RankingSignals> Store::ranking_signals(const std::string& product_
   signals.brand = query.text_at(7);
   signals.attributes = decode_attributes(query.text_at(8), product_id);
   return signals;
+}
+
+void Store::for_each_behaviour(
+    const std::function<void(const std::string& product_id, const std::optional<Popularity>& popularity,
+                             const std::optional<std::int64_t>& first_seen_ms)>& visit) const {
+  Query query(*statements_, kAllBehaviour, "for_each_behaviour");
+  while (query.step()) {
+    std::optional<Popularity> popularity;
+    if (!query.is_null(1)) popularity = Popularity{query.real_at(1), query.int_at(2)};
+    std::optional<std::int64_t> first_seen_ms;
+    if (!query.is_null(3)) first_seen_ms = query.int_at(3);
+    visit(query.text_at(0), popularity, first_seen_ms);
+  }
 }
 
 std::optional<std::int64_t> Store::first_seen(const std::string& product_id) const {

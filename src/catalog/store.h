@@ -227,6 +227,10 @@ class Store {
   // The product's current price, stock, rating, popularity, first-seen time, brand and
   // attributes; nullopt when absent.
   std::optional<RankingSignals> ranking_signals(const std::string& product_id) const;
+  // Every product's popularity (nullopt: no events) and first-seen time, in one query.
+  void for_each_behaviour(
+      const std::function<void(const std::string& product_id, const std::optional<Popularity>& popularity,
+                               const std::optional<std::int64_t>& first_seen_ms)>& visit) const;
   // Throws Error(kNotFound) when there is no such product.
   void set_popularity(const std::string& product_id, const Popularity& popularity);
   // When the product was first stored (Unix ms); kept across updates of the product.

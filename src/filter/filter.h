@@ -96,6 +96,7 @@ class Table {
   double price(std::uint32_t row) const { return price_[row]; }
   double rating(std::uint32_t row) const { return rating_[row]; }
   std::int64_t stock(std::uint32_t row) const { return stock_[row]; }
+  std::int64_t rating_count(std::uint32_t row) const { return rating_count_[row]; }
   const std::string& currency(std::uint32_t row) const { return currency_.names[currency_.codes[row]]; }
   // Images the product has (Product::images of upsert, or set_images).
   std::size_t images(std::uint32_t row) const { return images_[row]; }

@@ -19,6 +19,7 @@
 #include "image/colour.h"
 #include "image/views.h"
 #include "index/vector_index.h"
+#include "search/behaviour_board.h"
 #include "search/variants.h"
 
 namespace lookalike::search {
@@ -530,6 +531,7 @@ std::unique_ptr<Engine> Engine::open(const fs::path& data_dir, const OpenOptions
   }
   engine->reader_ = catalog::Store::open(data_dir / kStoreFile);
   engine->signals_ = catalog::Store::open(data_dir / kStoreFile);
+  engine->behaviour_ = std::make_unique<BehaviourBoard>();
   std::lock_guard<std::mutex> lock(engine->write_mutex_);
   engine->fill_missing_colours();
   engine->load_or_rebuild_index(std::move(embedder));
@@ -635,6 +637,11 @@ void Engine::publish(std::shared_ptr<SnapshotVectors> vectors) {
     if (auto row = table->row_of(product)) table->set_images(*row, table->images(*row) + 1);
   }
   vectors->row_map = build_row_map(*vectors->index, vectors->image_ids, vectors->image_products, *table);
+  {
+    // No event batch commits while the board is read from the store and replaced.
+    std::lock_guard<std::mutex> lock(signals_mutex_);
+    behaviour_->load(*store_);
+  }
   auto snap = std::make_shared<Snapshot>();
   snap->embedder = vectors->embedder;
   snap->vectors = std::move(vectors);
@@ -692,6 +699,10 @@ void Engine::publish_metadata(const std::vector<std::string>& changed) {
     } else {
       table->remove(id);
     }
+  }
+  {
+    std::lock_guard<std::mutex> lock(signals_mutex_);
+    behaviour_->reload(*store_, changed);
   }
   auto snap = std::make_shared<Snapshot>();
   snap->embedder = current->embedder;

@@ -237,6 +237,8 @@ struct EngineInfo {
   std::uintmax_t index_bytes = 0;
 };
 
+class BehaviourBoard;
+
 class Engine {
  public:
   // Opens (creating when new) a data folder. Throws Error with a message naming
@@ -475,6 +477,9 @@ class Engine {
   std::shared_ptr<const Snapshot> snapshot_;     // accessed with std::atomic_load/atomic_store
   mutable std::mutex signals_mutex_;
   std::unique_ptr<catalog::Store> signals_;  // events and profiles: not held up by a long import
+  // Popularity and first-seen times for ranking (search/behaviour_board.h). Written
+  // with signals_mutex_ held, after the store, so it never lags a returned write.
+  std::unique_ptr<BehaviourBoard> behaviour_;
   // A connection for re-ranking and text matching, one per concurrent search (opened
   // on demand, then reused), so that concurrent searches do not queue for reader_.
   // It goes back to the pool when the lease ends, also when a lookup throws.

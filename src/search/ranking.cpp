@@ -3,10 +3,13 @@
 // (engine.cpp), which only decides how deep to look.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "catalog/store.h"
 #include "common/error.h"
 #include "embed/embedder.h"
+#include "filter/filter.h"
+#include "search/behaviour_board.h"
 #include "search/engine.h"
 #include "search/variants.h"
 
@@ -105,6 +108,7 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
                           a.weight * catalog::decay_factor(a.at_ms, now, catalog::kTasteHalfLifeDays));
     }
   }
+  const filter::Table& table = table_of(snap);
   for (std::size_t q = 0; q < results.size(); ++q) {
     auto& result = results[q];
     // The query's colour, compared with the colour of each candidate's best-matching image
@@ -117,27 +121,39 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
     std::vector<rank::Candidate> candidates;
     hits.reserve(result.hits.size());
     candidates.reserve(result.hits.size());
+    // Held for this query's candidates only, so that event batches are not kept waiting.
+    std::optional<BehaviourBoard::Reader> behaviour(std::in_place, *behaviour_);
     for (auto& hit : result.hits) {
-      auto signals = reader->ranking_signals(hit.product_id);
-      if (!signals) continue;  // deleted since the index snapshot was taken
+      // Price, stock and rating from the snapshot's table, popularity and first-seen
+      // time from the board: no store lookup, except for a shopper's taste below.
+      const auto row = table.row_of(hit.product_id);
+      if (!row || !table.alive(*row)) continue;
       rank::Candidate c;
       c.visual = hit.similarity;
       c.text = hit.text_relevance;
-      c.price = signals->price;
-      c.stock = signals->stock;
-      c.rating = signals->rating;
-      c.rating_count = signals->rating_count;
-      c.popularity = signals->popularity.score *
-                     catalog::decay_factor(signals->popularity.at_ms, now, catalog::kPopularityHalfLifeDays);
-      if (signals->first_seen_ms) c.age_days = static_cast<double>(now - *signals->first_seen_ms) / kMsPerDay;
+      c.price = table.price(*row);
+      c.stock = table.stock(*row);
+      c.rating = table.rating(*row);
+      c.rating_count = table.rating_count(*row);
+      if (const BehaviourSignals* signals = behaviour->find(hit.product_id)) {
+        if (signals->popularity) {
+          c.popularity = signals->popularity->score * catalog::decay_factor(signals->popularity->at_ms, now,
+                                                                            catalog::kPopularityHalfLifeDays);
+        }
+        if (signals->first_seen_ms)
+          c.age_days = static_cast<double>(now - *signals->first_seen_ms) / kMsPerDay;
+      }
       if (taste) {
         if (auto image = reader->get_image(hit.image_id, /*with_embedding=*/true)) {
           c.taste = cosine(image->embedding, taste->vector);
         }
       }
       if (!attribute_taste.empty()) {
-        c.taste_affinity =
-            attribute_taste.affinity(rank::taste_values(signals->brand, signals->attributes, signals->price));
+        // The attributes as the events that built the taste saw them (the store's).
+        if (auto signals = reader->ranking_signals(hit.product_id)) {
+          c.taste_affinity = attribute_taste.affinity(
+              rank::taste_values(signals->brand, signals->attributes, signals->price));
+        }
       }
       if (query_colour) {
         if (const auto* colour = colour_of(snap, hit.image_id))
@@ -146,6 +162,7 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
       hits.push_back(std::move(hit));
       candidates.push_back(c);
     }
+    behaviour.reset();
     const auto ranked = rank::rerank(result.text_only ? rank::text_only_profile(profile) : profile,
                                      ranking->price, candidates);
     result.hits.clear();

@@ -11,6 +11,7 @@
 #include "catalog/store.h"
 #include "common/error.h"
 #include "embed/embedder.h"
+#include "search/behaviour_board.h"
 #include "search/engine.h"
 
 namespace lookalike::search {
@@ -97,6 +98,7 @@ EventReport Engine::record_events(const std::vector<catalog::Event>& events) {
   // Per product, its taste values (brand, colour, material, price band), for this batch.
   std::unordered_map<std::string, std::array<std::string, rank::kTasteKinds.size()>> values;
   std::unordered_map<std::string, AffinityRows> affinities;  // per shopper, for this batch
+  std::unordered_map<std::string, catalog::Popularity> popularity_now;  // per product, for the board
   catalog::Store::Transaction tx(store);
   for (std::size_t i = 0; i < events.size(); ++i) {
     const catalog::Event& event = events[i];
@@ -121,6 +123,7 @@ EventReport Engine::record_events(const std::vector<catalog::Event>& events) {
       continue;
     }
     store.add_event(event);
+    popularity_now[event.product_id] = popularity;
     ++report.accepted;
 
     auto product_values = values.find(event.product_id);
@@ -177,6 +180,7 @@ EventReport Engine::record_events(const std::vector<catalog::Event>& events) {
     for (const auto& key : shopper.changed) store.set_affinity(user_id, shopper.rows.at(key));
   }
   tx.commit();
+  behaviour_->set_popularity({popularity_now.begin(), popularity_now.end()});
   return report;
 }
 
@@ -186,6 +190,7 @@ std::size_t Engine::forget_users(const std::vector<std::string>& user_ids) {
   std::lock_guard<std::mutex> lock(signals_mutex_);
   catalog::Store& store = *signals_;
   catalog::Store::Transaction tx(store);
+  std::unordered_map<std::string, catalog::Popularity> popularity_now;  // per product, for the board
   std::size_t known = 0;
   for (const auto& user_id : user_ids) {
     const auto events = store.events_of(user_id);
@@ -197,6 +202,7 @@ std::size_t Engine::forget_users(const std::vector<std::string>& user_ids) {
           catalog::decay_factor(event.time_ms, popularity->at_ms, catalog::kPopularityHalfLifeDays);
       popularity->score = std::max(0.0, popularity->score - share);
       store.set_popularity(event.product_id, *popularity);
+      popularity_now[event.product_id] = *popularity;
     }
     const std::size_t removed = store.delete_events_of(user_id);
     const bool had_taste = store.delete_taste(user_id);
@@ -204,6 +210,7 @@ std::size_t Engine::forget_users(const std::vector<std::string>& user_ids) {
     if (removed > 0 || had_taste || had_affinities) ++known;
   }
   tx.commit();
+  behaviour_->set_popularity({popularity_now.begin(), popularity_now.end()});
   return known;
 }
 

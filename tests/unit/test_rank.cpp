@@ -613,6 +613,42 @@ TEST_F(RankingEngine, EventsSurviveReopeningTheDataFolder) {
   EXPECT_TRUE(store->first_seen(id));
 }
 
+// Ranking reads popularity from memory (search/behaviour_board.h), not the store: it
+// must follow every way the store's popularity changes, and be there after a reopen.
+TEST_F(RankingEngine, PopularityFollowsEventsForgettingDeletionAndReopening) {
+  const std::string id = engine_->product_ids().at(11);
+  const auto photo = engine_->image_source(id, 0);
+  ASSERT_TRUE(photo);
+  const search::RankRequest ranked;  // the default profile
+  auto popularity_in = [&](const search::Engine& engine) {
+    auto result = engine.search_files({*photo}, 5, /*with_details=*/false, {}, &ranked).at(0);
+    for (const auto& hit : result.hits) {
+      if (hit.product_id == id && hit.ranking) return hit.ranking->parts[rank::kPopularity].value;
+    }
+    ADD_FAILURE() << id << " not found by its own photo";
+    return -1.0;
+  };
+  EXPECT_EQ(popularity_in(*engine_), 0.0);
+  std::vector<catalog::Event> bought(3, event(catalog::EventType::kPurchase, id, "board-user"));
+  ASSERT_EQ(engine_->record_events(bought).accepted, 3u);
+  EXPECT_GT(popularity_in(*engine_), 0.0);
+  {
+    search::OpenOptions open;
+    open.model = search::kPixelsModel;
+    const auto reopened = search::Engine::open(root_->path() / "data", open);
+    EXPECT_GT(popularity_in(*reopened), 0.0) << "read from the store at open";
+  }
+  ASSERT_TRUE(engine_->forget_user("board-user"));
+  EXPECT_NEAR(popularity_in(*engine_), 0.0, 1e-9) << "forgetting takes the shopper's purchases back";
+
+  ASSERT_EQ(engine_->record_events(bought).accepted, 3u);
+  const auto entry = entry_of(id);
+  ASSERT_EQ(engine_->delete_products({id}), 1u);
+  EXPECT_EQ(engine_->apply({entry}, root_->path() / "demo", {}).products_added, 1u);
+  EXPECT_EQ(popularity_in(*engine_), 0.0) << "a deleted product's popularity went with it";
+  ASSERT_TRUE(engine_->forget_user("board-user"));
+}
+
 TEST_F(RankingEngine, AttributeTasteLearnsBrandMaterialAndPriceBandDecaysAndIsForgotten) {
   search::RankRequest visual;
   visual.profile = "visual";
