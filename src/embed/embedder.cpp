@@ -21,6 +21,10 @@ void Embedder::embed(const std::vector<image::Image>& images, float* out) const 
   embed_preprocessed(inputs.data(), images.size(), out);
 }
 
+void Embedder::embed_queries(Match, const float* inputs, std::size_t n, float* out) const {
+  embed_preprocessed(inputs, n, out);
+}
+
 void Embedder::weight_queries(Match, float*, std::size_t) const {}
 
 Match parse_match(const std::string& name) {

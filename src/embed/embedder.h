@@ -52,6 +52,14 @@ class Embedder {
   // Thread-safe: concurrent calls on one Embedder are allowed.
   virtual void embed_preprocessed(const float* inputs, std::size_t n, float* out) const = 0;
 
+  // embed_preprocessed for query photos that a search asks `match` of. A fused
+  // model skips the parts that `match` gives no weight (weight_queries would zero
+  // them) and leaves their share of each row zero, normalised as if the part had
+  // returned a unit row; after weight_queries the rows equal those of
+  // embed_preprocessed + weight_queries. Every other model embeds as
+  // embed_preprocessed. Thread-safe like it.
+  virtual void embed_queries(Match match, const float* inputs, std::size_t n, float* out) const;
+
   // Preprocesses and embeds; out holds images.size() x info().dim floats.
   void embed(const std::vector<image::Image>& images, float* out) const;
 

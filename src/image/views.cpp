@@ -64,14 +64,16 @@ cv::Mat rotated(const cv::Mat& rgb, double degrees, const cv::Scalar& fill) {
   return out;
 }
 
-// The bounding box of the pixels that differ from a plain background, when there is
-// one and the box leaves out enough of the frame.
-std::optional<cv::Rect> foreground_box(const cv::Mat& rgb, const std::vector<cv::Vec3b>& border,
-                                       const cv::Vec3b& background) {
+bool plain_border(const std::vector<cv::Vec3b>& border, const cv::Vec3b& background) {
   const auto close = std::count_if(border.begin(), border.end(), [&](const cv::Vec3b& p) {
     return difference(p, background) <= kPlainTolerance;
   });
-  if (static_cast<double>(close) < kPlainShare * static_cast<double>(border.size())) return std::nullopt;
+  return static_cast<double>(close) >= kPlainShare * static_cast<double>(border.size());
+}
+
+// The bounding box of the pixels that differ from the plain background, when the box
+// leaves out enough of the frame.
+std::optional<cv::Rect> foreground_box(const cv::Mat& rgb, const cv::Vec3b& background) {
   cv::Mat mask(rgb.size(), CV_8UC1);
   for (int y = 0; y < rgb.rows; ++y) {
     const auto* row = rgb.ptr<cv::Vec3b>(y);
@@ -82,6 +84,21 @@ std::optional<cv::Rect> foreground_box(const cv::Mat& rgb, const std::vector<cv:
   const double area = double(rgb.cols) * rgb.rows;
   if (box.width < 2 || box.height < 2 || box.area() > (1 - kMinCroppedShare) * area) return std::nullopt;
   return box;
+}
+
+std::vector<cv::Rect> grid_windows(const cv::Size& size) {
+  std::vector<cv::Rect> windows;
+  for (const auto& grid : kWindowGrids) {
+    const int w = std::max(1, static_cast<int>(std::lround(size.width * grid.side)));
+    const int h = std::max(1, static_cast<int>(std::lround(size.height * grid.side)));
+    const int steps = std::max(1, grid.per_row - 1);
+    for (int row = 0; row < grid.per_row; ++row) {
+      for (int column = 0; column < grid.per_row; ++column) {
+        windows.emplace_back((size.width - w) * column / steps, (size.height - h) * row / steps, w, h);
+      }
+    }
+  }
+  return windows;
 }
 
 }  // namespace
@@ -108,8 +125,12 @@ std::vector<Image> exact_match_views(const Image& photo) {
   views.push_back(photo);
   views.push_back(from_rgb(rotated(rgb, kViewRotationDegrees, fill), photo.channels));
   views.push_back(from_rgb(rotated(rgb, -kViewRotationDegrees, fill), photo.channels));
-  if (auto box = foreground_box(rgb, border, background))
+  if (!plain_border(border, background)) {
+    for (const auto& window : grid_windows(rgb.size()))
+      views.push_back(from_rgb(rgb(window).clone(), photo.channels));
+  } else if (auto box = foreground_box(rgb, background)) {
     views.push_back(from_rgb(rgb(*box).clone(), photo.channels));
+  }
   return views;
 }
 

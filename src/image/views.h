@@ -21,11 +21,25 @@ inline constexpr double kViewRotationDegrees = 25;  // either way: the middle of
 // rotation views' gain and most of what they cost the other distortions).
 inline constexpr double kViewHandicap = 0.05;
 
+// Windows over a photo whose border is not a plain background (the item on a busy
+// table, a page, a screen): per_row x per_row windows of `side` times the photo's
+// width and height, spread evenly from corner to corner. The item lies anywhere and
+// at some size, so one window frames it close to the catalog's framing. On the demo
+// suite these lifted clutter from 0.17 to 0.51 and the printed page from 0.37 to
+// 0.41 (README, "Instance robustness").
+struct WindowGrid {
+  double side;
+  int per_row;
+};
+inline constexpr WindowGrid kWindowGrids[] = {{0.625, 4}, {0.8, 3}};
+
 // The photo itself first, then:
 //   - rotated by +kViewRotationDegrees and by -kViewRotationDegrees;
 //   - cropped to its foreground, when its border is a plain background and the
 //     foreground's bounding box leaves out a fair part of the frame (an item small in
-//     the photo, or shrunk by the camera's angle).
+//     the photo, or shrunk by the camera's angle);
+//   - or, when its border is not plain, the windows of kWindowGrids, grid by grid,
+//     row by row.
 // New pixels take the background colour: the per-channel median of the border. A
 // gray photo gives gray views.
 // Throws Error(kInvalidInput) for an empty image or one whose pixel buffer does not

@@ -9,6 +9,7 @@
 #include <exception>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -111,15 +112,22 @@ void probe(const embed::Embedder& embedder, const std::string& name) {
   }
 }
 
-// Embeds preprocessed inputs in bounded batches, so memory does not grow with n.
-std::vector<float> embed_all(const embed::Embedder& embedder, const std::vector<float>& inputs, std::size_t n) {
+// Embeds preprocessed inputs in bounded batches, so memory does not grow with n;
+// query photos for `match` (Embedder::embed_queries), catalog photos without one.
+std::vector<float> embed_all(const embed::Embedder& embedder, const std::vector<float>& inputs, std::size_t n,
+                             std::optional<embed::Match> match = std::nullopt) {
   const auto& spec = embedder.info().input;
   const std::size_t per_input = static_cast<std::size_t>(spec.channels) * spec.width * spec.height;
   const std::size_t dim = static_cast<std::size_t>(embedder.info().dim);
   std::vector<float> out(n * dim);
   for (std::size_t begin = 0; begin < n; begin += kEmbedBatch) {
     std::size_t count = std::min(kEmbedBatch, n - begin);
-    embedder.embed_preprocessed(inputs.data() + begin * per_input, count, out.data() + begin * dim);
+    const float* batch = inputs.data() + begin * per_input;
+    if (match) {
+      embedder.embed_queries(*match, batch, count, out.data() + begin * dim);
+    } else {
+      embedder.embed_preprocessed(batch, count, out.data() + begin * dim);
+    }
   }
   return out;
 }
@@ -1176,7 +1184,7 @@ std::vector<QueryResult> Engine::search(const std::vector<image::Image>& queries
   image::parallel_for(inputs_of.size(), [&](std::size_t i) {
     image::preprocess(*inputs_of[i], spec, inputs.data() + i * per_input);
   });
-  auto vectors = embed_all(*snap->embedder, inputs, inputs_of.size());
+  auto vectors = embed_all(*snap->embedder, inputs, inputs_of.size(), options.match);
   std::vector<image::ColourDescriptor> colours;
   // Only a re-ranked search reads colours: the look order and field sorts do not.
   if (ranking && ranking->profile != rank::kVisualProfile && options.sort == Sort::kBestMatch) {

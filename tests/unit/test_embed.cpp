@@ -944,6 +944,14 @@ TEST_F(FusedModel, ExactWeightsReweightTheQueryToTheirMeanOfThePartsSimilarities
   for (std::size_t i = 0; i < set.size(); ++i) {
     for (int k = 0; k < da; ++k) ASSERT_EQ(queries[i * d + k], 0.f);
   }
+  // Embedding exact queries skips that part and gives the same weighted rows; a
+  // similar query still runs every part.
+  std::vector<float> skipped(queries.size());
+  instance_only->embed_queries(Match::kExact, set.inputs.data(), set.size(), skipped.data());
+  instance_only->weight_queries(Match::kExact, skipped.data(), set.size());
+  for (std::size_t j = 0; j < queries.size(); ++j) ASSERT_NEAR(skipped[j], queries[j], 1e-6) << j;
+  instance_only->embed_queries(Match::kSimilar, set.inputs.data(), set.size(), skipped.data());
+  EXPECT_EQ(skipped, embed_all(*instance_only, set));
 
   // Without exact weights, exact matches are the similar ones.
   write_fused_model({{trained_model(1), 3}, {trained_model(2), 1}}, dir_ / "plain.lkm");

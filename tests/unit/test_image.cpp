@@ -1071,19 +1071,47 @@ TEST(ExactMatchViews, ThePhotoThenBothTiltsThenTheItemCroppedOutOfItsBackground)
   EXPECT_EQ(views[3].channels, 3);
 }
 
-TEST(ExactMatchViews, NoCropWhenTheItemFillsTheFrameOrTheBackgroundIsBusy) {
-  // Filling: a 28 x 28 item whose box leaves out under a fifth of the frame.
+TEST(ExactMatchViews, NoCropNorWindowsWhenTheItemFillsAPlainFrame) {
+  // A 28 x 28 item whose box leaves out under a fifth of the frame.
   Image filling{28, 28, 1, std::vector<std::uint8_t>(28 * 28, 0)};
   for (int y = 1; y < 27; ++y)
     for (int x = 1; x < 27; ++x) filling.pixels[static_cast<std::size_t>(y * 28 + x)] = 200;
   const auto views = exact_match_views(filling);
   ASSERT_EQ(views.size(), 3u);
   for (const auto& view : views) EXPECT_EQ(view.channels, 1);  // a gray photo gives gray views
-  // Busy: random noise everywhere, no plain border.
-  Image busy{40, 40, 3, std::vector<std::uint8_t>(40 * 40 * 3)};
+}
+
+TEST(ExactMatchViews, ABusyBorderGetsWindowsCornerToCornerAtEachGridsSize) {
+  // Random noise everywhere: no plain border, so no crop but the windows.
+  const int side = 40;
+  Image busy{side, side, 3, std::vector<std::uint8_t>(side * side * 3)};
   std::mt19937 rng(7);
   for (auto& p : busy.pixels) p = static_cast<std::uint8_t>(rng() % 256);
-  EXPECT_EQ(exact_match_views(busy).size(), 3u);
+  const auto views = exact_match_views(busy);
+  std::size_t windows = 0;
+  for (const auto& grid : kWindowGrids) windows += static_cast<std::size_t>(grid.per_row * grid.per_row);
+  ASSERT_EQ(views.size(), 3 + windows);
+  // Each window is the photo's pixels under it: the first grid's first window at the
+  // top left corner, its last at the bottom right.
+  const auto window_matches = [&](const Image& view, int x0, int y0) {
+    for (int y = 0; y < view.height; ++y) {
+      for (int x = 0; x < view.width * 3; ++x) {
+        if (view.pixels[static_cast<std::size_t>(y * view.width * 3 + x)] !=
+            busy.pixels[static_cast<std::size_t>((y0 + y) * side * 3 + x0 * 3 + x)])
+          return false;
+      }
+    }
+    return true;
+  };
+  const int w = static_cast<int>(std::lround(side * kWindowGrids[0].side));
+  const std::size_t per_grid = static_cast<std::size_t>(kWindowGrids[0].per_row * kWindowGrids[0].per_row);
+  EXPECT_EQ(views[3].width, w);
+  EXPECT_EQ(views[3].height, w);
+  EXPECT_TRUE(window_matches(views[3], 0, 0));
+  EXPECT_TRUE(window_matches(views[3 + per_grid - 1], side - w, side - w));
+  // The next grid's windows are larger.
+  EXPECT_EQ(views[3 + per_grid].width, static_cast<int>(std::lround(side * kWindowGrids[1].side)));
+  EXPECT_TRUE(window_matches(views[3 + per_grid], 0, 0));
 }
 
 TEST(ExactMatchViews, MalformedImagesAreRefused) {
