@@ -86,6 +86,23 @@ std::optional<cv::Rect> foreground_box(const cv::Mat& rgb, const cv::Vec3b& back
   return box;
 }
 
+// The photo with one side (0 top, 1 right, 2 bottom, 3 left) widened back: the
+// quadrilateral whose `side` is kViewKeystone shorter at either end, mapped onto the
+// whole frame.
+cv::Mat keystone_corrected(const cv::Mat& rgb, int side, const cv::Scalar& fill) {
+  const float w = float(rgb.cols - 1), h = float(rgb.rows - 1);
+  const cv::Point2f frame[4] = {{0, 0}, {w, 0}, {w, h}, {0, h}};  // clockwise from top left
+  cv::Point2f seen[4] = {frame[0], frame[1], frame[2], frame[3]};
+  const int a = side, b = (side + 1) % 4;
+  const cv::Point2f inward = (frame[b] - frame[a]) * float(kViewKeystone);
+  seen[a] += inward;
+  seen[b] -= inward;
+  cv::Mat out;
+  cv::warpPerspective(rgb, out, cv::getPerspectiveTransform(seen, frame), rgb.size(), cv::INTER_LINEAR,
+                      cv::BORDER_CONSTANT, fill);
+  return out;
+}
+
 std::vector<cv::Rect> grid_windows(const cv::Size& size) {
   std::vector<cv::Rect> windows;
   for (const auto& grid : kWindowGrids) {
@@ -128,8 +145,11 @@ std::vector<Image> exact_match_views(const Image& photo) {
   if (!plain_border(border, background)) {
     for (const auto& window : grid_windows(rgb.size()))
       views.push_back(from_rgb(rgb(window).clone(), photo.channels));
-  } else if (auto box = foreground_box(rgb, background)) {
-    views.push_back(from_rgb(rgb(*box).clone(), photo.channels));
+  } else {
+    if (auto box = foreground_box(rgb, background))
+      views.push_back(from_rgb(rgb(*box).clone(), photo.channels));
+    for (int side = 0; side < 4; ++side)
+      views.push_back(from_rgb(keystone_corrected(rgb, side, fill), photo.channels));
   }
   return views;
 }

@@ -8,6 +8,7 @@
 #include <functional>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -1049,10 +1050,10 @@ double mirror_difference(const Image& a, const Image& b) {
   return sum / static_cast<double>(a.pixels.size());
 }
 
-TEST(ExactMatchViews, ThePhotoThenBothTiltsThenTheItemCroppedOutOfItsBackground) {
+TEST(ExactMatchViews, ThePhotoThenBothTiltsThenTheItemCroppedOutOfItsBackgroundThenKeystones) {
   const Image photo = item_on(kRed, kWhite, 60);
   const auto views = exact_match_views(photo);
-  ASSERT_EQ(views.size(), 4u);
+  ASSERT_EQ(views.size(), 8u);
   EXPECT_EQ(views[0].pixels, photo.pixels);
   // The item is symmetric left-right, so its two tilts are each other's mirror image
   // (but for interpolation's rounding); the corners the rotation uncovers take the
@@ -1069,6 +1070,52 @@ TEST(ExactMatchViews, ThePhotoThenBothTiltsThenTheItemCroppedOutOfItsBackground)
   EXPECT_NEAR(views[3].width, 2 * 0.32 * 60, 3);
   EXPECT_NEAR(views[3].height, 2 * 0.42 * 60, 3);
   EXPECT_EQ(views[3].channels, 3);
+  // The keystones keep the frame; widening the top back and widening the bottom back
+  // give mirror images of each other top to bottom for this symmetric item.
+  for (std::size_t v = 4; v < 8; ++v) {
+    EXPECT_EQ(views[v].width, 60);
+    EXPECT_EQ(views[v].height, 60);
+  }
+  cv::Mat top(60, 60, CV_8UC3, const_cast<std::uint8_t*>(views[4].pixels.data()));
+  cv::Mat bottom(60, 60, CV_8UC3, const_cast<std::uint8_t*>(views[6].pixels.data()));
+  cv::Mat flipped;
+  cv::flip(bottom, flipped, 0);
+  EXPECT_LT(cv::norm(top, flipped, cv::NORM_L1) / top.total() / 3, 1.0);
+  EXPECT_GT(cv::norm(top, bottom, cv::NORM_L1) / top.total() / 3, 5.0);
+}
+
+TEST(ExactMatchViews, AKeystoneViewUndoesAPhotoTakenAtAnAngle) {
+  // A striped item photographed with its top side farther away (the top corners
+  // kViewKeystone closer together): the view that widens the top back is the
+  // closest of all views to the square-on photo, and much closer than the photo.
+  const int side = 64;
+  cv::Mat square(side, side, CV_8UC3, cv::Scalar(0, 0, 0));
+  for (int y = 8; y < side - 8; ++y) {
+    for (int x = 8; x < side - 8; ++x)
+      square.at<cv::Vec3b>(y, x) = ((x / 6) % 2) ? cv::Vec3b(230, 230, 230) : cv::Vec3b(90, 40, 40);
+  }
+  const float w = side - 1.f;
+  const cv::Point2f frame[4] = {{0, 0}, {w, 0}, {w, w}, {0, w}};
+  const cv::Point2f angled[4] = {
+      {float(kViewKeystone * w), 0}, {float((1 - kViewKeystone) * w), 0}, {w, w}, {0, w}};
+  cv::Mat shot;
+  cv::warpPerspective(square, shot, cv::getPerspectiveTransform(frame, angled), square.size(),
+                      cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));
+  Image photo{side, side, 3, std::vector<std::uint8_t>(shot.data, shot.data + shot.total() * 3)};
+  const auto views = exact_match_views(photo);
+  ASSERT_GE(views.size(), 7u);
+  const auto distance = [&](const Image& view) {
+    if (view.width != side || view.height != side) return 1e9;
+    cv::Mat m(side, side, CV_8UC3, const_cast<std::uint8_t*>(view.pixels.data()));
+    return cv::norm(m, square, cv::NORM_L1) / double(side * side * 3);
+  };
+  const std::size_t top = views.size() - 4;
+  for (std::size_t v = 0; v < views.size(); ++v) {
+    if (v != top) {
+      EXPECT_GT(distance(views[v]), distance(views[top])) << "view " << v;
+    }
+  }
+  EXPECT_LT(distance(views[top]), 0.4 * distance(views[0]));
 }
 
 TEST(ExactMatchViews, NoCropNorWindowsWhenTheItemFillsAPlainFrame) {
@@ -1077,8 +1124,11 @@ TEST(ExactMatchViews, NoCropNorWindowsWhenTheItemFillsAPlainFrame) {
   for (int y = 1; y < 27; ++y)
     for (int x = 1; x < 27; ++x) filling.pixels[static_cast<std::size_t>(y * 28 + x)] = 200;
   const auto views = exact_match_views(filling);
-  ASSERT_EQ(views.size(), 3u);
-  for (const auto& view : views) EXPECT_EQ(view.channels, 1);  // a gray photo gives gray views
+  ASSERT_EQ(views.size(), 7u);  // the photo, two tilts, four keystones
+  for (const auto& view : views) {
+    EXPECT_EQ(view.channels, 1);  // a gray photo gives gray views
+    EXPECT_EQ(view.width, 28);
+  }
 }
 
 TEST(ExactMatchViews, ABusyBorderGetsWindowsCornerToCornerAtEachGridsSize) {
