@@ -128,6 +128,16 @@ std::vector<Image> exact_match_views(const Image& photo) {
   }
   cv::Mat src(photo.height, photo.width, CV_8UC(photo.channels),
               const_cast<std::uint8_t*>(photo.pixels.data()));
+  const int longer = std::max(photo.width, photo.height);
+  if (longer > kViewMaxSide) {
+    const double scale = double(kViewMaxSide) / longer;
+    cv::Mat reduced;
+    cv::resize(src, reduced,
+               cv::Size(std::max(1, static_cast<int>(std::lround(photo.width * scale))),
+                        std::max(1, static_cast<int>(std::lround(photo.height * scale)))),
+               0, 0, cv::INTER_AREA);
+    src = reduced;
+  }
   cv::Mat rgb;
   if (photo.channels == 1) {
     cv::cvtColor(src, rgb, cv::COLOR_GRAY2RGB);
@@ -139,7 +149,7 @@ std::vector<Image> exact_match_views(const Image& photo) {
   const cv::Scalar fill(background[0], background[1], background[2]);
 
   std::vector<Image> views;
-  views.push_back(photo);
+  views.push_back(longer > kViewMaxSide ? to_image(src) : photo);
   views.push_back(from_rgb(rotated(rgb, kViewRotationDegrees, fill), photo.channels));
   views.push_back(from_rgb(rotated(rgb, -kViewRotationDegrees, fill), photo.channels));
   if (!plain_border(border, background)) {

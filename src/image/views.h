@@ -40,7 +40,12 @@ struct WindowGrid {
 };
 inline constexpr WindowGrid kWindowGrids[] = {{0.625, 4}, {0.8, 3}};
 
-// The photo itself first, then:
+// Views are made from the photo shrunk to at most this many pixels on its longer
+// side (a 50-megapixel upload would otherwise make 28 views of up to 150 MB each):
+// the smallest window still has 640 pixels a side, more than a model's input needs.
+inline constexpr int kViewMaxSide = 1024;
+
+// The photo itself first (shrunk to kViewMaxSide when larger), then:
 //   - rotated by +kViewRotationDegrees and by -kViewRotationDegrees;
 //   - cropped to its foreground, when its border is a plain background and the
 //     foreground's bounding box leaves out a fair part of the frame (an item small in

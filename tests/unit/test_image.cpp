@@ -1164,6 +1164,25 @@ TEST(ExactMatchViews, ABusyBorderGetsWindowsCornerToCornerAtEachGridsSize) {
   EXPECT_TRUE(window_matches(views[3 + per_grid], 0, 0));
 }
 
+TEST(ExactMatchViews, ALargePhotoIsShrunkFirstSoItsViewsStaySmall) {
+  // 3,000 x 1,500: every view, the photo's own included, fits kViewMaxSide with the
+  // photo's shape.
+  Image large{3000, 1500, 1, std::vector<std::uint8_t>(3000u * 1500u, 0)};
+  for (int y = 500; y < 1000; ++y)
+    for (int x = 1000; x < 2000; ++x) large.pixels[static_cast<std::size_t>(y * 3000 + x)] = 220;
+  const auto views = exact_match_views(large);
+  ASSERT_EQ(views.size(), 8u);  // plain border: photo, tilts, crop, keystones
+  EXPECT_EQ(views[0].width, kViewMaxSide);
+  EXPECT_EQ(views[0].height, kViewMaxSide / 2);
+  for (const auto& view : views) {
+    EXPECT_LE(std::max(view.width, view.height), kViewMaxSide);
+    EXPECT_EQ(view.channels, 1);
+  }
+  // The crop still finds the item: a third of the width, a third of the height.
+  EXPECT_NEAR(views[3].width, kViewMaxSide / 3, 3);
+  EXPECT_NEAR(views[3].height, kViewMaxSide / 6, 3);
+}
+
 TEST(ExactMatchViews, MalformedImagesAreRefused) {
   expect_error([] { exact_match_views(Image{}); }, ErrorKind::kInvalidInput, "views");
   expect_error([] { exact_match_views(Image{4, 4, 3, Bytes(5)}); }, ErrorKind::kInvalidInput, "views");
