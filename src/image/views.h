@@ -25,7 +25,7 @@ inline constexpr double kViewHandicap = 0.05;
 // shorter: its two corners closer together. Each keystone view widens one side of
 // the photo back by this share of the side at either end, as if seen square-on
 // (the middle of the 10-22 % of the suite's perspective distortion; on the demo
-// suite these lifted perspective from 0.65 to 0.88).
+// suite these lifted perspective from 0.65 to 0.87).
 inline constexpr double kViewKeystone = 0.16;
 
 // Windows over a photo whose border is not a plain background (the item on a busy
@@ -47,13 +47,13 @@ inline constexpr int kViewMaxSide = 1024;
 
 // The photo itself first (shrunk to kViewMaxSide when larger), then:
 //   - rotated by +kViewRotationDegrees and by -kViewRotationDegrees;
-//   - cropped to its foreground, when its border is a plain background and the
-//     foreground's bounding box leaves out a fair part of the frame (an item small in
-//     the photo, or shrunk by the camera's angle);
-//     and then, with a plain border, the four keystone views (kViewKeystone), the
-//     top side widened back first, then the right, the bottom and the left;
-//   - or, when its border is not plain, the windows of kWindowGrids, grid by grid,
-//     row by row.
+//   - when its border is a plain background: cropped to its foreground, if the
+//     foreground's bounding box leaves out a fair part of the frame (an item small
+//     in the photo, or shrunk by the camera's angle); then the four keystone views
+//     (kViewKeystone), the top side widened back first, then the right, the bottom
+//     and the left;
+//   - when its border is not plain: the windows of kWindowGrids, grid by grid, row
+//     by row.
 // New pixels take the background colour: the per-channel median of the border. A
 // gray photo gives gray views.
 // Throws Error(kInvalidInput) for an empty image or one whose pixel buffer does not
