@@ -11,10 +11,11 @@
 #include <faiss/index_io.h>
 #include <faiss/utils/distances.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <exception>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -108,8 +109,38 @@ class ListedRows final : public VectorIndex::RowFilter {
 
 }  // namespace
 
+// Concurrent searches of a flat index share one pass over its vectors. Alone, a
+// search of one photo is memory-bound: it reads every vector (61 MB for the demo
+// catalog) for one dot product each, so eight shoppers searching at once read them
+// eight times. FAISS has no queue of its own, so searches that arrive while a pass
+// runs wait here and the next pass takes them all as one matrix product (group
+// commit: no search waits for company, only for the pass in progress).
+namespace {
+
+struct SearchQueue {
+  struct Request {
+    std::size_t n;
+    const float* queries;
+    int k;
+    std::vector<Hit> hits;
+    std::exception_ptr error;
+    bool done = false;
+  };
+  std::mutex mutex;
+  std::condition_variable passed;
+  std::deque<Request*> waiting;
+  bool running = false;  // a pass is in progress
+};
+
+// Queries per shared pass: enough for every worker of a busy server; the copy of
+// the queries and the results stay small.
+constexpr std::size_t kMaxSharedQueries = 64;
+
+}  // namespace
+
 struct VectorIndex::Impl {
   std::unique_ptr<faiss::Index> index;
+  SearchQueue queue;
 };
 
 VectorIndex::VectorIndex(std::unique_ptr<Impl> impl, std::string factory, IndexStamp stamp)
@@ -140,20 +171,90 @@ std::unique_ptr<VectorIndex> VectorIndex::build(int dim, const std::string& fact
   return std::unique_ptr<VectorIndex>(new VectorIndex(std::move(impl), factory, stamp));
 }
 
-std::vector<Hit> VectorIndex::search(std::size_t n, const float* queries, int k) const {
-  if (k <= 0) return {};
-  // FAISS's BLAS path does not handle an empty index; nothing to find anyway.
-  if (impl_->index->ntotal == 0) return std::vector<Hit>(n * static_cast<std::size_t>(k));
+namespace {
+
+std::vector<Hit> search_index(const faiss::Index& index, std::size_t n, const float* queries, int k) {
   std::vector<faiss::Index::idx_t> labels(n * static_cast<std::size_t>(k));
   std::vector<float> distances(labels.size());
   try {
-    impl_->index->search(static_cast<faiss::Index::idx_t>(n), queries, k, distances.data(), labels.data());
+    index.search(static_cast<faiss::Index::idx_t>(n), queries, k, distances.data(), labels.data());
   } catch (const faiss::FaissException& e) {
     throw Error(ErrorKind::kInternal, std::string("vector search failed: ") + e.what());
   }
   std::vector<Hit> hits(labels.size());
   for (std::size_t i = 0; i < hits.size(); ++i) hits[i] = Hit{labels[i], distances[i]};
   return hits;
+}
+
+// One pass for every request of the batch (all asking the same k); each request
+// gets its own rows of the result, or the error.
+void search_together(const faiss::Index& index, const std::vector<SearchQueue::Request*>& batch, int k) {
+  try {
+    if (batch.size() == 1) {
+      batch.front()->hits = search_index(index, batch.front()->n, batch.front()->queries, k);
+      return;
+    }
+    const std::size_t dim = static_cast<std::size_t>(index.d);
+    std::vector<float> queries;
+    for (const auto* request : batch)
+      queries.insert(queries.end(), request->queries, request->queries + request->n * dim);
+    const auto hits = search_index(index, queries.size() / dim, queries.data(), k);
+    auto from = hits.begin();
+    for (auto* request : batch) {
+      const auto count = static_cast<std::ptrdiff_t>(request->n * static_cast<std::size_t>(k));
+      request->hits.assign(from, from + count);
+      from += count;
+    }
+  } catch (...) {
+    for (auto* request : batch) request->error = std::current_exception();
+  }
+}
+
+}  // namespace
+
+std::vector<Hit> VectorIndex::search(std::size_t n, const float* queries, int k) const {
+  if (k <= 0) return {};
+  // FAISS's BLAS path does not handle an empty index; nothing to find anyway.
+  if (impl_->index->ntotal == 0) return std::vector<Hit>(n * static_cast<std::size_t>(k));
+  if (!exhaustive()) return search_index(*impl_->index, n, queries, k);
+
+  SearchQueue& queue = impl_->queue;
+  SearchQueue::Request mine{n, queries, k, {}, nullptr, false};
+  std::vector<SearchQueue::Request*> batch;
+  batch.reserve(kMaxSharedQueries);  // filled under the lock, where it must not throw
+  std::unique_lock<std::mutex> lock(queue.mutex);
+  queue.waiting.push_back(&mine);
+  while (!mine.done) {
+    if (queue.running) {
+      queue.passed.wait(lock);
+      continue;
+    }
+    // Lead the next pass: the oldest waiting search and every later one of the same
+    // k, up to kMaxSharedQueries queries (a larger search goes alone).
+    const int k_of_pass = queue.waiting.front()->k;
+    batch.clear();
+    std::size_t rows = 0;
+    for (auto it = queue.waiting.begin(); it != queue.waiting.end();) {
+      if ((*it)->k == k_of_pass && batch.size() < kMaxSharedQueries &&
+          (batch.empty() || rows + (*it)->n <= kMaxSharedQueries)) {
+        rows += (*it)->n;
+        batch.push_back(*it);
+        it = queue.waiting.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    queue.running = true;
+    lock.unlock();
+    search_together(*impl_->index, batch, k_of_pass);
+    lock.lock();
+    for (auto* request : batch) request->done = true;
+    queue.running = false;
+    queue.passed.notify_all();
+  }
+  lock.unlock();
+  if (mine.error) std::rethrow_exception(mine.error);
+  return std::move(mine.hits);
 }
 
 std::int64_t VectorIndex::id_of_row(std::size_t row) const {

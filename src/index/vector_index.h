@@ -43,7 +43,10 @@ class VectorIndex {
   static std::unique_ptr<VectorIndex> build(int dim, const std::string& factory, const IndexStamp& stamp,
                                             std::size_t n, const float* vectors, const std::int64_t* ids);
 
-  // Searches n queries (n x dim, row-major); returns n x k hits, best first.
+  // Searches n queries (n x dim, row-major); returns n x k hits, best first. On a
+  // flat index, concurrent calls share passes over the vectors: a call waits for the
+  // pass in progress, and the next pass serves every call then waiting that asks the
+  // same k (scores then may differ in the last bit from a lone call's).
   std::vector<Hit> search(std::size_t n, const float* queries, int k) const;
 
   // Filtered search works on rows: the positions 0..size()-1 of the vectors in

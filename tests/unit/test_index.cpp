@@ -335,6 +335,38 @@ TEST(VectorIndexSearch, ConcurrentSearchesGiveTheSameResultsAsSequentialOnes) {
   }
 }
 
+// Single-photo searches arriving together share a pass over a flat index: each
+// must still get its own results, whatever k it asked and whoever ran the pass. A
+// shared pass is a matrix product rather than a vector one, so a score may differ in
+// its last bit (as between a batch search and a single one).
+TEST(VectorIndexSearch, ManySingleSearchesAtOnceEachGetTheirOwnResults) {
+  const int dim = 32, threads = 8, per_thread = 40;
+  auto base = random_unit_vectors(5'000, dim, 21);
+  auto queries = random_unit_vectors(threads * per_thread, dim, 22);
+  auto index = build("Flat", base, sparse_ids(5'000), dim);
+  const auto k_of = [](int q) { return q % 3 == 0 ? 5 : 10; };
+  std::vector<std::vector<Hit>> expected(queries.size() / dim), got(expected.size());
+  for (std::size_t q = 0; q < expected.size(); ++q)
+    expected[q] = index->search(1, queries.data() + q * dim, k_of(static_cast<int>(q)));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        const int q = i * threads + t;
+        got[static_cast<std::size_t>(q)] = index->search(1, queries.data() + q * dim, k_of(q));
+      }
+    });
+  }
+  for (auto& thread : pool) thread.join();
+  for (std::size_t q = 0; q < expected.size(); ++q) {
+    ASSERT_EQ(got[q].size(), static_cast<std::size_t>(k_of(static_cast<int>(q)))) << q;
+    for (std::size_t r = 0; r < got[q].size(); ++r) {
+      EXPECT_EQ(got[q][r].id, expected[q][r].id) << "query " << q << " hit " << r;
+      EXPECT_NEAR(got[q][r].score, expected[q][r].score, 1e-5) << "query " << q << " hit " << r;
+    }
+  }
+}
+
 TEST(VectorIndexBuild, BadFactoryStringIsInvalidInput) {
   auto base = random_unit_vectors(10, 8, 12);
   auto ids = sparse_ids(10);
