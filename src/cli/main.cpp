@@ -913,6 +913,8 @@ int main(int argc, char** argv) {
                  {"variant_first", r.variant_first},
                  {"family_first", r.family_first},
                  {"colour_first", r.colour_first},
+                 {"in_stock", r.in_stock},
+                 {"variant_first_in_stock", r.variant_first_in_stock},
                  {"by_distortion", per},
                  {"seconds", r.seconds},
                  {"model", engine->info().model}};
@@ -923,9 +925,10 @@ int main(int argc, char** argv) {
               "profile %s, colour weight %g, match %s\nqueries          %zu (%zu failed)\nvariant first    "
               "%.4f   (the "
               "photographed colour variant is the first result)\nfamily first     %.4f   (any colour of the "
-              "right item)\ncolour first     %.4f   (any item of the right colour)\n",
+              "right item)\ncolour first     %.4f   (any item of the right colour)\nin stock         %.4f   "
+              "(variant first, the %zu queries whose variant is in stock)\n",
               colour_profile.c_str(), used, colour_match.c_str(), r.queries, r.failed, r.variant_first,
-              r.family_first, r.colour_first);
+              r.family_first, r.colour_first, r.variant_first_in_stock, r.in_stock);
           for (const auto& [name, counts] : r.by_distortion) {
             std::printf("  %-12s   %.4f   (%zu queries)\n", name.c_str(),
                         counts.first ? double(counts.second) / double(counts.first) : 0.0, counts.first);

@@ -98,9 +98,14 @@ ColourEvalReport evaluate_colour(const Engine& engine, const fs::path& queries_f
                                  const std::function<void(std::size_t, std::size_t)>& on_progress) {
   const auto queries = read_colour_queries(queries_file);
   ColourEvalReport report;
-  std::size_t variant = 0, family = 0, colour = 0;
+  std::size_t variant = 0, family = 0, colour = 0, variant_in_stock = 0;
   std::vector<fs::path> photos;
-  for (const auto& q : queries) photos.push_back(q.image);
+  std::vector<bool> in_stock;
+  for (const auto& q : queries) {
+    photos.push_back(q.image);
+    const auto product = engine.product(q.product);
+    in_stock.push_back(product && product->stock > 0);
+  }
   SearchOptions options;
   options.match = match;
   search_all(engine, photos, 1, /*with_details=*/true, options, &ranking, on_progress, report,
@@ -112,6 +117,10 @@ ColourEvalReport evaluate_colour(const Engine& engine, const fs::path& queries_f
                const bool right_variant = first.product_id == queries[i].product;
                variant += right_variant;
                per.second += right_variant;
+               if (in_stock[i]) {
+                 ++report.in_stock;
+                 variant_in_stock += right_variant;
+               }
                family += first.product.group_id == queries[i].group_id;
                auto it = first.product.attributes.find("color");
                colour += it != first.product.attributes.end() && it->second == queries[i].colour;
@@ -121,6 +130,7 @@ ColourEvalReport evaluate_colour(const Engine& engine, const fs::path& queries_f
     report.family_first = double(family) / double(report.queries);
     report.colour_first = double(colour) / double(report.queries);
   }
+  if (report.in_stock > 0) report.variant_first_in_stock = double(variant_in_stock) / double(report.in_stock);
   return report;
 }
 

@@ -54,6 +54,12 @@ struct ColourEvalReport {
       0;  // share whose first result is the query's own variant (right family, right colour)
   double family_first = 0;  // share whose first result is of the right family (group_id), any colour
   double colour_first = 0;  // share whose first result has the query's colour (attributes.color)
+  // The queries whose photographed variant is in stock, and their variant_first. A
+  // profile that demotes stock-outs (rank::StockPolicy::kDemote) puts an in-stock
+  // look-alike before a variant that is out of stock, as a shop asks it to: this is
+  // the colour figure that stock does not decide.
+  std::size_t in_stock = 0;
+  double variant_first_in_stock = 0;
   // Per distortion of the query photo: (queries, of which variant first).
   std::map<std::string, std::pair<std::size_t, std::size_t>> by_distortion;
   double seconds = 0;

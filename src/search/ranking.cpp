@@ -73,11 +73,15 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
                             bool with_details, const std::vector<image::ColourDescriptor>* query_colours,
                             bool group) const {
   // The final order is known: one hit per family when grouping, the first k.
-  auto keep_k = [&](std::vector<ProductHit>& hits) {
+  auto keep_k = [&](QueryResult& result) {
     if (group) {
-      group_variants(table_of(snap), static_cast<std::size_t>(k), hits);
-    } else if (hits.size() > static_cast<std::size_t>(k)) {
-      hits.resize(static_cast<std::size_t>(k));
+      // Only a photo has a colour and a look for a variant to match; a search by text
+      // alone (and any search not re-ranked) shows each family by its first hit.
+      const bool by_photo = prepared && !result.text_only;
+      group_variants(table_of(snap), static_cast<std::size_t>(k),
+                     by_photo ? Representative::kBestPhoto : Representative::kFirst, result.hits);
+    } else if (result.hits.size() > static_cast<std::size_t>(k)) {
+      result.hits.resize(static_cast<std::size_t>(k));
     }
   };
   for (auto& result : results) {
@@ -85,7 +89,7 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
     for (auto& hit : result.hits) hit.similarity = hit.score;
   }
   if (!prepared) {
-    for (auto& result : results) keep_k(result.hits);
+    for (auto& result : results) keep_k(result);
     if (with_details) fill_details(results);
     return;
   }
@@ -172,7 +176,7 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
       hit.ranking = r.score;
       result.hits.push_back(std::move(hit));
     }
-    keep_k(result.hits);
+    keep_k(result);
     // Details for the k shown only: the candidates needed their signals, not their whole record.
     if (!with_details) continue;
     std::vector<ProductHit> shown;

@@ -31,16 +31,35 @@ void keep_first(const filter::Table& table, bool grouping, std::size_t units, st
   hits.resize(kept);
 }
 
-void group_variants(const filter::Table& table, std::size_t k, std::vector<ProductHit>& hits) {
+namespace {
+
+double photo_match(const ProductHit& hit) {
+  if (!hit.ranking) return hit.score;
+  return hit.ranking->parts[rank::kVisual].contribution() + hit.ranking->parts[rank::kColour].contribution();
+}
+
+}  // namespace
+
+void group_variants(const filter::Table& table, std::size_t k, Representative representative,
+                    std::vector<ProductHit>& hits) {
   std::unordered_map<std::string, float> scores;  // every candidate's final score, for the swatches
   for (const auto& hit : hits) scores.emplace(hit.product_id, hit.score);
-  std::unordered_set<std::uint64_t> families;
-  std::vector<ProductHit> shown;
-  for (std::size_t i = 0; i < hits.size() && shown.size() < k; ++i) {
-    if (families.insert(family_of(table, hits[i].product_id, static_cast<std::uint32_t>(i))).second) {
-      shown.push_back(std::move(hits[i]));
+  // Families in the order of their first hit, each with the hit that will show it.
+  std::vector<std::uint64_t> order;
+  std::unordered_map<std::uint64_t, std::size_t> shown_by;
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    const std::uint64_t family = family_of(table, hits[i].product_id, static_cast<std::uint32_t>(i));
+    auto [it, first] = shown_by.emplace(family, i);
+    if (first) {
+      order.push_back(family);
+    } else if (representative == Representative::kBestPhoto &&
+               photo_match(hits[i]) > photo_match(hits[it->second])) {
+      it->second = i;
     }
   }
+  if (order.size() > k) order.resize(k);
+  std::vector<ProductHit> shown;
+  for (std::uint64_t family : order) shown.push_back(std::move(hits[shown_by[family]]));
   for (auto& hit : shown) {
     hit.variants.clear();
     hit.family_size = 1;

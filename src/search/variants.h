@@ -21,10 +21,22 @@ std::uint64_t family_of(const filter::Table& table, const std::string& product_i
 // hits of the first `units` families stay, in order), hits when not.
 void keep_first(const filter::Table& table, bool grouping, std::size_t units, std::vector<ProductHit>& hits);
 
-// Collapses hits (in their final order) to one per family, the first one met of
-// each, and keeps the first k. Each kept hit gets its family's other live variants
+// Which of a family's variants among the hits stands for it.
+enum class Representative {
+  kFirst,      // the first one met in the final order (the look order, or a field sort's)
+  kBestPhoto,  // the one that matches the photo best: the largest visual plus colour
+               // contribution (ProductHit::ranking), the first one met among equals
+};
+
+// Collapses hits (in their final order) to one per family and keeps the first k
+// families. A family keeps the place of its first hit (its best final score), and is
+// shown by its `representative`: a re-ranked search by photo shows the variant in the
+// photo's colour even when a sibling scores higher on business signals (it is out of
+// stock, or the sibling is more popular), since that is the variant the shopper
+// photographed. Each kept hit gets its family's other live variants
 // (ProductHit::variants, by product id, at most kMaxSwatches) with the scores of
 // those that were among the hits, and the family's size.
-void group_variants(const filter::Table& table, std::size_t k, std::vector<ProductHit>& hits);
+void group_variants(const filter::Table& table, std::size_t k, Representative representative,
+                    std::vector<ProductHit>& hits);
 
 }  // namespace lookalike::search

@@ -809,48 +809,76 @@ TEST_F(VariantGroupingTest, GroupingOffListsEveryProduct) {
   EXPECT_LT(families.size(), kCatalog - kGrouped / 2);
 }
 
-TEST_F(VariantGroupingTest, TheVariantWithTheBestFinalScoreRepresentsItsFamily) {
+// A re-ranked search by photo shows each family by the variant that matches the photo
+// best (group_variants, Representative::kBestPhoto); a sibling's business signals move
+// the family up, not the photographed variant off its card.
+TEST_F(VariantGroupingTest, SiblingsSellingOrSellingOutMoveTheFamilyButNotThePhotographedVariant) {
   auto engine = open_engine("data");
-  const RankRequest ranking;  // the default profile: popularity counts
+  const RankRequest ranking;  // the default profile: popularity and stock count
   const auto query = queries_->front();
-  auto before = engine->search({query}, 10, false, {}, &ranking).front();
-  // The candidate variant closest behind the one chosen for its family.
-  const ProductHit* chosen = nullptr;
-  const Variant* rival = nullptr;
+  auto card_of = [&](const QueryResult& result, const std::string& id) -> const ProductHit* {
+    for (const auto& hit : result.hits) {
+      if (family(hit.product_id) == family(id)) return &hit;
+    }
+    return nullptr;
+  };
+  // Families come in the order of their best variant's final score, whichever shows them.
+  auto expect_families_by_best_score = [](const QueryResult& result) {
+    std::vector<float> best;
+    for (const auto& hit : result.hits) {
+      float b = hit.score;
+      for (const auto& v : hit.variants) b = std::max(b, v.score.value_or(b));
+      best.push_back(b);
+    }
+    EXPECT_TRUE(std::is_sorted(best.rbegin(), best.rend()));
+  };
+  auto before = engine->search({query}, 10, true, {}, &ranking).front();
+  expect_families_by_best_score(before);
+  // The candidate variant closest behind the one that shows its family.
+  const ProductHit* card = nullptr;
+  const Variant* sibling = nullptr;
   for (const auto& hit : before.hits) {
     for (const auto& v : hit.variants) {
-      if (v.score && (!rival || hit.score - *v.score < chosen->score - *rival->score)) {
-        chosen = &hit;
-        rival = &v;
+      if (v.score && (!sibling || hit.score - *v.score < card->score - *sibling->score)) {
+        card = &hit;
+        sibling = &v;
       }
     }
   }
-  ASSERT_NE(rival, nullptr) << "no family with two candidate variants in the top 10";
+  ASSERT_NE(sibling, nullptr) << "no family with two candidate variants in the top 10";
   // 30 purchases add about 0.39 (popularity weight 0.4 x 300 / (300 + 10)).
-  ASSERT_LT(chosen->score - *rival->score, 0.3f);
-  const std::string chosen_id = chosen->product_id, rival_id = rival->product_id;
+  ASSERT_LT(card->score - *sibling->score, 0.3f);
+  const std::string card_id = card->product_id, sibling_id = sibling->product_id;
   std::vector<catalog::Event> events;
   for (int i = 0; i < 30; ++i) {
     events.push_back(
-        {catalog::EventType::kPurchase, rival_id, "u" + std::to_string(i), catalog::unix_now_ms()});
+        {catalog::EventType::kPurchase, sibling_id, "u" + std::to_string(i), catalog::unix_now_ms()});
   }
   ASSERT_EQ(engine->record_events(events).accepted, events.size());
-  auto after = engine->search({query}, 10, false, {}, &ranking).front();
-  const ProductHit* now = nullptr;
-  for (const auto& hit : after.hits) {
-    if (family(hit.product_id) == family(chosen_id)) now = &hit;
+  auto bought = engine->search({query}, 10, true, {}, &ranking).front();
+  expect_families_by_best_score(bought);
+  const ProductHit* after = card_of(bought, card_id);
+  ASSERT_NE(after, nullptr);
+  EXPECT_EQ(after->product_id, card_id) << "the photographed variant should still show its family";
+  bool sibling_outscores_card = false;
+  for (const auto& v : after->variants) {
+    if (v.product_id == sibling_id) sibling_outscores_card = v.score && *v.score > after->score;
   }
-  ASSERT_NE(now, nullptr);
-  EXPECT_EQ(now->product_id, rival_id) << "the bought variant should now stand for its family";
-  bool old_is_swatch = false;
-  for (const auto& v : now->variants) {
-    if (v.product_id == chosen_id) {
-      old_is_swatch = true;
-      ASSERT_TRUE(v.score.has_value());
-      EXPECT_LT(*v.score, now->score);
-    }
-  }
-  EXPECT_TRUE(old_is_swatch);
+  EXPECT_TRUE(sibling_outscores_card) << "the bought sibling should score above the card";
+
+  // The photographed variant sells out: demoted, yet still on its family's card, with
+  // its stock for the page to show, while the in-stock sibling places the family.
+  catalog::CatalogEntry sold_out{product(card_id)};
+  sold_out.product.stock = 0;
+  engine->apply({sold_out}, dir_->path() / "catalog", {});
+  auto out = engine->search({query}, 10, true, {}, &ranking).front();
+  expect_families_by_best_score(out);
+  const ProductHit* shown = card_of(out, card_id);
+  ASSERT_NE(shown, nullptr);
+  EXPECT_EQ(shown->product_id, card_id);
+  EXPECT_EQ(shown->product.stock, 0);
+  ASSERT_TRUE(shown->ranking.has_value());
+  EXPECT_LT(shown->ranking->parts[rank::kStock].contribution(), 0);
 }
 
 TEST_F(VariantGroupingTest, MoreLikeThisLeavesOutTheProductsOwnFamily) {
