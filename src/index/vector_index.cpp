@@ -216,7 +216,9 @@ std::vector<Hit> VectorIndex::search(std::size_t n, const float* queries, int k)
   if (k <= 0) return {};
   // FAISS's BLAS path does not handle an empty index; nothing to find anyway.
   if (impl_->index->ntotal == 0) return std::vector<Hit>(n * static_cast<std::size_t>(k));
-  if (!exhaustive()) return search_index(*impl_->index, n, queries, k);
+  // A search larger than a shared pass (a batch of photos) gains nothing from the
+  // queue, and queued behind it every single-photo search would wait for all of it.
+  if (!exhaustive() || n > kMaxSharedQueries) return search_index(*impl_->index, n, queries, k);
 
   SearchQueue& queue = impl_->queue;
   SearchQueue::Request mine{n, queries, k, {}, nullptr, false};
@@ -230,7 +232,7 @@ std::vector<Hit> VectorIndex::search(std::size_t n, const float* queries, int k)
       continue;
     }
     // Lead the next pass: the oldest waiting search and every later one of the same
-    // k, up to kMaxSharedQueries queries (a larger search goes alone).
+    // k, up to kMaxSharedQueries queries.
     const int k_of_pass = queue.waiting.front()->k;
     batch.clear();
     std::size_t rows = 0;

@@ -46,7 +46,8 @@ class VectorIndex {
   // Searches n queries (n x dim, row-major); returns n x k hits, best first. On a
   // flat index, concurrent calls share passes over the vectors: a call waits for the
   // pass in progress, and the next pass serves every call then waiting that asks the
-  // same k (scores then may differ in the last bit from a lone call's).
+  // same k, up to 64 queries (scores then may differ in the last bit from a lone
+  // call's). A call of more than 64 queries does not queue: it runs at once, alone.
   std::vector<Hit> search(std::size_t n, const float* queries, int k) const;
 
   // Filtered search works on rows: the positions 0..size()-1 of the vectors in

@@ -348,6 +348,10 @@ TEST(VectorIndexSearch, ManySingleSearchesAtOnceEachGetTheirOwnResults) {
   std::vector<std::vector<Hit>> expected(queries.size() / dim), got(expected.size());
   for (std::size_t q = 0; q < expected.size(); ++q)
     expected[q] = index->search(1, queries.data() + q * dim, k_of(static_cast<int>(q)));
+  // Meanwhile a batch larger than a shared pass, which runs outside the queue.
+  const std::size_t batch = expected.size();
+  const auto expected_batch = index->search(batch, queries.data(), 10);
+  std::vector<std::vector<Hit>> got_batch(3);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
@@ -357,7 +361,17 @@ TEST(VectorIndexSearch, ManySingleSearchesAtOnceEachGetTheirOwnResults) {
       }
     });
   }
+  pool.emplace_back([&] {
+    for (auto& hits : got_batch) hits = index->search(batch, queries.data(), 10);
+  });
   for (auto& thread : pool) thread.join();
+  for (const auto& hits : got_batch) {
+    ASSERT_EQ(hits.size(), expected_batch.size());
+    for (std::size_t i = 0; i < hits.size(); ++i) {
+      EXPECT_EQ(hits[i].id, expected_batch[i].id) << "batch hit " << i;
+      EXPECT_EQ(hits[i].score, expected_batch[i].score) << "batch hit " << i;
+    }
+  }
   for (std::size_t q = 0; q < expected.size(); ++q) {
     ASSERT_EQ(got[q].size(), static_cast<std::size_t>(k_of(static_cast<int>(q)))) << q;
     for (std::size_t r = 0; r < got[q].size(); ++r) {
