@@ -124,9 +124,8 @@ struct SearchOptions {
   // one family, shown once, in the place of its best variant in the final order (after
   // re-ranking or sorting), by the variant that matches the photo best when re-ranked
   // (search/variants.h, Representative), with the family's other variants as
-  // ProductHit::variants. k, depth
-  // and the candidate set then count families, not products, so k families come back
-  // whenever k families pass the filter. "More like this" leaves out the product's
+  // ProductHit::variants. k, depth and the candidate set then count families, not
+  // products, so k families come back whenever k families pass the filter. "More like this" leaves out the product's
   // whole family (its own variants are not recommendations). Off: every product is
   // its own hit, as before.
   bool group_variants = true;
