@@ -379,6 +379,9 @@
       list.append(row);
     }
     details.append(list);
+    if (explain.family_in_stock === true) {
+      details.append(make('p', 'why__note', 'Not demoted for stock: this variant is sold out, others are in stock'));
+    }
     const total = make('p', 'why__total');
     total.append(make('span', 'why__label', 'Score'), make('span', 'why__value', explain.score.toFixed(2)));
     details.append(total);

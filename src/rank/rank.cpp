@@ -253,7 +253,9 @@ Score score(const Profile& profile, const PriceTarget& price, const Candidate& c
   set(kRating, (s.rating_average - profile.rating_prior_mean) / 5.0);
   const bool out_of_stock = c.stock <= 0;
   s.hidden = out_of_stock && profile.out_of_stock == StockPolicy::kHide;
-  set(kStock, out_of_stock && profile.out_of_stock == StockPolicy::kDemote ? -1.0 : 0.0);
+  const bool demoted = out_of_stock && profile.out_of_stock == StockPolicy::kDemote;
+  s.family_in_stock = demoted && c.family_in_stock;
+  set(kStock, demoted && !c.family_in_stock ? -1.0 : 0.0);
   if (price.any()) {
     s.price_fit = std::exp(-price_distance(c.price, price) / profile.price_tolerance);
     set(kPrice, *s.price_fit - 1.0);
@@ -308,6 +310,7 @@ std::string explain_json(const Score& s) {
   }
   if (s.colour_similarity) doc["colour_similarity"] = round6(*s.colour_similarity);
   if (s.text_relevance) doc["text_relevance"] = round6(*s.text_relevance);
+  if (s.family_in_stock) doc["family_in_stock"] = true;
   return doc.dump();
 }
 

@@ -36,7 +36,11 @@ enum class StockPolicy {
 //               time-decayed, type-weighted event count (catalog/event.h)
 //   rating      (B - rating_prior_mean) / 5, where B is the Bayesian average rating
 //               (bayesian_rating); 0 for a product without reviews
-//   stock       -1 when out of stock (policy kDemote), else 0
+//   stock       -1 when out of stock (policy kDemote), else 0. With grouped results
+//               a product counts as out of stock only when its whole family is
+//               (Candidate::family_in_stock): a photo of a sold-out colour should
+//               bring its family first, on a card that shows that colour as sold out
+//               and the colours in stock as swatches, not a look-alike in stock.
 //   price       fit - 1, -1..0, where fit = exp(-d / price_tolerance) and d is the
 //               relative distance of the price to the requested target or range;
 //               0 when the request names no price
@@ -178,6 +182,10 @@ struct Candidate {
   double visual = 0;  // cosine similarity, -1..1
   double price = 0;
   std::int64_t stock = 0;
+  // Set when results are grouped by family and another live variant of the product's
+  // family is in stock: the family's card offers that variant, so a sold-out product
+  // is not demoted (see stock above).
+  bool family_in_stock = false;
   double rating = 0;  // 0..5
   std::int64_t rating_count = 0;
   double popularity = 0;                 // decayed weighted event count, now (>= 0)
@@ -206,6 +214,7 @@ struct Score {
   std::optional<double> text_relevance;    // Candidate::text, before dividing by the best
   std::array<Part, kComponentCount> parts{};
   bool hidden = false;              // removed by the stock policy
+  bool family_in_stock = false;     // out of stock, not demoted: its family is in stock
   double rating_average = 0;        // the Bayesian average B, stars
   std::optional<double> price_fit;  // 0..1, when a price was requested
 };
@@ -237,7 +246,8 @@ Score score(const Profile& profile, const PriceTarget& price, const Candidate& c
 // have an attribute taste, "taste_parts": {"look", "attributes", "attribute_share"}
 // (the rescaled parts that make the taste value) when they have either,
 // "colour_similarity" when both colours were known (its absence tells an unknown
-// colour from a different one) and "text_relevance" when the query has text. Numbers
+// colour from a different one), "text_relevance" when the query has text and
+// "family_in_stock": true when a sold-out product was not demoted. Numbers
 // are rounded to 6 decimals.
 std::string explain_json(const Score& score);
 

@@ -137,6 +137,9 @@ void Engine::finish_results(const Snapshot& snap, std::vector<QueryResult>& resu
       c.text = hit.text_relevance;
       c.price = table.price(*row);
       c.stock = table.stock(*row);
+      if (group && c.stock <= 0) {
+        for (std::uint32_t member : table.family(*row)) c.family_in_stock |= table.stock(member) > 0;
+      }
       c.rating = table.rating(*row);
       c.rating_count = table.rating_count(*row);
       if (const BehaviourSignals* signals = behaviour->find(hit.product_id)) {

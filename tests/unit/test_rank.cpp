@@ -114,6 +114,26 @@ TEST(Score, OutOfStockIsDemotedOrHidden) {
   EXPECT_EQ(hidden.front().index, 1u);
 }
 
+// Grouped results: a sold-out variant whose family is in stock stands for a family
+// the shopper can buy, so it keeps its place; the hide policy still hides it.
+TEST(Score, SoldOutVariantOfAnInStockFamilyIsNotDemoted) {
+  auto candidates = similarity_curve(20);
+  candidates[0].stock = 0;
+  candidates[0].family_in_stock = true;
+  const auto profile = rank::default_profile();
+  const auto ranked = rank::rerank(profile, {}, candidates);
+  ASSERT_EQ(position_of(ranked, 0), 0u);
+  const auto& score = ranked.front().score;
+  EXPECT_EQ(score.parts[rank::kStock].contribution(), 0.0);
+  EXPECT_TRUE(score.family_in_stock);
+  EXPECT_NE(rank::explain_json(score).find("\"family_in_stock\":true"), std::string::npos);
+  EXPECT_EQ(rank::explain_json(ranked[1].score).find("family_in_stock"), std::string::npos);
+
+  auto hide = profile;
+  hide.out_of_stock = rank::StockPolicy::kHide;
+  EXPECT_EQ(position_of(rank::rerank(hide, {}, candidates), 0), 19u);  // not there
+}
+
 TEST(Score, ZeroWeightsGivePureVisualOrder) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<double> u(0, 1);

@@ -866,11 +866,16 @@ TEST_F(VariantGroupingTest, SiblingsSellingOrSellingOutMoveTheFamilyButNotThePho
   }
   EXPECT_TRUE(sibling_outscores_card) << "the bought sibling should score above the card";
 
-  // The photographed variant sells out: demoted, yet still on its family's card, with
-  // its stock for the page to show, while the in-stock sibling places the family.
-  catalog::CatalogEntry sold_out{product(card_id)};
-  sold_out.product.stock = 0;
-  engine->apply({sold_out}, dir_->path() / "catalog", {});
+  // The photographed variant sells out while the bought sibling is in stock: the
+  // variant stays on its family's card, with its stock for the page to show, and is
+  // not demoted, since the card offers the sibling (rank.h, stock).
+  auto restock = [&](const std::string& id, std::int64_t stock) {
+    catalog::CatalogEntry entry{product(id)};
+    entry.product.stock = stock;
+    engine->apply({entry}, dir_->path() / "catalog", {});
+  };
+  restock(sibling_id, 5);
+  restock(card_id, 0);
   auto out = engine->search({query}, 10, true, {}, &ranking).front();
   expect_families_by_best_score(out);
   const ProductHit* shown = card_of(out, card_id);
@@ -878,7 +883,25 @@ TEST_F(VariantGroupingTest, SiblingsSellingOrSellingOutMoveTheFamilyButNotThePho
   EXPECT_EQ(shown->product_id, card_id);
   EXPECT_EQ(shown->product.stock, 0);
   ASSERT_TRUE(shown->ranking.has_value());
-  EXPECT_LT(shown->ranking->parts[rank::kStock].contribution(), 0);
+  EXPECT_EQ(shown->ranking->parts[rank::kStock].contribution(), 0);
+  EXPECT_TRUE(shown->ranking->family_in_stock);
+  // Not grouped, each product stands alone: the sold-out variant is demoted.
+  auto alone = engine->search({query}, static_cast<int>(kCatalog), false, ungrouped(), &ranking).front();
+  const auto alone_card = std::find_if(alone.hits.begin(), alone.hits.end(),
+                                       [&](const ProductHit& hit) { return hit.product_id == card_id; });
+  ASSERT_NE(alone_card, alone.hits.end());
+  EXPECT_LT(alone_card->ranking->parts[rank::kStock].contribution(), 0);
+  EXPECT_FALSE(alone_card->ranking->family_in_stock);
+
+  // The whole family sells out: now the card is demoted.
+  for (const auto& id : members(card_id)) restock(id, 0);
+  auto none = engine->search({query}, 10, true, {}, &ranking).front();
+  expect_families_by_best_score(none);
+  if (const ProductHit* card_now = card_of(none, card_id)) {
+    ASSERT_TRUE(card_now->ranking.has_value());
+    EXPECT_LT(card_now->ranking->parts[rank::kStock].contribution(), 0);
+    EXPECT_FALSE(card_now->ranking->family_in_stock);
+  }
 }
 
 TEST_F(VariantGroupingTest, MoreLikeThisLeavesOutTheProductsOwnFamily) {
