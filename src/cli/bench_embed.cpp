@@ -22,6 +22,7 @@ std::string input_key(const image::InputSpec& s) {
       std::to_string(s.width) + "x" + std::to_string(s.height) + "x" + std::to_string(s.channels);
   for (float m : s.mean) key += "/" + std::to_string(m);
   for (float d : s.stddev) key += "/" + std::to_string(d);
+  if (s.channels == 1) key += std::string("/") + image::to_string(s.gray);
   return key;
 }
 

@@ -279,6 +279,12 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--dim", train_options.dim, "Embedding dimension");
   train_cmd->add_option("--width", train_options.width,
                         "Multiplies the channels of every conv block (default 1)");
+  std::string train_gray = "luma";
+  train_cmd
+      ->add_option("--gray", train_gray,
+                   "How colour photos are made grey for the model: luma (default) or value (max of R, G, "
+                   "B; the model then sees every colour variant of an item alike), stored in the model")
+      ->check(CLI::IsMember({"luma", "value"}));
   train_cmd->add_option("--erase", train_options.erase_probability,
                         "Chance of a random-erasing patch per training sample (default 0)");
   train_cmd->add_option("--seed", train_options.seed,
@@ -628,14 +634,15 @@ int main(int argc, char** argv) {
         std::cerr << "no checkpoint at " << train_options.checkpoint.string() << ": training from the start\n";
       }
       train_options.on_progress = [&](const embed::TrainProgress& p) { progress.train(p); };
+      image::InputSpec input = embed::default_input_spec();
+      input.gray = image::parse_gray(train_gray, "--gray");
       if (self_supervised) {
-        auto set = search::load_catalog_images(catalog_file, embed::default_input_spec(),
-                                               image::DecodeLimits{}, on_skip);
+        auto set = search::load_catalog_images(catalog_file, input, image::DecodeLimits{}, on_skip);
         std::cerr << "training self-supervised on " << set.size() << " images\n";
         embed::train_self_supervised(set, train_options, train_out);
       } else {
-        auto set = search::load_labelled_catalog(catalog_file, embed::default_input_spec(),
-                                                 image::DecodeLimits{}, on_skip, instance_loss);
+        auto set =
+            search::load_labelled_catalog(catalog_file, input, image::DecodeLimits{}, on_skip, instance_loss);
         std::cerr << "training on " << set.size() << " images in " << set.class_names.size()
                   << " categories\n";
         embed::train_model(set, train_options, train_out);

@@ -23,7 +23,7 @@ constexpr std::uint32_t kFormatVersion = 1;
 json header_to_json(const ModelHeader& h) {
   json blocks = json::array();
   for (const auto& [channels, stride] : h.arch.blocks) blocks.push_back({channels, stride});
-  return {
+  json j = {
       {"name", h.info.name},
       {"version", h.info.version},
       {"input",
@@ -38,6 +38,8 @@ json header_to_json(const ModelHeader& h) {
       {"class_names", h.class_names},
       {"trained_with", h.trained_with},
   };
+  if (h.info.input.channels == 1) j["input"]["gray"] = image::to_string(h.info.input.gray);
+  return j;
 }
 
 ModelHeader header_from_json(const json& j) {
@@ -50,6 +52,8 @@ ModelHeader header_from_json(const json& j) {
   h.info.input.channels = in.at("channels").get<int>();
   h.info.input.mean = in.at("mean").get<std::vector<float>>();
   h.info.input.stddev = in.at("std").get<std::vector<float>>();
+  // Files written before the choice existed have no "gray": they were trained on luma.
+  h.info.input.gray = image::parse_gray(in.value("gray", "luma"), "input.gray");
   h.arch.dim = j.at("dim").get<int>();
   h.arch.blocks.clear();
   for (const auto& b : j.at("blocks")) h.arch.blocks.emplace_back(b.at(0).get<int>(), b.at(1).get<int>());

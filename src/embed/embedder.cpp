@@ -7,8 +7,13 @@
 namespace lookalike::embed {
 
 std::string ModelInfo::identity() const {
-  return name + "/" + version + "/" + std::to_string(input.width) + "x" + std::to_string(input.height) +
-         "x" + std::to_string(input.channels) + "/d" + std::to_string(dim) + "/" + weights_sha;
+  // Value grey makes other vectors from the same weights (an imported model's config
+  // can say either), so it is part of the identity; luma is left unsaid, as it was
+  // before there was a choice, so that stored vectors keep their identity.
+  const bool value = input.channels == 1 && input.gray == image::Gray::kValue;
+  return name + "/" + version + "/" + std::to_string(input.width) + "x" + std::to_string(input.height) + "x" +
+         std::to_string(input.channels) + (value ? "-value" : "") + "/d" + std::to_string(dim) + "/" +
+         weights_sha;
 }
 
 void Embedder::embed(const std::vector<image::Image>& images, float* out) const {

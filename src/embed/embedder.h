@@ -97,15 +97,14 @@ std::unique_ptr<Embedder> load_model_reference(const std::filesystem::path& file
 //    "output": 0, "pooling": "none", "normalize": true, "dim": 512}
 // input: what forward() takes, n x channels x height x width floats made as
 // image::preprocess documents (pixel / 255 - mean) / std; channel_order "bgr"
-// reverses the three channels first. output: which element when forward returns a
-// tuple or list (else 0); for ONNX, the graph's output at that position, or the
-// output of that name when a string. pooling: "none" when that output is n x dim,
-// "avg" or "max" to pool an n x dim x H x W map. normalize: L2-normalise the rows (false
-// only for a model that does it itself). load_model() recognises such files by
-// their zip signature and validates them: the config (every field, in range), the
-// archive, then a probe batch of zeros must give an n x dim output of finite values;
-// errors (Error(kInvalidInput)) name the file and what was wrong. The identity's
-// weights_sha is that of the whole file.
+// reverses the three channels first; "gray" (1 channel only, optional): "luma", the
+// default, or "value", how a colour photo is made grey (image::Gray). output: which element when forward
+// returns a tuple or list (else 0); for ONNX, the graph's output at that position, or the output of that name
+// when a string. pooling: "none" when that output is n x dim, "avg" or "max" to pool an n x dim x H x W map.
+// normalize: L2-normalise the rows (false only for a model that does it itself). load_model() recognises such
+// files by their zip signature and validates them: the config (every field, in range), the archive, then a
+// probe batch of zeros must give an n x dim output of finite values; errors (Error(kInvalidInput)) name the
+// file and what was wrong. The identity's weights_sha is that of the whole file.
 //
 // ONNX files are checked before they run: the protobuf parses, the graph's SHA-256
 // (metadata "lookalike/graph_sha256", written by export and packaging) matches, every

@@ -44,7 +44,7 @@ ModelFormat parse_format(const std::string& name) {
 
 bool same_input(const image::InputSpec& a, const image::InputSpec& b) {
   return a.width == b.width && a.height == b.height && a.channels == b.channels && a.mean == b.mean &&
-         a.stddev == b.stddev;
+         a.stddev == b.stddev && (a.channels != 1 || a.gray == b.gray);
 }
 
 std::string input_text(const image::InputSpec& spec) {
@@ -52,6 +52,7 @@ std::string input_text(const image::InputSpec& spec) {
                          std::to_string(spec.channels)},
             {"mean", spec.mean},
             {"std", spec.stddev}};
+  if (spec.channels == 1) j["gray"] = image::to_string(spec.gray);
   return j.dump();
 }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 namespace lookalike::embed {
@@ -51,6 +52,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& what)
         in.mean.clear();
         in.stddev.clear();
         std::string order = "rgb";
+        std::optional<std::string> gray;
         for (const auto& [k, v] : value.items()) {
           if (k == "width") {
             in.width = v.get<int>();
@@ -64,6 +66,8 @@ ModelConfig parse_model_config(const std::string& text, const std::string& what)
             in.mean = v.get<std::vector<float>>();
           } else if (k == "std") {
             in.stddev = v.get<std::vector<float>>();
+          } else if (k == "gray") {
+            gray = v.get<std::string>();
           } else {
             throw invalid_model(what, "unknown key \"input." + k + "\" in the model config");
           }
@@ -72,6 +76,14 @@ ModelConfig parse_model_config(const std::string& text, const std::string& what)
           throw invalid_model(what, "input.channel_order must be \"rgb\" or \"bgr\", not \"" + order + "\"");
         }
         c.bgr = order == "bgr";
+        if (gray) {
+          if (in.channels != 1) throw invalid_model(what, "model config: input.gray needs 1 channel");
+          try {
+            in.gray = image::parse_gray(*gray, "input.gray");
+          } catch (const Error& e) {
+            throw invalid_model(what, std::string("model config: ") + e.what());
+          }
+        }
       } else {
         throw invalid_model(what, "unknown key \"" + key + "\" in the model config");
       }
@@ -105,20 +117,21 @@ ModelConfig parse_model_config(const std::string& text, const std::string& what)
 std::string model_config_json(const ModelConfig& c) {
   const auto& in = c.info.input;
   json output = c.output_name.empty() ? json(c.output) : json(c.output_name);
-  return json{{"name", c.info.name},
-              {"version", c.info.version},
-              {"input",
-               {{"width", in.width},
-                {"height", in.height},
-                {"channels", in.channels},
-                {"channel_order", c.bgr ? "bgr" : "rgb"},
-                {"mean", in.mean},
-                {"std", in.stddev}}},
-              {"output", output},
-              {"pooling", c.pooling},
-              {"normalize", c.normalize},
-              {"dim", c.info.dim}}
-      .dump();
+  json j{{"name", c.info.name},
+         {"version", c.info.version},
+         {"input",
+          {{"width", in.width},
+           {"height", in.height},
+           {"channels", in.channels},
+           {"channel_order", c.bgr ? "bgr" : "rgb"},
+           {"mean", in.mean},
+           {"std", in.stddev}}},
+         {"output", output},
+         {"pooling", c.pooling},
+         {"normalize", c.normalize},
+         {"dim", c.info.dim}};
+  if (in.channels == 1) j["input"]["gray"] = image::to_string(in.gray);
+  return j.dump();
 }
 
 }  // namespace lookalike::embed

@@ -359,6 +359,16 @@ void run_training(Trainer& trainer, std::size_t n, const image::InputSpec& spec,
                             " training, this run is " + to_string(trainer.objective()) +
                             "; delete it or run the other objective");
       }
+      // Checkpoints from before the grey choice existed were made on luma.
+      torch::Tensor gray_tensor;
+      const auto gray = archive.try_read("gray", gray_tensor)
+                            ? static_cast<image::Gray>(gray_tensor.item<long>())
+                            : image::Gray::kLuma;
+      if (gray != spec.gray) {
+        throw cannot_resume(std::string("it was made on ") + image::to_string(gray) +
+                            " grey pictures, this run asks for " + image::to_string(spec.gray) +
+                            "; delete it or run with --gray " + image::to_string(gray));
+      }
       torch::serialize::InputArchive model_archive, optim_archive;
       archive.read("model", model_archive);
       archive.read("optimizer", optim_archive);
@@ -434,6 +444,7 @@ void run_training(Trainer& trainer, std::size_t n, const image::InputSpec& spec,
       state.save(model_archive);
       optimizer.save(optim_archive);
       archive.write("objective", torch::tensor(static_cast<long>(trainer.objective())));
+      archive.write("gray", torch::tensor(static_cast<long>(spec.gray)));
       archive.write("model", model_archive);
       archive.write("optimizer", optim_archive);
       archive.write("epoch", torch::tensor(static_cast<long>(epoch)));
@@ -454,6 +465,7 @@ void run_training(Trainer& trainer, std::size_t n, const image::InputSpec& spec,
   with << "epochs=" << o.epochs << " batch=" << o.batch_size << " lr=" << o.learning_rate
        << " wd=" << o.weight_decay << " dim=" << o.dim << " width=" << o.width;
   trainer.describe(header, with);
+  if (spec.channels == 1 && spec.gray != image::Gray::kLuma) with << " gray=" << image::to_string(spec.gray);
   with << " seed=" << o.seed << " images=" << n;
   header.trained_with = with.str();
   net->eval();

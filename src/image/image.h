@@ -65,17 +65,29 @@ Image decode(const std::uint8_t* data, std::size_t size, const DecodeLimits& lim
 // Reads (bounded by limits.max_file_bytes) and decodes a file. Error messages name the path.
 Image load_file(const std::filesystem::path& path, const DecodeLimits& limits, int min_side = 0);
 
+// How a colour photo becomes the one channel of a grey model.
+enum class Gray {
+  kLuma,   // 0.299 R + 0.587 G + 0.114 B: what most grey models are trained on
+  kValue,  // max(R, G, B), HSV's value: the same for every hue of one tint, so the
+           // colour variants of an item look alike to the model and colour can
+           // tell them apart (bench/RESULTS.md, "Instance robustness", session 10)
+};
+// "luma" or "value"; Error(kInvalidInput) naming `what` otherwise.
+Gray parse_gray(const std::string& name, const std::string& what);
+const char* to_string(Gray gray) noexcept;
+
 // What a model expects as input.
 struct InputSpec {
   int width = 28;
   int height = 28;
-  int channels = 1;              // 1: gray (luma of RGB), 3: RGB
+  int channels = 1;              // 1: gray (see gray), 3: RGB
   std::vector<float> mean{0.f};  // per channel, applied to values scaled to [0, 1]
   std::vector<float> stddev{1.f};
+  Gray gray = Gray::kLuma;  // channels == 1: how a colour photo is made grey
 };
 
 // Resizes (area interpolation when shrinking, linear when enlarging, without
-// keeping the aspect ratio), converts channels and normalises:
+// keeping the aspect ratio), converts channels (RGB to grey as spec.gray says) and normalises:
 // out = (pixel / 255 - mean[c]) / stddev[c]. Writes spec.channels * height * width
 // floats in CHW order to out.
 void preprocess(const Image& image, const InputSpec& spec, float* out);

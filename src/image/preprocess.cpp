@@ -80,6 +80,15 @@ Image fit_within(const Image& image, int max_side) {
   return to_image(shrunk);
 }
 
+Gray parse_gray(const std::string& name, const std::string& what) {
+  if (name == "luma") return Gray::kLuma;
+  if (name == "value") return Gray::kValue;
+  throw Error(ErrorKind::kInvalidInput,
+              what + " must be \"luma\" or \"value\", not \"" + name.substr(0, 32) + "\"");
+}
+
+const char* to_string(Gray gray) noexcept { return gray == Gray::kValue ? "value" : "luma"; }
+
 void preprocess(const Image& image, const InputSpec& spec, float* out) {
   check_image(image, "preprocess");
   check_spec(spec);
@@ -89,7 +98,14 @@ void preprocess(const Image& image, const InputSpec& spec, float* out) {
   cv::Mat current = view(image);
   try {
     if (image.channels == 3 && spec.channels == 1) {
-      cv::cvtColor(current, gray, cv::COLOR_RGB2GRAY);
+      if (spec.gray == Gray::kValue) {
+        thread_local cv::Mat planes[3];
+        cv::split(current, planes);
+        cv::max(planes[0], planes[1], gray);
+        cv::max(gray, planes[2], gray);
+      } else {
+        cv::cvtColor(current, gray, cv::COLOR_RGB2GRAY);
+      }
       current = gray;
     }
     if (current.cols != spec.width || current.rows != spec.height) {

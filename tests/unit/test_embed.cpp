@@ -258,6 +258,25 @@ TEST(TrainModel, ResumingFromACheckpointOfAnotherShapeIsInvalidInput) {
   EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
 }
 
+TEST(TrainModel, ResumingOnAnotherGrayIsInvalidInput) {
+  TempDir dir;
+  TrainOptions first = tiny_options(1);
+  first.epochs = 1;
+  first.checkpoint = dir / "run.ckpt";
+  train_model(training_set(), first, dir / "after1.model");
+
+  LabelledSet value_set = training_set();
+  value_set.input.gray = image::Gray::kValue;
+  TrainOptions resume = tiny_options(1);
+  resume.checkpoint = first.checkpoint;
+  resume.resume = true;
+  auto e = error_from([&] { train_model(value_set, resume, dir / "value.model"); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  EXPECT_TRUE(contains(e->what(), "--gray luma")) << e->what();
+  EXPECT_FALSE(fs::exists(dir / "value.model"));
+}
+
 TEST(TrainModel, WiderNetworkAndRandomErasingTrainWorkingModels) {
   TempDir dir;
   TrainOptions wider = tiny_options(1);
@@ -595,10 +614,46 @@ TEST(TorchScript, PackagingChecksTheConfigAgainstTheModel) {
   channels["input"]["channels"] = 3;
   channels["input"]["mean"] = {0, 0, 0};
   channels["input"]["std"] = {1, 1, 1};
+  refused(channels, "input.gray needs 1 channel");
+  channels["input"].erase("gray");
   refused(channels, "forward()");  // the network's first convolution takes one channel
+  auto hue = config;
+  hue["input"]["gray"] = "hue";
+  refused(hue, "\"hue\"");
   auto e = error_from([&] { package_torchscript(pt, "{not json", dir / "bad.pt"); });
   ASSERT_TRUE(e);
   EXPECT_TRUE(contains(e->what(), "not JSON")) << e->what();
+}
+
+// A model trained on value-grey pictures says so in its file, its identity and its
+// exported configs, since the same weights make other vectors from luma.
+TEST(TorchScript, ValueGrayIsStoredInTheModelItsIdentityAndItsExports) {
+  TempDir dir;
+  LabelledSet set = training_set();
+  set.input.gray = image::Gray::kValue;
+  train_model(set, tiny_options(1), dir / "value.model");
+  auto value = load_model(dir / "value.model");
+  auto luma = load_model(trained_model(1));
+  EXPECT_EQ(value->info().input.gray, image::Gray::kValue);
+  EXPECT_EQ(luma->info().input.gray, image::Gray::kLuma);
+  EXPECT_EQ(value->info().identity(), "fashion-cnn/1/28x28x1-value/d16/" + value->info().weights_sha);
+  EXPECT_NE(value->info().identity(), luma->info().identity());
+
+  export_torchscript(dir / "value.model", dir / "value.pt");
+  EXPECT_EQ(nlohmann::json::parse(exported_config(dir / "value.pt"))["input"]["gray"], "value");
+  EXPECT_EQ(load_model(dir / "value.pt")->info().input.gray, image::Gray::kValue);
+  export_onnx(dir / "value.model", dir / "value.onnx");
+  EXPECT_EQ(load_model(dir / "value.onnx")->info().input.gray, image::Gray::kValue);
+
+  // A value-grey part and a luma part cannot share one preprocessing.
+  auto e = error_from([&] {
+    write_fused_model({{trained_model(1), 1}, {dir / "value.model", 1}}, dir / "f.lkm");
+  });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->kind(), ErrorKind::kInvalidInput);
+  EXPECT_TRUE(contains(e->what(), "value.model")) << e->what();
+  EXPECT_TRUE(contains(e->what(), "\"gray\":\"value\"")) << e->what();
+  EXPECT_FALSE(fs::exists(dir / "f.lkm"));
 }
 
 // ---- bring your own model: ONNX ----

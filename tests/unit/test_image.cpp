@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -699,6 +700,36 @@ TEST(ImagePreprocess, RgbToGrayUsesLuma) {
   EXPECT_NEAR(out[0] * 255.f, 0.299f * 255.f, 0.6f);
   EXPECT_NEAR(out[1] * 255.f, 0.587f * 255.f, 0.6f);
   EXPECT_NEAR(out[2] * 255.f, 0.114f * 255.f, 0.6f);
+}
+
+TEST(ImagePreprocess, RgbToValueGrayTakesTheBrightestChannel) {
+  // Pure red, half green, a blue tint: every hue at full strength is one grey.
+  Image image{3, 1, 3, {255, 0, 0, 0, 128, 0, 10, 20, 200}};
+  InputSpec spec;
+  spec.width = 3;
+  spec.height = 1;
+  spec.gray = Gray::kValue;
+  float out[3];
+  preprocess(image, spec, out);
+  EXPECT_FLOAT_EQ(out[0], 1.f);
+  EXPECT_FLOAT_EQ(out[1], 128.f / 255.f);
+  EXPECT_FLOAT_EQ(out[2], 200.f / 255.f);
+  // A grey photo is the same picture either way.
+  Image grey{2, 1, 1, {40, 220}};
+  spec.width = 2;
+  float luma[2], value[2];
+  preprocess(grey, spec, value);
+  spec.gray = Gray::kLuma;
+  preprocess(grey, spec, luma);
+  EXPECT_EQ(0, std::memcmp(luma, value, sizeof luma));
+}
+
+TEST(ImagePreprocess, GrayNamesParseAndOthersAreInvalid) {
+  EXPECT_EQ(parse_gray("luma", "--gray"), Gray::kLuma);
+  EXPECT_EQ(parse_gray("value", "--gray"), Gray::kValue);
+  EXPECT_STREQ(to_string(Gray::kValue), "value");
+  expect_error([] { parse_gray("hsv", "--gray"); }, ErrorKind::kInvalidInput,
+               "--gray must be \"luma\" or \"value\", not \"hsv\"");
 }
 
 TEST(ImagePreprocess, GrayToRgbReplicatesIntoChwPlanes) {
