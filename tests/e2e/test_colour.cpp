@@ -70,12 +70,12 @@ TEST(Colour, TheRightColourVariantComesFirstAndOldImagesGetTheirColourAtOpen) {
   EXPECT_EQ(with_colour.value("queries", 0), 120) << with_colour.dump();
   EXPECT_GE(with_colour.value("variant_first", 0.0), 0.75) << with_colour.dump();
   EXPECT_GE(with_colour.value("colour_first", 0.0), 0.85) << with_colour.dump();
-  // The default profile demotes stock-outs: the photographed variant comes first at
-  // least as often when it is in stock.
+  // Some photographed variants are sold out, and the in-stock share is reported apart
+  // (grouped, a sold-out variant of a family in stock is not demoted: the unit test
+  // VariantGroupingTest.SiblingsSellingOrSellingOut... checks that).
   EXPECT_GT(with_colour.value("in_stock", 0), 0) << with_colour.dump();
   EXPECT_LT(with_colour.value("in_stock", 0), 120) << with_colour.dump();
-  EXPECT_GE(with_colour.value("variant_first_in_stock", 0.0), with_colour.value("variant_first", 1.0))
-      << with_colour.dump();
+  EXPECT_GE(with_colour.value("variant_first_in_stock", 0.0), 0.75) << with_colour.dump();
   // Without the colour component the look alone cannot tell the variants apart.
   const json without = eval_colour(data, queries, {"--colour-weight", "0"});
   EXPECT_EQ(without.value("colour_weight", -1.0), 0.0);
